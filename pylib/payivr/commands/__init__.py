@@ -1,0 +1,1 @@
+"""Subcommands of the payivr CLI, one module per feature."""
