@@ -1,0 +1,512 @@
+"""payivr's configuration: one YAML file plus a secrets file or the environment.
+
+`load_config` validates everything before any socket opens and reports every problem
+at once, each with its path (`merchants.acme.callback_hosts[0]: not a host name`), so
+an operator fixes a config in one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from payivr.core.configread import Reader, Secret, SecretResolver
+
+LANGUAGES = ("es", "en", "pt", "nl")
+BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay")
+RETURN_KEYWORDS = ("hangup", "agent")
+MERCHANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+__all__ = [
+    "BRANDS",
+    "LANGUAGES",
+    "CallbacksConfig",
+    "CaptureConfig",
+    "Config",
+    "ConfigError",
+    "EslConfig",
+    "KamailioConfig",
+    "Listen",
+    "MerchantConfig",
+    "ProcessorConfig",
+    "RateLimitConfig",
+    "RedisConfig",
+    "Secret",
+    "ServicesConfig",
+    "SigningConfig",
+    "TlsConfig",
+    "is_host_name",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(Exception):
+    """The configuration has problems; `problems` lists all of them with their paths."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def is_host_name(value: str) -> bool:
+    """A DNS name or an IP address literal."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(HOST_NAME.match(value))
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    required: bool = True
+    window_s: int = 300
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    attempts: int = 3
+    confirm_card: bool = False
+    cvv_optional: bool = False
+    token_sale_cvv: bool = False
+    digit_timeout_ms: int = 5000
+    field_timeout_ms: int = 15000
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """`type` picks the adapter; `options` are its own settings (validated by it).
+
+    Option values written as `env:NAME` / `file:KEY` arrive here resolved, as Secret.
+    """
+
+    type: str = "sandbox"
+    timeout_s: float = 10.0
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MerchantConfig:
+    id: str
+    name: str
+    signing_secret: Secret
+    callback_secret: Secret
+    sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    signing: SigningConfig
+    processor: ProcessorConfig
+    currencies: tuple[str, ...]
+    default_currency: str
+    brands: frozenset[str]
+    max_amount: int
+    callback_hosts: tuple[str, ...]
+    allow_http_callbacks: bool
+    allow_private_callback_addresses: bool
+    return_hosts: tuple[str, ...]
+    default_return: str
+    default_language: str
+    capture: CaptureConfig
+    record_ivr_leg: bool = False
+
+    def source_allowed(self, address: str) -> bool:
+        """Is a request from this IP address (a CTI trunk) allowed for this merchant?"""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.sources)
+
+    def callback_host_allowed(self, host: str) -> bool:
+        return host.lower() in self.callback_hosts
+
+    def return_host_allowed(self, host: str) -> bool:
+        return host.lower() in self.return_hosts
+
+
+@dataclass(frozen=True)
+class SentinelConfig:
+    master: str
+    nodes: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    password: Secret | None = None
+    sentinel: SentinelConfig | None = None
+
+
+@dataclass(frozen=True)
+class Listen:
+    proto: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 5061
+    certificate: str = ""
+    private_key: str = ""
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    per_source_per_s: int = 500
+    per_merchant_per_s: int = 1000
+    retry_after_s: int = 5
+
+
+@dataclass(frozen=True)
+class KamailioConfig:
+    advertise_host: str = "127.0.0.1"
+    listen: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 5060),)
+    tls: TlsConfig = TlsConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
+@dataclass(frozen=True)
+class EventSocketConfig:
+    host: str
+    port: int
+    password: Secret
+
+
+@dataclass(frozen=True)
+class EslConfig:
+    listen_host: str
+    listen_port: int
+    event_socket: EventSocketConfig
+    prompts_dir: Path
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    retry_for_s: int = 86400
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    metrics_port: int = 9464
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    redis: RedisConfig
+    session_ttl_s: int
+    kamailio: KamailioConfig
+    freeswitch_nodes: tuple[str, ...]
+    esl: EslConfig
+    callbacks: CallbacksConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    services: ServicesConfig
+    merchants: Mapping[str, MerchantConfig]
+    raw: Mapping[str, object] = field(repr=False, default_factory=dict)
+    """The YAML as read (secrets unresolved): for features that read their own section."""
+
+    def merchant(self, merchant_id: str) -> MerchantConfig | None:
+        return self.merchants.get(merchant_id)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{config_path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{config_path}: not valid YAML: {exc}"]) from None
+    return parse_config(data, base_dir=config_path.parent, environ=environ, path=config_path)
+
+
+def parse_config(
+    data: object,
+    *,
+    base_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    path: Path | None = None,
+) -> Config:
+    """Validate an already-parsed config document (see load_config)."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    root = Reader(data, "", problems)
+    if not isinstance(data, dict):
+        raise ConfigError(["(top): the config must be a mapping"])
+    secrets = SecretResolver(root.get("secrets_file", str, None), base_dir, env, problems)
+    services = _services(root.section("services"), secrets, base_dir)
+    merchants: dict[str, MerchantConfig] = {}
+    merchants_section = root.section("merchants")
+    if not merchants_section.keys():
+        problems.append("merchants: at least one merchant is needed")
+    for merchant_id in merchants_section.keys():  # noqa: SIM118 (a Reader, not a dict)
+        m = _merchant(merchant_id, merchants_section.section(merchant_id), secrets)
+        if m is not None:
+            merchants[merchant_id] = m
+    root.reject_unknown({"secrets_file", "services", "merchants", "agent_api"})
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path or base_dir / "payivr.yaml", services=services, merchants=merchants, raw=data
+    )
+
+
+def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesConfig:
+    r = s.section("redis")
+    sentinel = None
+    if r.has("sentinel"):
+        sn = r.section("sentinel")
+        nodes = tuple(
+            n
+            for n in (sn.host_port(i, v) for i, v in enumerate(sn.get_list("nodes", str)))
+            if n is not None
+        )
+        if not nodes:
+            sn.problem("nodes", "at least one sentinel host:port is needed")
+        sentinel = SentinelConfig(master=sn.get("master", str, "payivr"), nodes=nodes)
+    password_ref = r.get("password", str, "")
+    redis_cfg = RedisConfig(
+        url=r.get(
+            "url",
+            str,
+            "redis://127.0.0.1:6379/0",
+            check=lambda v: v.startswith(("redis://", "rediss://", "unix://")),
+            what="a redis://, rediss:// or unix:// URL",
+        ),
+        password=secrets.resolve(password_ref, r.path_of("password")) if password_ref else None,
+        sentinel=sentinel,
+    )
+    r.reject_unknown({"url", "password", "sentinel"})
+
+    k = s.section("kamailio")
+    listens = []
+    for i, item in enumerate(
+        k.get_list("listen", dict, [{"proto": "udp", "host": "127.0.0.1", "port": 5060}])
+    ):
+        li = k.item("listen", i, item)
+        listens.append(
+            Listen(
+                proto=li.choice("proto", ("udp", "tcp"), "udp"),
+                host=li.get("host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"),
+                port=li.port("port", 5060),
+            )
+        )
+    t = k.section("tls")
+    tls = TlsConfig(
+        enabled=t.get("enabled", bool, False),
+        host=t.get("host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"),
+        port=t.port("port", 5061),
+        certificate=t.get("certificate", str, ""),
+        private_key=t.get("private_key", str, ""),
+    )
+    if tls.enabled and not (tls.certificate and tls.private_key):
+        t.problem("certificate", "TLS is enabled: certificate and private_key are required")
+    rl = k.section("rate_limit")
+    rate = RateLimitConfig(
+        per_source_per_s=rl.positive_int("per_source_per_s", 500),
+        per_merchant_per_s=rl.positive_int("per_merchant_per_s", 1000),
+        retry_after_s=rl.positive_int("retry_after_s", 5),
+    )
+    kam = KamailioConfig(
+        advertise_host=k.get(
+            "advertise_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
+        ),
+        listen=tuple(listens),
+        tls=tls,
+        rate_limit=rate,
+    )
+    fs_nodes = tuple(s.get_list("freeswitch_nodes", str, ["sip:127.0.0.1:5080"]))
+    for i, node in enumerate(fs_nodes):
+        if not re.match(r"^sips?:[^@\s]+(:\d{1,5})?(;[^\s]*)?$", node):
+            s.problem(f"freeswitch_nodes[{i}]", "not a sip: URI like sip:10.0.0.5:5080")
+    if not fs_nodes:
+        s.problem("freeswitch_nodes", "at least one FreeSWITCH node is needed")
+
+    e = s.section("esl")
+    es = e.section("event_socket")
+    esl = EslConfig(
+        listen_host=e.get(
+            "listen_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
+        ),
+        listen_port=e.port("listen_port", 8084),
+        event_socket=EventSocketConfig(
+            host=es.get("host", str, "127.0.0.1"),
+            port=es.port("port", 8021),
+            password=secrets.resolve(
+                es.get("password", str, ""), es.path_of("password"), required=False
+            ),
+        ),
+        prompts_dir=(base_dir / e.get("prompts_dir", str, "var/prompts")).resolve(),
+    )
+    c = s.section("callbacks")
+    callbacks = CallbacksConfig(
+        retry_for_s=c.positive_int("retry_for_s", 86400),
+        connect_timeout_s=c.positive_number("connect_timeout_s", 3.0),
+        read_timeout_s=c.positive_number("read_timeout_s", 10.0),
+        metrics_port=c.port("metrics_port", 9464),
+    )
+    s.reject_unknown(
+        {"redis", "session_ttl_s", "kamailio", "freeswitch_nodes", "esl", "callbacks", "agent_api"}
+    )
+    return ServicesConfig(
+        redis=redis_cfg,
+        session_ttl_s=s.positive_int("session_ttl_s", 3600),
+        kamailio=kam,
+        freeswitch_nodes=fs_nodes,
+        esl=esl,
+        callbacks=callbacks,
+    )
+
+
+def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantConfig | None:
+    if not MERCHANT_ID.match(merchant_id):
+        m.problem("", "merchant id must match [A-Za-z0-9_-]{1,32}")
+    sources = []
+    for i, src in enumerate(m.get_list("sources", str)):
+        try:
+            sources.append(ipaddress.ip_network(src, strict=False))
+        except ValueError:
+            m.problem(f"sources[{i}]", "not an IP address or CIDR network")
+    if not m.has("sources"):
+        m.problem("sources", "required: the CTI trunk addresses allowed for this merchant")
+
+    sg = m.section("signing")
+    signing = SigningConfig(
+        required=sg.get("required", bool, True), window_s=sg.positive_int("window_s", 300)
+    )
+    signing_secret = secrets.resolve(
+        m.get("signing_secret", str, ""), m.path_of("signing_secret"), required=signing.required
+    )
+    callback_secret = secrets.resolve(
+        m.get("callback_secret", str, ""), m.path_of("callback_secret")
+    )
+
+    p = m.section("processor")
+    processor = ProcessorConfig(
+        type=p.get("type", str, "sandbox"),
+        timeout_s=p.positive_number("timeout_s", 10.0),
+        options={
+            k: secrets.resolve_if_reference(v, p.path_of(k))
+            for k, v in p.items()
+            if k not in ("type", "timeout_s")
+        },
+    )
+    _validate_processor(p, processor)
+
+    currencies = tuple(m.get_list("currencies", str, ["EUR"]))
+    for i, cur in enumerate(currencies):
+        if not CURRENCY.match(cur):
+            m.problem(f"currencies[{i}]", "not an ISO 4217 alpha code like EUR")
+    default_currency = m.get("default_currency", str, currencies[0] if currencies else "EUR")
+    if currencies and default_currency not in currencies:
+        m.problem("default_currency", f"{default_currency} is not in currencies")
+
+    brands = m.get_list("brands", str, list(BRANDS))
+    for i, b in enumerate(brands):
+        if b not in BRANDS:
+            m.problem(f"brands[{i}]", f"unknown brand {b!r} (known: {', '.join(BRANDS)})")
+    callback_hosts = _hosts(m, "callback_hosts")
+    return_hosts = _hosts(m, "return_hosts")
+    default_return = m.get("default_return", str, "hangup")
+    if default_return not in RETURN_KEYWORDS and not re.match(r"^sips?:", default_return):
+        m.problem("default_return", "hangup, agent, or a sip:/sips: URI")
+    cap = m.section("capture")
+    capture = CaptureConfig(
+        attempts=cap.positive_int("attempts", 3, maximum=9),
+        confirm_card=cap.get("confirm_card", bool, False),
+        cvv_optional=cap.get("cvv_optional", bool, False),
+        token_sale_cvv=cap.get("token_sale_cvv", bool, False),
+        digit_timeout_ms=cap.positive_int("digit_timeout_ms", 5000),
+        field_timeout_ms=cap.positive_int("field_timeout_ms", 15000),
+    )
+    cap.reject_unknown(
+        {
+            "attempts",
+            "confirm_card",
+            "cvv_optional",
+            "token_sale_cvv",
+            "digit_timeout_ms",
+            "field_timeout_ms",
+        }
+    )
+    merchant = MerchantConfig(
+        id=merchant_id,
+        name=m.get("name", str, merchant_id),
+        signing_secret=signing_secret,
+        callback_secret=callback_secret,
+        sources=tuple(sources),
+        signing=signing,
+        processor=processor,
+        currencies=currencies,
+        default_currency=default_currency,
+        brands=frozenset(brands),
+        max_amount=m.positive_int("max_amount", 1_000_000),
+        callback_hosts=callback_hosts,
+        allow_http_callbacks=m.get("allow_http_callbacks", bool, False),
+        allow_private_callback_addresses=m.get("allow_private_callback_addresses", bool, False),
+        return_hosts=return_hosts,
+        default_return=default_return,
+        default_language=m.choice("default_language", LANGUAGES, "en"),
+        capture=capture,
+        record_ivr_leg=m.get("record_ivr_leg", bool, False),
+    )
+    m.reject_unknown(
+        {
+            "name",
+            "signing_secret",
+            "callback_secret",
+            "sources",
+            "signing",
+            "processor",
+            "currencies",
+            "default_currency",
+            "brands",
+            "max_amount",
+            "callback_hosts",
+            "allow_http_callbacks",
+            "allow_private_callback_addresses",
+            "return_hosts",
+            "default_return",
+            "default_language",
+            "capture",
+            "record_ivr_leg",
+            "agent_api",
+        }
+    )
+    return merchant
+
+
+def _hosts(m: Reader, key: str) -> tuple[str, ...]:
+    hosts = []
+    for i, h in enumerate(m.get_list(key, str)):
+        if is_host_name(h):
+            hosts.append(h.lower())
+        else:
+            m.problem(f"{key}[{i}]", "not a host name")
+    return tuple(hosts)
+
+
+def _validate_processor(p: Reader, processor: ProcessorConfig) -> None:
+    # Each processor type validates its own options; the validator is pure and lives
+    # beside the order rules so that Kamailio's interpreter never imports an adapter.
+    from payivr.core.processor_options import validate_processor_options
+
+    raw = {"type": processor.type, **processor.options}
+    for problem in validate_processor_options(raw, p.path_of("")):
+        p.problems.append(problem)
