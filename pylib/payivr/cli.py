@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # subcommand never pays for (or fails on) another feature's dependencies.
 FEATURES: tuple[str, ...] = (
     "payivr.commands.config_cmds",
+    "payivr.commands.freeswitch",
 )
 
 

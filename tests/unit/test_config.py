@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+
+from payivr.core.config import ConfigError, load_config, parse_config
+from tests.unit.helpers import EXAMPLE, config_from, example_data
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    acme = config.merchants["acme"]
+    assert acme.signing_secret.value() == "demo-signing-secret-acme-0001"
+    assert acme.source_allowed("127.0.0.1") and not acme.source_allowed("10.1.2.3")
+    assert config.services.freeswitch_nodes == ("sip:127.0.0.1:5080",)
+
+
+def test_secrets_never_show_in_repr() -> None:
+    config = load_config(EXAMPLE)
+    assert "demo-signing-secret" not in repr(config)
+
+
+def test_every_problem_is_listed_with_its_path() -> None:
+    data = example_data()
+    acme = data["merchants"]["acme"]
+    acme["callback_hosts"] = ["ok.example.com", "not a host!"]
+    acme["currencies"] = ["EUR", "euro"]
+    data["services"]["kamailio"]["listen"][0]["port"] = 70000
+    acme["capture"]["attempts"] = "three"
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    assert err.value.problems == [
+        "services.kamailio.listen[0].port: must be a port number (1-65535)",
+        "merchants.acme.currencies[1]: not an ISO 4217 alpha code like EUR",
+        "merchants.acme.callback_hosts[1]: not a host name",
+        "merchants.acme.capture.attempts: must be an integer",
+    ]
+
+
+def test_inline_secret_is_refused_without_echoing_it() -> None:
+    data = example_data()
+    data["merchants"]["acme"]["signing_secret"] = "hunter2-pasted-inline"
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    text = "\n".join(err.value.problems)
+    assert "merchants.acme.signing_secret: secrets are referenced" in text
+    assert "hunter2" not in text
+
+
+def test_env_secret_reference() -> None:
+    data = example_data()
+    data["merchants"]["acme"]["signing_secret"] = "env:ACME_SIGNING"
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, base_dir=EXAMPLE.parent, environ={})
+    assert err.value.problems == [
+        "merchants.acme.signing_secret: environment variable ACME_SIGNING is not set"
+    ]
+    config = parse_config(data, base_dir=EXAMPLE.parent, environ={"ACME_SIGNING": "s3"})
+    assert config.merchants["acme"].signing_secret.value() == "s3"
+
+
+def test_unknown_keys_and_bad_types_are_reported() -> None:
+    data = example_data()
+    data["merchants"]["acme"]["colour"] = "blue"
+    data["merchants"]["acme"]["allow_http_callbacks"] = "yes"
+    data["merchants"]["acme"]["default_return"] = "voicemail"
+    data["merchants"]["acme"]["brands"] = ["visa", "bitcoin"]
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    assert set(err.value.problems) == {
+        "merchants.acme.colour: unknown setting",
+        "merchants.acme.allow_http_callbacks: must be true or false",
+        "merchants.acme.default_return: hangup, agent, or a sip:/sips: URI",
+        "merchants.acme.brands[1]: unknown brand 'bitcoin' (known: visa, mastercard, amex, "
+        "discover, diners, jcb, maestro, unionpay)",
+    }
+
+
+def test_missing_file_and_bad_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("merchants: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_tls_enabled_needs_material() -> None:
+    data = example_data()
+    data["services"]["kamailio"]["tls"] = {"enabled": True, "certificate": ""}
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    assert err.value.problems == [
+        "services.kamailio.tls.certificate: "
+        "TLS is enabled: certificate and private_key are required"
+    ]
