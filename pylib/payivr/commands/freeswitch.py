@@ -1,0 +1,45 @@
+"""`payivr freeswitch render`: write the FreeSWITCH configuration a payivr node needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `payivr freeswitch ...`."""
+    fs = subparsers.add_parser("freeswitch", help="FreeSWITCH configuration for payivr")
+    sub = fs.add_subparsers(dest="freeswitch_command", required=True, metavar="ACTION")
+    render = sub.add_parser(
+        "render", help="render the FreeSWITCH config tree (replaces /etc/freeswitch)"
+    )
+    render.add_argument("--config", required=True, type=Path, help="payivr config file")
+    render.add_argument("--out", required=True, type=Path, help="output directory")
+    render.add_argument(
+        "--node",
+        default=None,
+        help="this node's URI as in services.freeswitch_nodes (default: first)",
+    )
+    render.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from payivr.core.config import ConfigError, load_config
+    from payivr.freeswitch.render import render_tree, write_tree
+    from payivr.freeswitch.settings import FreeswitchConfigError, freeswitch_settings
+
+    try:
+        config = load_config(args.config)
+        settings = freeswitch_settings(config, args.node)
+    except (ConfigError, FreeswitchConfigError) as exc:
+        for problem in exc.problems:
+            print(f"payivr freeswitch render: {problem}", file=sys.stderr)
+        return 2
+    written = write_tree(render_tree(settings), args.out)
+    print(
+        f"wrote {len(written)} files under {args.out} "
+        f"(SIP {settings.node.host}:{settings.sip_port}, SRTP {settings.srtp}, "
+        f"TLS {'on' if settings.tls_enabled else 'off'})"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""FreeSWITCH configuration for payivr: settings derived from a payivr Config, rendering."""
