@@ -1,0 +1,49 @@
+# payivr: the two commands of the README are `make demo` and `make test`.
+# Both bootstrap a fresh Debian 12 machine first (apt packages, a virtualenv).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests, the demo and the Kamailio embedded interpreter need.
+APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps \
+	redis-server kamailio kamailio-python3-modules kamailio-tls-modules sip-tester \
+	python3-redis python3-yaml espeak-ng sox libsox-fmt-base chromium chromium-driver
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap apt venv lint test demo clean
+
+bootstrap: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check pylib tests bench kamailio
+	$(VENV)/bin/ruff format --check pylib tests bench kamailio
+	$(VENV)/bin/mypy
+
+# pytest's exit code 5 means "no tests ran": that is a failure here, never a pass.
+test: bootstrap lint
+	@set +e; $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+demo: bootstrap
+	$(VENV)/bin/payivr demo --config config/payivr.example.yaml
+
+clean:
+	rm -rf $(VENV) build *.egg-info var
