@@ -1,0 +1,225 @@
+"""The event-socket wire format, without I/O: split FreeSWITCH's byte stream into
+messages and encode the application's commands.
+
+Rules taken from real FreeSWITCH 1.10 captures (../shared/freeswitch/transcripts):
+
+* A message is `Name: value` header lines up to a blank line, then `Content-Length`
+  bytes of body when that header is present. The `connect` reply is a
+  `command/reply` with *no* Content-Length whose headers are the whole channel data,
+  url-encoded, with `Content-Type`, `Reply-Text`, `Socket-Mode` and `Control` last.
+* `text/event-plain` bodies are url-encoded `Name: value` lines ending with a blank
+  line (counted in Content-Length); an event may carry its own body after that.
+* `api/response` bodies are kept byte for byte (`+OK:SIP/2.0 200 OK\\r\\n`).
+
+Card safety lives here, at the lowest layer: a header that can hold keyed digits (a
+channel variable whose name starts with the collection prefix, its `_invalid` twin,
+or `DTMF-Digit`) never becomes a `str`. Its value goes straight from the received
+bytes into a `SecretDigits`, so no event dict, repr, log record or exception text can
+ever show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from payivr.core.secrets import SecretDigits
+
+# Channel variables the driver names for its digit collections start with this; the
+# codec treats every variable with this prefix as card data.
+SECRET_VARIABLE_PREFIX = "payivr_dtmf_"  # noqa: S105 (a name prefix, not a secret)
+_SECRET_HEADER_PREFIX = ("variable_" + SECRET_VARIABLE_PREFIX).encode()
+_SECRET_HEADERS = frozenset({b"DTMF-Digit"})
+
+# A header block larger than this is a peer gone wrong, not a FreeSWITCH event (a
+# CHANNEL_HANGUP_COMPLETE with every variable is 9-12 KB).
+MAX_HEADER_BYTES = 1 << 20
+MAX_BODY_BYTES = 8 << 20
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not the event-socket protocol."""
+
+
+@dataclass
+class Message:
+    """One message from FreeSWITCH: outer headers, decoded event headers, body.
+
+    `headers` are the outer headers (for the connect reply: the whole channel data,
+    url-decoded). For `text/event-plain`, `event` holds the event's own headers
+    (url-decoded) and `body` any body that follows them. `secrets` holds the values
+    of card-data headers, never present in `headers`/`event`.
+    """
+
+    headers: dict[str, str]
+    body: bytes = b""
+    event: dict[str, str] | None = None
+    secrets: dict[str, SecretDigits] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def event_name(self) -> str:
+        return self.event.get("Event-Name", "") if self.event is not None else ""
+
+    def wipe_secrets(self) -> None:
+        """Zero every card-data value this message carried."""
+        for value in self.secrets.values():
+            value.wipe()
+        self.secrets.clear()
+
+    def __repr__(self) -> str:
+        # Never print headers: events carry channel variables (SPEC 10: never log them).
+        kind = self.event_name or self.content_type
+        return f"<Message {kind} headers={len(self.headers)} secrets={len(self.secrets)}>"
+
+
+def _unquote_bytes(raw: bytes) -> bytearray:
+    """Percent-decode into a bytearray without creating an intermediate str."""
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if c == 0x25 and i + 2 < n and _is_hex(raw[i + 1]) and _is_hex(raw[i + 2]):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return out
+
+
+def _is_hex(c: int) -> bool:
+    return 0x30 <= c <= 0x39 or 0x41 <= c <= 0x46 or 0x61 <= c <= 0x66
+
+
+def _unquote(raw: bytes) -> str:
+    if b"%" not in raw:
+        return raw.decode("utf-8", "replace")
+    return bytes(_unquote_bytes(raw)).decode("utf-8", "replace")
+
+
+def _is_secret(name: bytes) -> bool:
+    return name.startswith(_SECRET_HEADER_PREFIX) or name in _SECRET_HEADERS
+
+
+def parse_header_lines(
+    block: bytes, *, decode: bool, secrets: dict[str, SecretDigits] | None = None
+) -> dict[str, str]:
+    """Parse `Name: value` lines. Card-data headers go to `secrets`, never to the dict.
+
+    The first occurrence of a name wins, as FreeSWITCH writes each header once.
+    """
+    headers: dict[str, str] = {}
+    for line in block.split(b"\n"):
+        if not line:
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ProtocolError("header line without a colon")
+        if value.startswith(b" "):
+            value = value[1:]
+        if value.endswith(b"\r"):
+            value = value[:-1]
+        if _is_secret(name):
+            if secrets is not None:
+                # A bytearray copy, then the SecretDigits copy; the scratch is zeroed.
+                scratch = _unquote_bytes(value)
+                secrets[name.decode("ascii", "replace")] = SecretDigits(scratch)
+                for i in range(len(scratch)):
+                    scratch[i] = 0
+            continue
+        key = name.decode("utf-8", "replace")
+        if key in headers:
+            continue
+        headers[key] = _unquote(value) if decode else value.decode("utf-8", "replace")
+    return headers
+
+
+class StreamParser:
+    """Incremental parser: feed() bytes as they arrive, get whole Messages back."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: dict[str, str] | None = None
+        self._pending_len = 0
+        self._pending_secrets: dict[str, SecretDigits] = {}
+        self._pending_decoded = False
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out: list[Message] = []
+        while True:
+            message = self._next()
+            if message is None:
+                break
+            out.append(message)
+        return out
+
+    def _next(self) -> Message | None:
+        if self._pending is None:
+            end = self._buf.find(b"\n\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEADER_BYTES:
+                    raise ProtocolError("header block too large")
+                return None
+            block = bytes(self._buf[:end])
+            del self._buf[: end + 2]
+            # Only the connect reply carries channel data in its outer headers, and
+            # only it is url-encoded there; it is recognised by `Event-Name` leading.
+            decoded = block.startswith(b"Event-Name:")
+            secrets: dict[str, SecretDigits] = {}
+            headers = parse_header_lines(block, decode=decoded, secrets=secrets)
+            length_text = headers.get("Content-Length")
+            if length_text is None:
+                return Message(headers=headers, secrets=secrets)
+            try:
+                length = int(length_text)
+            except ValueError as exc:
+                raise ProtocolError("Content-Length is not a number") from exc
+            if length < 0 or length > MAX_BODY_BYTES:
+                raise ProtocolError("Content-Length out of range")
+            self._pending, self._pending_len = headers, length
+            self._pending_secrets = secrets
+        if len(self._buf) < self._pending_len:
+            return None
+        body = bytes(self._buf[: self._pending_len])
+        del self._buf[: self._pending_len]
+        headers, secrets = self._pending, self._pending_secrets
+        self._pending, self._pending_secrets = None, {}
+        message = Message(headers=headers, body=body, secrets=secrets)
+        if headers.get("Content-Type") == "text/event-plain":
+            _decode_event(message)
+        return message
+
+
+def _decode_event(message: Message) -> None:
+    block, sep, rest = message.body.partition(b"\n\n")
+    message.event = parse_header_lines(block, decode=True, secrets=message.secrets)
+    inner = message.event.get("Content-Length")
+    if sep and inner is not None and inner.isdigit():
+        message.body = rest[: int(inner)]
+    else:
+        message.body = b""
+
+
+def _check_line(value: str) -> str:
+    # A newline inside a command would let one value inject a second command.
+    if "\n" in value or "\r" in value:
+        raise ValueError("event-socket command values cannot contain line breaks")
+    return value
+
+
+def encode_command(command: str) -> bytes:
+    """A plain command (`myevents`, `linger 10`, `api ...`, `exit`)."""
+    return (_check_line(command) + "\n\n").encode()
+
+
+def encode_sendmsg(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:
+    """`sendmsg` with its headers, e.g. call-command/execute-app-name/execute-app-arg."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    lines = ["sendmsg"]
+    lines += [f"{_check_line(name)}: {_check_line(value)}" for name, value in items]
+    return ("\n".join(lines) + "\n\n").encode()
