@@ -1,0 +1,57 @@
+"""The capture plan (SPEC section 6): a state machine with no I/O.
+
+Drivers (the ESL application, ``payivr simulate``) build a :class:`CapturePlan`,
+carry out the commands from ``start()``, and feed back one event per ``Collect`` /
+``ProcessPayment`` through ``handle()``. See ``docs/capture-plan.md``.
+"""
+
+from __future__ import annotations
+
+from payivr.core.errors import IllegalTransition
+from payivr.core.plan.commands import (
+    Collect,
+    Command,
+    Finish,
+    MaskRecording,
+    Play,
+    ProcessPayment,
+    ReturnCall,
+    SayAmount,
+    SayDigits,
+    UnmaskRecording,
+)
+from payivr.core.plan.events import (
+    CallerHungUp,
+    DigitsEntered,
+    Event,
+    InputTimeout,
+    ProcessorAnswered,
+)
+from payivr.core.plan.fields import Field
+from payivr.core.plan.machine import MAX_FREE_RESTARTS, CapturePlan, FieldReport
+from payivr.core.plan.table import TRANSITIONS, State
+
+__all__ = [
+    "MAX_FREE_RESTARTS",
+    "TRANSITIONS",
+    "CallerHungUp",
+    "CapturePlan",
+    "Collect",
+    "Command",
+    "DigitsEntered",
+    "Event",
+    "Field",
+    "FieldReport",
+    "Finish",
+    "IllegalTransition",
+    "InputTimeout",
+    "MaskRecording",
+    "Play",
+    "ProcessPayment",
+    "ProcessorAnswered",
+    "ReturnCall",
+    "SayAmount",
+    "SayDigits",
+    "State",
+    "UnmaskRecording",
+]

@@ -1,0 +1,111 @@
+"""What the capture plan asks its driver to do, in order.
+
+Frozen dataclasses. None of them ever carries card data in a printable form:
+``ProcessPayment`` holds ``CardDetails`` / ``SecretDigits`` whose repr shows only the
+brand and last four / a length, and ``SayDigits`` is used for the last four digits
+and authorisation codes only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from payivr.core.plan.fields import Field
+from payivr.core.result import Outcome
+from payivr.core.secrets import CardDetails, SecretDigits
+
+
+@dataclass(frozen=True)
+class Play:
+    """Play one prompt of the catalogue (``payivr.core.prompts.PromptId``)."""
+
+    prompt: str
+
+
+@dataclass(frozen=True)
+class SayAmount:
+    """Say an amount in minor units (1250 EUR: "twelve euros fifty")."""
+
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class SayDigits:
+    """Say characters one by one: the card's last four, or an authorisation code."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Play ``prompt`` and collect DTMF for ``field``.
+
+    Answered by exactly one ``DigitsEntered`` or ``InputTimeout`` for that field (or
+    ``CallerHungUp``). The plan validates everything itself, so ``min_digits`` is the
+    shortest entry the driver must hand over (1; 0 where an empty ``#`` entry means
+    "skip"): shorter-than-valid entries must reach the plan so it can say "too short".
+    Any of ``terminators`` ends the entry; the driver reports which one.
+    """
+
+    field: Field
+    prompt: str
+    min_digits: int
+    max_digits: int
+    timeout_ms: int
+    digit_timeout_ms: int
+    terminators: str = "#*"
+
+
+@dataclass(frozen=True)
+class MaskRecording:
+    """Start masking every active recording of the call (record_session_mask)."""
+
+
+@dataclass(frozen=True)
+class UnmaskRecording:
+    """Stop masking the recordings (record_session_unmask)."""
+
+
+@dataclass(frozen=True)
+class ProcessPayment:
+    """Ask the processor. Answered by exactly one ``ProcessorAnswered``.
+
+    ``card`` is None for ``token_sale``, which charges ``token`` (the request's token)
+    instead; ``cvv`` is the security code keyed for a token sale when the merchant asks
+    for one (``capture.token_sale_cvv``), else None. The plan wipes ``card`` and
+    ``cvv`` when the answer arrives, so the driver must not keep them.
+    """
+
+    card: CardDetails | None
+    token: str | None
+    cvv: SecretDigits | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The payment has ended: record ``outcome`` (session, outbox, events).
+
+    Commands after it (result prompts, ``ReturnCall``) are played afterwards; on the
+    hang-up path nothing follows.
+    """
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class ReturnCall:
+    """Return the call as the request's return target says (hangup, agent, URI)."""
+
+
+Command = (
+    Play
+    | SayAmount
+    | SayDigits
+    | Collect
+    | MaskRecording
+    | UnmaskRecording
+    | ProcessPayment
+    | Finish
+    | ReturnCall
+)

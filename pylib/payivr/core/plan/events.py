@@ -1,0 +1,53 @@
+"""What the driver (ESL application, simulator) tells the capture plan.
+
+Frozen dataclasses, h11 style. Keyed digits travel only inside ``SecretDigits``,
+whose repr shows the length, never a digit, so printing an event is always safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payivr.core.plan.fields import Field
+from payivr.core.processor import ProcessorAnswer
+from payivr.core.secrets import SecretDigits
+
+
+@dataclass(frozen=True)
+class DigitsEntered:
+    """The caller keyed ``digits`` for ``field``.
+
+    ``terminator`` is ``"#"`` (ended early), ``"*"`` (the caller wants to restart the
+    field; the digits are discarded) or None (max digits reached, or the digit timeout
+    ended a non-empty entry).
+    """
+
+    field: Field
+    digits: SecretDigits
+    terminator: str | None = None
+
+
+@dataclass(frozen=True)
+class InputTimeout:
+    """Nothing was keyed for ``field`` before the field timeout."""
+
+    field: Field
+
+
+@dataclass(frozen=True)
+class ProcessorAnswered:
+    """The processor's answer to ``ProcessPayment``.
+
+    The driver turns a ``ProcessorTimeout`` into
+    ``ProcessorAnswer(code=failed, reason="processor-timeout")``.
+    """
+
+    answer: ProcessorAnswer
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    """The caller's leg is gone. Nothing more can be played."""
+
+
+Event = DigitsEntered | InputTimeout | ProcessorAnswered | CallerHungUp

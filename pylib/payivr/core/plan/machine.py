@@ -1,0 +1,359 @@
+"""The capture plan of SPEC section 6 as a state machine with no I/O.
+
+``CapturePlan.start()`` and ``CapturePlan.handle(event)`` return the commands the
+driver must carry out, in order. The driver owns the call (ESL, or the terminal for
+``payivr simulate``); the plan owns the rules: fields, attempts, re-prompts, masking,
+what is said, and the wiping of card data.
+
+Ownership of keyed digits: the ``SecretDigits`` in a ``DigitsEntered`` belong to the
+plan from then on. It wipes them at once when they are rejected, and keeps accepted
+ones only until the processor has answered (or the payment is cancelled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from payivr.core.card import cvv_length, validate_cvv, validate_expiry, validate_pan
+from payivr.core.config import MerchantConfig
+from payivr.core.errors import IllegalTransition
+from payivr.core.plan.commands import (
+    Collect,
+    Command,
+    Finish,
+    MaskRecording,
+    ProcessPayment,
+    SayAmount,
+    SayDigits,
+    UnmaskRecording,
+)
+from payivr.core.plan.events import DigitsEntered, Event, InputTimeout, ProcessorAnswered
+from payivr.core.plan.fields import Field
+from payivr.core.plan.speech import (
+    INVALID_CHOICE,
+    NO_INPUT,
+    RESTARTED,
+    announce,
+    farewell,
+    play,
+    reprompt,
+)
+from payivr.core.plan.table import FIELD_OF_STATE, STATE_OF_FIELD, TRANSITIONS, Start, State
+from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
+from payivr.core.prompts import PromptId
+from payivr.core.request import PaymentRequest
+from payivr.core.result import Outcome
+from payivr.core.secrets import CardDetails, SecretDigits
+
+# "*" restarts a field without using an attempt, but only this many times per field:
+# after that a "*" counts as a failed attempt, so no caller can keep a line forever.
+MAX_FREE_RESTARTS = 5
+
+CONFIRM_YES = "1"
+CONFIRM_START_AGAIN = "2"
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldReport:
+    """How the last entry went, for the ``field.completed`` event and the agent panel.
+
+    Never holds digits: only how many were keyed and, for the card number, the brand.
+    ``reason`` is a validation reason, ``no-input``, ``restart`` (a free ``*``),
+    ``restarted``, ``invalid-choice``, ``skipped`` (optional CVV) or ``start-again``.
+    """
+
+    field: Field
+    valid: bool
+    reason: str | None
+    digit_count: int
+    brand: str | None = None
+
+
+class CapturePlan:
+    """One payment's capture plan. Not thread-safe: one driver feeds it events."""
+
+    def __init__(
+        self, request: PaymentRequest, merchant: MerchantConfig, today: datetime.date
+    ) -> None:
+        self.request = request
+        self.merchant = merchant
+        self.today = today
+        self.state = State.NEW
+        self.outcome: Outcome | None = None
+        # Set by each handle() that completed an entry; None otherwise.
+        self.last_field: FieldReport | None = None
+        self._pan: SecretDigits | None = None
+        self._expiry: SecretDigits | None = None
+        self._cvv: SecretDigits | None = None
+        self._brand: str | None = None
+        self._card: CardDetails | None = None
+        self._failures = 0  # failed attempts on the current field
+        self._restarts = 0  # free "*" restarts used on the current field
+        self._card_restarts = 0  # "2, start again" at the confirmation
+        self._masked = False
+
+    # -- public API ------------------------------------------------------------------
+
+    def start(self) -> list[Command]:
+        """The opening commands: greeting, amount, first Collect (or ProcessPayment)."""
+        return self._dispatch(Start())
+
+    def handle(self, event: Event) -> list[Command]:
+        """Take one event; raise IllegalTransition (changing nothing) if out of turn."""
+        return self._dispatch(event)
+
+    @property
+    def attempts(self) -> int:
+        return max(1, self.merchant.capture.attempts)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (State.DONE, State.PROCESSING_CALLER_GONE)
+
+    # -- dispatch --------------------------------------------------------------------
+
+    def _dispatch(self, event: Event | Start) -> list[Command]:
+        transition = TRANSITIONS.get((self.state, type(event)))
+        if transition is None:
+            raise IllegalTransition(f"{type(event).__name__} not accepted in state {self.state}")
+        if isinstance(event, DigitsEntered | InputTimeout):
+            expected = FIELD_OF_STATE[self.state]
+            if event.field is not expected:
+                raise IllegalTransition(
+                    f"{type(event).__name__} for {event.field} while collecting {expected}"
+                )
+        self.last_field = None
+        commands: list[Command] = getattr(self, transition.handler)(event)
+        # The table lists every state a handler may lead to; leaving it is a bug here.
+        assert self.state in transition.targets, (transition.handler, self.state)
+        return commands
+
+    # -- handlers (named in table.TRANSITIONS) ---------------------------------------
+
+    def _on_start(self, _: Start) -> list[Command]:
+        op = self.request.operation
+        if op is Operation.TOKENIZE:
+            commands: list[Command] = [play(PromptId.GREETING_TOKENIZE)]
+        else:
+            commands = [
+                play(PromptId.GREETING),
+                play(PromptId.AMOUNT_INTRO),
+                SayAmount(self.request.amount, self.request.currency),
+            ]
+        if op is Operation.TOKEN_SALE:
+            commands.append(play(PromptId.TOKEN_SALE_INTRO))
+            if self.merchant.capture.token_sale_cvv:
+                return commands + self._enter(Field.CVV)
+            return commands + self._process()
+        return commands + self._enter(Field.CARD_NUMBER)
+
+    def _on_digits(self, event: DigitsEntered) -> list[Command]:
+        field, digits = event.field, event.digits
+        count = len(digits)
+        if event.terminator == "*":
+            digits.wipe()
+            self._restarts += 1
+            if self._restarts > MAX_FREE_RESTARTS:
+                return self._failed(field, RESTARTED, count)
+            self.last_field = FieldReport(field, False, "restart", count)
+            return [play(PromptId.RESTART_FIELD), *self._ask(field)]
+        if field is Field.CONFIRM:
+            return self._on_choice(digits)
+        if field is Field.CVV and count == 0 and event.terminator == "#" and self._cvv_skippable():
+            self.last_field = FieldReport(field, True, "skipped", 0)
+            return self._after_cvv()
+        reason = self._check(field, digits)
+        if reason is not None:
+            digits.wipe()
+            return self._failed(field, reason, count)
+        self.last_field = FieldReport(field, True, None, count, self._brand)
+        if field is Field.CARD_NUMBER:
+            return self._enter(Field.EXPIRY)
+        if field is Field.EXPIRY:
+            return self._enter(Field.CVV)
+        return self._after_cvv()
+
+    def _on_timeout(self, event: InputTimeout) -> list[Command]:
+        return self._failed(event.field, NO_INPUT, 0)
+
+    def _on_hangup(self, _: Event) -> list[Command]:
+        # The call is gone: record the end, play nothing, return nothing.
+        return self._cancel("caller-hangup", say=False)
+
+    def _on_hangup_processing(self, _: Event) -> list[Command]:
+        # The processor is already working with the card: whatever it answers is the
+        # truth (money may have moved), so wait for the answer and record that rather
+        # than a "cancelled" that could hide a real charge.
+        self.state = State.PROCESSING_CALLER_GONE
+        return []
+
+    def _on_answer(self, event: ProcessorAnswered) -> list[Command]:
+        outcome = self._conclude(event.answer)
+        hangup = self.request.return_to.kind == "hangup"
+        return [
+            Finish(outcome),
+            *announce(self.request.operation, outcome),
+            *farewell(hangup),
+        ]
+
+    def _on_answer_caller_gone(self, event: ProcessorAnswered) -> list[Command]:
+        return [Finish(self._conclude(event.answer))]
+
+    def _on_late_hangup(self, _: Event) -> list[Command]:
+        # Hanging up while the result is said is normal; the result is recorded.
+        return []
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _enter(self, field: Field) -> list[Command]:
+        """Move to ``field`` with fresh counters; mask recordings before card data."""
+        self.state = STATE_OF_FIELD[field]
+        self._failures = 0
+        self._restarts = 0
+        commands: list[Command] = []
+        if field.is_card_data and not self._masked:
+            self._masked = True
+            commands.append(MaskRecording())
+        return commands + self._ask(field)
+
+    def _ask(self, field: Field) -> list[Command]:
+        if field is Field.CARD_NUMBER:
+            return [self._collect(field, PromptId.ENTER_CARD_NUMBER, 1, 19)]
+        if field is Field.EXPIRY:
+            return [self._collect(field, PromptId.ENTER_EXPIRY, 1, 4)]
+        if field is Field.CVV:
+            skippable = self._cvv_skippable()
+            if self.request.operation is Operation.TOKEN_SALE:
+                prompt = PromptId.ENTER_CVV_TOKEN
+            elif skippable:
+                prompt = PromptId.ENTER_CVV_OPTIONAL
+            elif self._brand == "amex":
+                prompt = PromptId.ENTER_CVV_AMEX
+            else:
+                prompt = PromptId.ENTER_CVV
+            longest = cvv_length(self._brand) or 4
+            return [self._collect(field, prompt, 0 if skippable else 1, longest)]
+        last4 = self._pan.last4() if self._pan is not None else ""
+        return [
+            play(PromptId.CONFIRM_CARD_ENDING),
+            SayDigits(last4),
+            self._collect(field, PromptId.CONFIRM_CHOICE, 1, 1),
+        ]
+
+    def _collect(self, field: Field, prompt: PromptId, shortest: int, longest: int) -> Collect:
+        capture = self.merchant.capture
+        return Collect(
+            field,
+            prompt.value,
+            min_digits=shortest,
+            max_digits=longest,
+            timeout_ms=capture.field_timeout_ms,
+            digit_timeout_ms=capture.digit_timeout_ms,
+        )
+
+    def _check(self, field: Field, digits: SecretDigits) -> str | None:
+        """Validate an entry; keep it when good. Returns the reason when not."""
+        if field is Field.CARD_NUMBER:
+            brand, reason = validate_pan(digits, self.merchant.brands)
+            if reason is None:
+                self._pan, self._brand = digits, brand
+            return reason
+        if field is Field.EXPIRY:
+            reason = validate_expiry(digits, self.today)
+            if reason is None:
+                self._expiry = digits
+            return reason
+        reason = validate_cvv(digits, self._brand)
+        if reason is None:
+            self._cvv = digits
+        return reason
+
+    def _cvv_skippable(self) -> bool:
+        return self.merchant.capture.cvv_optional
+
+    def _after_cvv(self) -> list[Command]:
+        """The last card digit is in: unmask, then confirm or process."""
+        commands = self._unmask()
+        if self.merchant.capture.confirm_card and self.request.operation.captures_card:
+            self.state = State.CONFIRM
+            self._failures = 0
+            self._restarts = 0
+            return commands + self._ask(Field.CONFIRM)
+        return commands + self._process()
+
+    def _on_choice(self, digits: SecretDigits) -> list[Command]:
+        choice = digits.reveal() if digits.is_digits() else ""
+        digits.wipe()
+        if choice == CONFIRM_YES:
+            self.last_field = FieldReport(Field.CONFIRM, True, None, 1)
+            return self._process()
+        if choice != CONFIRM_START_AGAIN:
+            return self._failed(Field.CONFIRM, INVALID_CHOICE, len(choice))
+        self.last_field = FieldReport(Field.CONFIRM, True, "start-again", 1)
+        self._card_restarts += 1
+        if self._card_restarts >= self.attempts:
+            return self._cancel("attempts-exhausted", say=True)
+        self._wipe()
+        self._brand = None
+        return [play(PromptId.START_AGAIN), *self._enter(Field.CARD_NUMBER)]
+
+    def _failed(self, field: Field, reason: str, count: int) -> list[Command]:
+        self._failures += 1
+        self.last_field = FieldReport(field, False, reason, count)
+        if self._failures >= self.attempts:
+            return self._cancel("attempts-exhausted", say=True)
+        return [play(reprompt(field, reason)), *self._ask(field)]
+
+    def _process(self) -> list[Command]:
+        commands = self._unmask()
+        op = self.request.operation
+        if op.captures_card:
+            assert self._pan is not None and self._expiry is not None and self._brand
+            self._card = CardDetails(self._pan, self._expiry, self._cvv, self._brand)
+            self._pan = self._expiry = self._cvv = None
+            payment = ProcessPayment(self._card, None)
+        else:
+            payment = ProcessPayment(None, self.request.token, self._cvv)
+        prompt = PromptId.PROCESSING_TOKENIZE if op is Operation.TOKENIZE else PromptId.PROCESSING
+        self.state = State.PROCESSING
+        return [*commands, play(prompt), payment]
+
+    def _conclude(self, answer: ProcessorAnswer) -> Outcome:
+        brand = self._card.brand if self._card is not None else None
+        last4 = self._card.last4 if self._card is not None else None
+        self._wipe()
+        outcome = Outcome.from_answer(answer, brand=brand, last4=last4)
+        if outcome.code is not ResultCode.APPROVED and outcome.reason is None:
+            default = "card-declined" if outcome.code is ResultCode.DECLINED else "processor-error"
+            outcome = dataclasses.replace(outcome, reason=default)
+        self.outcome = outcome
+        self.state = State.DONE
+        return outcome
+
+    def _cancel(self, reason: str, *, say: bool) -> list[Command]:
+        self._wipe()
+        commands = self._unmask()
+        self.outcome = Outcome.cancelled(reason)
+        self.state = State.DONE
+        commands.append(Finish(self.outcome))
+        if say:
+            commands.append(play(PromptId.ATTEMPTS_EXHAUSTED))
+            commands += farewell(self.request.return_to.kind == "hangup")
+        return commands
+
+    def _unmask(self) -> list[Command]:
+        if not self._masked:
+            return []
+        self._masked = False
+        return [UnmaskRecording()]
+
+    def _wipe(self) -> None:
+        """Zero every piece of card data the plan holds."""
+        for secret in (self._pan, self._expiry, self._cvv):
+            if secret is not None:
+                secret.wipe()
+        if self._card is not None:
+            self._card.wipe()
+        self._pan = self._expiry = self._cvv = None
+        self._card = None

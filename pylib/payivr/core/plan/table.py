@@ -1,0 +1,69 @@
+"""States of the capture plan and the one table of its legal transitions.
+
+Each entry maps ``(state, event type)`` to the handler that takes the event and the
+states that handler may lead to. Anything not in the table is an illegal transition:
+the plan raises ``IllegalTransition`` and changes nothing. The machine checks every
+transition it makes against the targets listed here, so this table is the truth a
+reader (or ``docs/capture-plan.md``) can rely on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from payivr.core.plan.events import CallerHungUp, DigitsEntered, InputTimeout, ProcessorAnswered
+from payivr.core.plan.fields import Field
+
+
+class State(enum.StrEnum):
+    NEW = "new"  # before start()
+    CARD_NUMBER = "card_number"  # a Collect for the card number is out
+    EXPIRY = "expiry"
+    CVV = "cvv"
+    CONFIRM = "confirm"  # "card ending 1111, press 1 to confirm, 2 to start again"
+    PROCESSING = "processing"  # ProcessPayment is out
+    PROCESSING_CALLER_GONE = "processing_caller_gone"  # hung up while the processor works
+    DONE = "done"  # Finish emitted; only a late hang-up is accepted
+
+
+# The field whose Collect is outstanding in each collecting state.
+FIELD_OF_STATE: dict[State, Field] = {
+    State.CARD_NUMBER: Field.CARD_NUMBER,
+    State.EXPIRY: Field.EXPIRY,
+    State.CVV: Field.CVV,
+    State.CONFIRM: Field.CONFIRM,
+}
+STATE_OF_FIELD: dict[Field, State] = {f: s for s, f in FIELD_OF_STATE.items()}
+
+
+class Start:
+    """Pseudo-event for ``CapturePlan.start()``, so start goes through the table too."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    handler: str
+    targets: frozenset[State]
+
+
+def _t(handler: str, *targets: State) -> Transition:
+    return Transition(handler, frozenset(targets))
+
+
+_COLLECTING = tuple(FIELD_OF_STATE)
+_AFTER_FIELD = frozenset(
+    {*_COLLECTING, State.PROCESSING, State.DONE}
+)  # next field, same field again, processing, or cancelled (attempts exhausted)
+
+TRANSITIONS: dict[tuple[State, type], Transition] = {
+    (State.NEW, Start): _t("_on_start", State.CARD_NUMBER, State.CVV, State.PROCESSING),
+    (State.NEW, CallerHungUp): _t("_on_hangup", State.DONE),
+    **{(s, DigitsEntered): Transition("_on_digits", _AFTER_FIELD) for s in _COLLECTING},
+    **{(s, InputTimeout): Transition("_on_timeout", _AFTER_FIELD) for s in _COLLECTING},
+    **{(s, CallerHungUp): _t("_on_hangup", State.DONE) for s in _COLLECTING},
+    (State.PROCESSING, ProcessorAnswered): _t("_on_answer", State.DONE),
+    (State.PROCESSING, CallerHungUp): _t("_on_hangup_processing", State.PROCESSING_CALLER_GONE),
+    (State.PROCESSING_CALLER_GONE, ProcessorAnswered): _t("_on_answer_caller_gone", State.DONE),
+    (State.DONE, CallerHungUp): _t("_on_late_hangup", State.DONE),
+}
