@@ -1,0 +1,1 @@
+"""Redis adapters: session store, events stream, callback outbox, replay guard."""

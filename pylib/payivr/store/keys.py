@@ -1,0 +1,27 @@
+"""Redis key names, in one place (docs/architecture.md lists them)."""
+
+from __future__ import annotations
+
+PREFIX = "payivr:"
+EVENTS = "payivr:events"
+OUTBOX = "payivr:outbox"
+OUTBOX_GROUP = "workers"
+OUTBOX_DEAD = "payivr:outbox:dead"
+# Sorted set of outbox stream ids scored by the next attempt time (ms since the epoch).
+# While an entry is being delivered its score is the end of the worker's lease.
+OUTBOX_SCHEDULE = "payivr:outbox:retry"
+OUTBOX_STATE_PREFIX = "payivr:outbox:state:"
+
+# Approximate cap of the events stream (XADD MAXLEN ~): reporting reads it soon after
+# the fact; the cap bounds memory if no consumer ever runs.
+EVENTS_MAXLEN = 100_000
+
+
+def session_key(session_id: str) -> str:
+    """The hash that holds one payment session (SPEC 5)."""
+    return f"payivr:session:{session_id}"
+
+
+def outbox_state_key(entry_id: str) -> str:
+    """Attempts and last error of one outbox entry (by its stream id)."""
+    return OUTBOX_STATE_PREFIX + entry_id

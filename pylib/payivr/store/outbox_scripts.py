@@ -1,0 +1,159 @@
+"""Lua scripts of the callback outbox: every state change of an entry is one script.
+
+Why scripts: a worker's decision (deliver, retry later, park as dead) must change the
+schedule, the stream, the consumer group and the per-entry state together, and must
+do nothing at all if another worker has taken the entry over in the meantime (its
+lease expired). Redis runs a script atomically, so both hold.
+
+Shared conventions:
+  KEYS[1] = payivr:outbox (stream)      KEYS[2] = payivr:outbox:retry (schedule zset)
+  KEYS[3] = payivr:outbox:dead (stream) where needed
+  The per-entry state hash is `payivr:outbox:state:<stream id>` (single Redis, not
+  cluster: the key is derived inside the script).
+  A lease is the schedule score of an in-flight entry (ms); a worker proves it still
+  owns the entry by passing the lease it was given.
+"""
+
+from __future__ import annotations
+
+_COMMON = """
+local function state_key(id) return 'payivr:outbox:state:' .. id end
+local function lease_entry(id, deadline)
+  local found = redis.call('XRANGE', KEYS[1], id, id)
+  if #found == 0 then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('DEL', state_key(id))
+    return nil
+  end
+  redis.call('ZADD', KEYS[2], deadline, id)
+  redis.call('HSET', state_key(id), 'lease', deadline)
+  local attempts = redis.call('HGET', state_key(id), 'attempts') or '0'
+  return {id, found[1][2], attempts}
+end
+local function owns(id, lease)
+  local score = redis.call('ZSCORE', KEYS[2], id)
+  return score and tonumber(score) == tonumber(lease)
+end
+"""
+
+# ARGV: group, lease deadline (ms), ids... -- entries just read (or auto-claimed) from
+# the consumer group: acknowledge them (the schedule tracks them from now on) and lease
+# them to the caller. An id already on the schedule is not leased again.
+ADOPT = (
+    _COMMON
+    + """
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  if not redis.call('ZSCORE', KEYS[2], id) then
+    local e = lease_entry(id, ARGV[2])
+    if e then table.insert(out, e) end
+  end
+end
+return out
+"""
+)
+
+# ARGV: now (ms), lease deadline (ms), count -- lease the entries whose time has come
+# (scheduled retries, and in-flight entries whose worker's lease ran out).
+CLAIM_DUE = (
+    _COMMON
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(due) do
+  local e = lease_entry(id, ARGV[2])
+  if e then table.insert(out, e) end
+end
+return out
+"""
+)
+
+# ARGV: group, id -- delivered (2xx): the entry is done. Unconditional: once the
+# merchant has it, nobody should send it again, whoever holds the lease.
+DELIVERED = (
+    _COMMON
+    + """
+local id = ARGV[2]
+redis.call('ZREM', KEYS[2], id)
+redis.call('XACK', KEYS[1], ARGV[1], id)
+redis.call('DEL', state_key(id))
+return redis.call('XDEL', KEYS[1], id)
+"""
+)
+
+# ARGV: id, lease, next attempt (ms), now (ms), last status, last error
+RETRY_LATER = (
+    _COMMON
+    + """
+local id = ARGV[1]
+if not owns(id, ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], id)
+local sk = state_key(id)
+redis.call('HINCRBY', sk, 'attempts', 1)
+redis.call('HSET', sk, 'next_at_ms', ARGV[3], 'last_attempt_ms', ARGV[4],
+           'last_status', ARGV[5], 'last_error', ARGV[6])
+redis.call('HDEL', sk, 'lease')
+return 1
+"""
+)
+
+# ARGV: group, id, lease, now (ms), last status, last error, reason, attempted (0/1)
+# -- park the entry in the dead stream with everything an operator needs to replay it.
+PARK_DEAD = (
+    _COMMON
+    + """
+local id = ARGV[2]
+if not owns(id, ARGV[3]) then return 0 end
+local found = redis.call('XRANGE', KEYS[1], id, id)
+if #found == 0 then return 0 end
+local sk = state_key(id)
+local attempts = tonumber(redis.call('HGET', sk, 'attempts') or '0') + tonumber(ARGV[8])
+local fields = found[1][2]
+table.insert(fields, 'attempts'); table.insert(fields, tostring(attempts))
+table.insert(fields, 'last_status'); table.insert(fields, ARGV[5])
+table.insert(fields, 'last_error'); table.insert(fields, ARGV[6])
+table.insert(fields, 'reason'); table.insert(fields, ARGV[7])
+table.insert(fields, 'dead_at_ms'); table.insert(fields, ARGV[4])
+table.insert(fields, 'outbox_id'); table.insert(fields, id)
+redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('ZREM', KEYS[2], id)
+redis.call('XACK', KEYS[1], ARGV[1], id)
+redis.call('XDEL', KEYS[1], id)
+redis.call('DEL', sk)
+return 1
+"""
+)
+
+# ARGV: dead id, now (ms) -- put a dead entry back in the outbox with the same event
+# id and body and a fresh retry window; returns the new outbox id (or false).
+REPLAY_DEAD = """
+local found = redis.call('XRANGE', KEYS[3], ARGV[1], ARGV[1])
+if #found == 0 then return false end
+local keep = {event_id=1, session_id=1, merchant=1, url=1, body=1, result_at_ms=1}
+local src = found[1][2]
+local fields = {}
+for i = 1, #src, 2 do
+  if keep[src[i]] then table.insert(fields, src[i]); table.insert(fields, src[i + 1]) end
+end
+table.insert(fields, 'window_start_ms'); table.insert(fields, ARGV[2])
+local new_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+redis.call('XDEL', KEYS[3], ARGV[1])
+return new_id
+"""
+
+# ARGV: id, now (ms) -- an entry waiting for its next retry becomes due now. An entry
+# in flight is left alone (returns 0), so a replay never double-sends.
+RETRY_NOW = (
+    _COMMON
+    + """
+local id = ARGV[1]
+local score = redis.call('ZSCORE', KEYS[2], id)
+if not score then return 0 end
+local lease = redis.call('HGET', state_key(id), 'lease')
+if lease and tonumber(lease) == tonumber(score) then return -1 end
+redis.call('ZADD', KEYS[2], ARGV[2], id)
+return 1
+"""
+)
