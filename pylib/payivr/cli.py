@@ -11,7 +11,9 @@ from collections.abc import Sequence
 # subcommand never pays for (or fails on) another feature's dependencies.
 FEATURES: tuple[str, ...] = (
     "payivr.commands.config_cmds",
+    "payivr.commands.callbacks",
     "payivr.commands.freeswitch",
+    "payivr.commands.prompts",
 )
 
 
