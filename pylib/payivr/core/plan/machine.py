@@ -201,7 +201,8 @@ class CapturePlan:
         return [Finish(self._conclude(event.answer))]
 
     def _on_late_hangup(self, _: Event) -> list[Command]:
-        # Hanging up while the result is said is normal; the result is recorded.
+        # Hanging up while the result is said is normal (the result is recorded), and
+        # a second hang-up report while the processor works changes nothing either.
         return []
 
     # -- steps -----------------------------------------------------------------------

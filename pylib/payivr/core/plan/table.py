@@ -65,5 +65,9 @@ TRANSITIONS: dict[tuple[State, type], Transition] = {
     (State.PROCESSING, ProcessorAnswered): _t("_on_answer", State.DONE),
     (State.PROCESSING, CallerHungUp): _t("_on_hangup_processing", State.PROCESSING_CALLER_GONE),
     (State.PROCESSING_CALLER_GONE, ProcessorAnswered): _t("_on_answer_caller_gone", State.DONE),
+    # A driver may see the hang-up twice (hangup event, then the socket closing).
+    (State.PROCESSING_CALLER_GONE, CallerHungUp): _t(
+        "_on_late_hangup", State.PROCESSING_CALLER_GONE
+    ),
     (State.DONE, CallerHungUp): _t("_on_late_hangup", State.DONE),
 }
