@@ -1,0 +1,116 @@
+"""The sandbox processor of SPEC section 8: deterministic, no network.
+
+For demos and tests. Every rule here is documented in ``docs/capture-plan.md`` so
+anyone can recompute an answer:
+
+* A card listed in :data:`SANDBOX_CARDS` gets its fixed outcome; the timeout card
+  waits ``ChargeRequest.timeout_s`` (through the injected ``sleep``) and then raises
+  ``ProcessorTimeout``, as a processor that never answered would.
+* Any other Luhn-valid card is approved; a number that fails Luhn is declined
+  (``invalid-card``), as a real acquirer would.
+* The authorisation code is the last 6 decimal digits of
+  ``int(sha256("<order>:<amount>").hexdigest(), 16)``.
+* ``sale_tokenize`` / ``tokenize`` return ``tok_`` followed by the first 32 hex
+  digits of ``sha256("payivr-sandbox-token:<merchant>:<PAN>")`` with the hex digits
+  ``0-9a-f`` spelled as the letters ``g-v``: stable for a merchant and card, and no
+  digit at all, so no part of a PAN (nor anything that looks like one) is in it.
+* ``token_sale`` approves any token of that exact shape and declines anything else
+  (``invalid-card``): the sandbox keeps no state, so "known" means "could have come
+  from this sandbox".
+
+Responses carry ISO 8583 response codes as ``raw_code`` (``00`` approved, ``05`` do
+not honour, ``51`` insufficient funds, ``54`` expired card, ``14`` invalid card,
+``96`` system malfunction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from payivr.core.card import luhn_valid
+from payivr.core.processor import (
+    ChargeRequest,
+    ProcessorAnswer,
+    ProcessorTimeout,
+    ResultCode,
+)
+
+TOKEN_PREFIX = "tok_"  # noqa: S105 (a token prefix, not a secret)
+_HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")
+TOKEN_RE = re.compile(r"^tok_[g-v]{32}$")
+
+TIMEOUT_CARD = "4000000000000259"
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    code: ResultCode
+    reason: str
+    raw_code: str
+
+
+# SPEC section 8. Keys are test card numbers, published on purpose.
+SANDBOX_CARDS: dict[str, _Fixed] = {
+    "4000000000000002": _Fixed(ResultCode.DECLINED, "card-declined", "05"),
+    "4000000000009995": _Fixed(ResultCode.DECLINED, "insufficient-funds", "51"),
+    "4000000000000069": _Fixed(ResultCode.DECLINED, "card-expired", "54"),
+    "4000000000000119": _Fixed(ResultCode.FAILED, "processor-error", "96"),
+}
+
+
+def sandbox_auth_code(order: str, amount: int) -> str:
+    """Last 6 decimal digits of the SHA-256 of ``"<order>:<amount>"`` read as a number."""
+    digest = hashlib.sha256(f"{order}:{amount}".encode()).hexdigest()
+    return f"{int(digest, 16) % 1_000_000:06d}"
+
+
+def sandbox_token(merchant: str, pan: str) -> str:
+    """``tok_`` + 32 letters derived from a hash of merchant and PAN (no digits)."""
+    digest = hashlib.sha256(f"payivr-sandbox-token:{merchant}:{pan}".encode()).hexdigest()
+    return TOKEN_PREFIX + digest[:32].translate(_HEX_TO_LETTERS)
+
+
+class SandboxProcessor:
+    """The embedded default processor (``processor: {type: sandbox}``)."""
+
+    def __init__(self, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        # Injected so tests of the timeout card need not wait.
+        self._sleep = sleep
+
+    def charge(self, request: ChargeRequest) -> ProcessorAnswer:
+        """Answer as SPEC section 8 says; raise ProcessorTimeout for the timeout card."""
+        if request.card is None:
+            return self._charge_token(request)
+        pan = request.card.pan.reveal()
+        if not luhn_valid(pan):
+            return ProcessorAnswer(ResultCode.DECLINED, "invalid-card", raw_code="14")
+        if pan == TIMEOUT_CARD:
+            self._sleep(request.timeout_s)
+            raise ProcessorTimeout("sandbox: the timeout test card never gets an answer")
+        fixed = SANDBOX_CARDS.get(pan)
+        if fixed is not None:
+            return ProcessorAnswer(fixed.code, fixed.reason, raw_code=fixed.raw_code)
+        token = sandbox_token(request.merchant, pan) if request.operation.returns_token else None
+        return ProcessorAnswer(
+            ResultCode.APPROVED,
+            auth_code=sandbox_auth_code(request.order, request.amount),
+            token=token,
+            raw_code="00",
+        )
+
+    def reverse(self, request: ChargeRequest) -> ProcessorAnswer:
+        """Voiding always works in the sandbox (it never really charged anything)."""
+        return ProcessorAnswer(ResultCode.APPROVED, raw_code="00")
+
+    def _charge_token(self, request: ChargeRequest) -> ProcessorAnswer:
+        if request.token is None or not TOKEN_RE.match(request.token):
+            return ProcessorAnswer(ResultCode.DECLINED, "invalid-card", raw_code="14")
+        return ProcessorAnswer(
+            ResultCode.APPROVED,
+            auth_code=sandbox_auth_code(request.order, request.amount),
+            raw_code="00",
+        )
