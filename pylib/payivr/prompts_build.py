@@ -33,6 +33,22 @@ SPEED_WPM = 150  # a little slower than espeak-ng's 175: callers listen on a pho
 SAMPLE_RATE = 8000
 
 
+def currency_names(language: str) -> dict[str, str]:
+    """`currency-<code>` prompt ids and texts for a language (data/currency_names.yaml)."""
+    from importlib import resources
+
+    import yaml
+
+    text = (resources.files("payivr") / "data" / "currency_names.yaml").read_text("utf-8")
+    names = (yaml.safe_load(text) or {}).get(language, {})
+    return {f"currency-{code.lower()}": str(name) for code, name in names.items()}
+
+
+def prompt_texts(language: str) -> dict[str, str]:
+    """Everything to speak in a language: the prompt catalogue plus currency names."""
+    return {**currency_names(language), **load_prompts(language)}
+
+
 class PromptBuildError(Exception):
     """A tool is missing or failed; the message says which and how to fix it."""
 
@@ -157,7 +173,7 @@ def build_prompts(
     wanted: set[str] = set()
     for lang in languages:
         voice = voice_of.get(lang, lang)
-        for prompt_id, text in sorted(load_prompts(lang).items()):
+        for prompt_id, text in sorted(prompt_texts(lang).items()):
             rel = f"{lang}/{prompt_id}.wav"
             wanted.add(rel)
             key = hashlib.sha256(
