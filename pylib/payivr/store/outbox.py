@@ -179,18 +179,18 @@ class Outbox:
         self, consumer: str, idle_ms: int, count: int, lease_for_ms: int
     ) -> list[LeasedEntry]:
         """Entries read by a worker that died before adopting them (idle > idle_ms)."""
-        reply = self.client.execute_command(
-            "XAUTOCLAIM",
-            keys.OUTBOX,
-            keys.OUTBOX_GROUP,
-            consumer,
-            idle_ms,
-            "0-0",
-            "COUNT",
-            count,
-            "JUSTID",
+        reply = self.client.xautoclaim(
+            keys.OUTBOX, keys.OUTBOX_GROUP, consumer, idle_ms, "0-0", count=count, justid=True
         )
-        ids = [_s(i) for i in (reply[1] if reply else [])]
+        # redis-py gives the ids alone for JUSTID; older versions the raw triple.
+        if (
+            reply
+            and isinstance(reply[0], (str, bytes))
+            and len(reply) == 3
+            and isinstance(reply[1], list)
+        ):
+            reply = reply[1]
+        ids = [_s(i) for i in reply or []]
         return self._adopt_ids(ids, now_ms(), lease_for_ms)
 
     def _adopt_ids(self, ids: list[str], now: int, lease_for_ms: int) -> list[LeasedEntry]:

@@ -1,0 +1,237 @@
+"""The callback worker: takes outbox entries, delivers them with a thread pool.
+
+Several workers (threads of one process, processes of one host, hosts sharing Redis)
+run side by side: the consumer group and the leases in the schedule (store/outbox.py)
+make sure an entry is in one worker's hands at a time. A worker killed at any point
+loses nothing: what it held comes back when its lease (or, for entries it had read
+but not adopted, `claim_idle`) runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import redis
+
+from payivr.callbacks.backoff import Backoff
+from payivr.callbacks.metrics import Metrics
+from payivr.callbacks.policy import CallbackPolicy
+from payivr.callbacks.sender import Outcome, Sender
+from payivr.store.outbox import LeasedEntry, Outbox, now_ms
+
+log = logging.getLogger("payivr.callbacks")
+
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Tuning of one worker process; defaults are production's, tests shorten them."""
+
+    consumer: str = ""
+    threads: int = 16
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    retry_for_s: float = 86_400.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 900.0
+    # How long an entry stays in a worker's hands before others may take it over.
+    # Longer than one attempt can take (connect + read timeouts), with a margin.
+    lease_s: float | None = None
+    # Entries read from the group but never adopted (the reader died in between).
+    claim_idle_s: float = 60.0
+    block_ms: int = 1000
+
+    @property
+    def lease_ms(self) -> int:
+        lease = self.lease_s
+        if lease is None:
+            lease = self.connect_timeout_s + 2 * self.read_timeout_s + 15.0
+        return int(lease * 1000)
+
+    def consumer_name(self) -> str:
+        return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    def backoff(self) -> Backoff:
+        return Backoff(
+            base_ms=int(self.backoff_base_s * 1000),
+            max_ms=int(self.backoff_max_s * 1000),
+            retry_for_ms=int(self.retry_for_s * 1000),
+        )
+
+
+class Worker:
+    """Runs until `stop()`; `run()` blocks the calling thread."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        policies: Mapping[str, CallbackPolicy] | Callable[[str], CallbackPolicy | None],
+        settings: WorkerSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self._policy = policies if callable(policies) else policies.get
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.consumer = settings.consumer_name()
+        self.sender = Sender(
+            settings.connect_timeout_s, settings.read_timeout_s, pool_maxsize=settings.threads
+        )
+        self.backoff = settings.backoff()
+        self._stop = threading.Event()
+        self._free = settings.threads
+        self._free_lock = threading.Condition()
+        self._next_sweep = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._free_lock:
+            self._free_lock.notify_all()
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> None:
+        """Take and deliver entries until stopped; survives Redis outages."""
+        log.info("callback worker %s starting (%d threads)", self.consumer, self.settings.threads)
+        pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="callback")
+        pause = 0.1
+        group_ready = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not group_ready:
+                        self.outbox.ensure_group()
+                        group_ready = True
+                    for entry in self._take():
+                        self._acquire_slot()
+                        pool.submit(self._deliver, entry)
+                    pause = 0.1
+                except REDIS_ERRORS as exc:
+                    log.warning(
+                        "redis unavailable (%s); retrying in %.1fs", type(exc).__name__, pause
+                    )
+                    self._stop.wait(pause)
+                    pause = min(pause * 2, 5.0)
+                except redis.ResponseError as exc:
+                    if "NOGROUP" in str(exc):  # Redis came back without our data
+                        group_ready = False
+                        continue
+                    log.error("redis error: %s", exc)
+                    self._stop.wait(pause)
+                    pause = min(pause * 2, 5.0)
+        finally:
+            pool.shutdown(wait=True)
+            log.info("callback worker %s stopped", self.consumer)
+
+    def _free_slots(self) -> int:
+        with self._free_lock:
+            while self._free == 0 and not self._stop.is_set():
+                self._free_lock.wait(0.5)
+            return self._free
+
+    def _acquire_slot(self) -> None:
+        with self._free_lock:
+            self._free -= 1
+
+    def _release_slot(self) -> None:
+        with self._free_lock:
+            self._free += 1
+            self._free_lock.notify_all()
+
+    def _take(self) -> list[LeasedEntry]:
+        """Up to the free slots' worth of work: due retries, orphans, new entries."""
+        free = self._free_slots()
+        if self._stop.is_set() or free == 0:
+            return []
+        lease = self.settings.lease_ms
+        taken = self.outbox.claim_due(free, now_ms(), lease)
+        if len(taken) < free and time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + max(self.settings.claim_idle_s / 2, 0.05)
+            taken += self.outbox.reclaim_stale(
+                self.consumer, int(self.settings.claim_idle_s * 1000), free - len(taken), lease
+            )
+        if len(taken) < free:
+            block = 0  # work in hand: just look, do not wait
+            if not taken:
+                # Wait for new entries, but not past the next due retry or sweep.
+                block = self.settings.block_ms
+                nxt = self.outbox.next_due_ms()
+                if nxt is not None:
+                    block = min(block, max(1, nxt - now_ms()))
+                sweep_in = int((self._next_sweep - time.monotonic()) * 1000)
+                block = min(block, max(1, sweep_in))
+            taken += self.outbox.read_new(self.consumer, free - len(taken), block, lease)
+        return taken
+
+    # -- one entry ------------------------------------------------------------------
+    def _deliver(self, entry: LeasedEntry) -> None:
+        try:
+            outcome = self.sender.send(entry, self._policy(entry.merchant))
+            self._record(entry, outcome)
+        except Exception:
+            # Never let one entry kill a pool thread; the lease brings it back later.
+            log.exception("callback %s: unexpected error", entry.event_id)
+        finally:
+            self._release_slot()
+
+    def _record(self, entry: LeasedEntry, outcome: Outcome) -> None:
+        now = now_ms()
+        if outcome.kind == "delivered":
+            self._with_redis_retry(lambda: self.outbox.delivered(entry))
+            replayed = entry.window_start_ms != entry.result_at_ms
+            latency = None if replayed else max(now - entry.result_at_ms, 0) / 1000.0
+            self.metrics.observe_delivered(latency)
+            log.info(
+                "callback %s delivered (HTTP %s, attempt %d)",
+                entry.event_id,
+                outcome.status,
+                entry.attempts + 1,
+            )
+            return
+        if outcome.kind == "dead":
+            self._park(entry, now, outcome, outcome.reason)
+            return
+        next_at = self.backoff.next_attempt_ms(entry.attempts + 1, now, entry.window_start_ms)
+        if next_at is None:
+            self._park(entry, now, outcome, "retry-window-exhausted")
+            return
+        if self._with_redis_retry(
+            lambda: self.outbox.retry_later(entry, next_at, now, outcome.status, outcome.error)
+        ):
+            self.metrics.observe_retried()
+        log.info(
+            "callback %s attempt %d failed (%s); next in %.1fs",
+            entry.event_id,
+            entry.attempts + 1,
+            outcome.error or outcome.status,
+            (next_at - now) / 1000,
+        )
+
+    def _park(self, entry: LeasedEntry, now: int, outcome: Outcome, reason: str) -> None:
+        if self._with_redis_retry(
+            lambda: self.outbox.park_dead(
+                entry, now, outcome.status, outcome.error, reason, attempted=outcome.attempted
+            )
+        ):
+            self.metrics.observe_dead(reason)
+        log.warning("callback %s dead: %s (%s)", entry.event_id, reason, outcome.error)
+
+    def _with_redis_retry(self, op: Callable[[], bool]) -> bool:
+        """Record an outcome, riding out a short Redis blip; if Redis stays away the
+        lease expires and the entry is attempted again (at-least-once)."""
+        for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
+            if delay:
+                time.sleep(delay)
+            try:
+                return op()
+            except REDIS_ERRORS:
+                continue
+        log.warning("could not record a callback outcome: redis unavailable")
+        return False

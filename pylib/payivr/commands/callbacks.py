@@ -1,0 +1,250 @@
+"""`payivr callbacks work|list|replay|verify`: the outbox worker and its operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "/etc/payivr/payivr.yaml"
+
+
+def add_commands(sub: Any) -> None:
+    cb = sub.add_parser("callbacks", help="signed result callbacks: worker and operator tools")
+    cbsub = cb.add_subparsers(dest="callbacks_command", required=True, metavar="ACTION")
+
+    work = cbsub.add_parser(
+        "work",
+        help="deliver callbacks from the Redis outbox until stopped (systemd unit)",
+        description="Runs the callback worker. Several may run at once, on one host or "
+        "several sharing Redis. Options override services.callbacks of the config.",
+    )
+    _config_arg(work)
+    work.add_argument("--consumer", default="", help="consumer name (default: host-pid)")
+    work.add_argument("--threads", type=int, default=16, help="concurrent deliveries")
+    work.add_argument("--retry-for", type=float, help="seconds to keep retrying (default 86400)")
+    work.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay (s)")
+    work.add_argument("--backoff-max", type=float, default=900.0, help="longest delay (s)")
+    work.add_argument("--connect-timeout", type=float, help="seconds (config default)")
+    work.add_argument("--read-timeout", type=float, help="seconds (config default)")
+    work.add_argument("--lease", type=float, help="seconds an entry stays with one worker")
+    work.add_argument(
+        "--claim-idle",
+        type=float,
+        default=60.0,
+        help="seconds before entries read by a dead worker are taken over",
+    )
+    work.add_argument(
+        "--metrics-port", type=int, help="Prometheus port (config default; 0 turns it off)"
+    )
+    work.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
+    work.set_defaults(handler=cmd_work)
+
+    ls = cbsub.add_parser("list", help="pending, in-flight, retrying and dead callbacks")
+    _config_arg(ls)
+    ls.add_argument("--state", choices=("pending", "in-flight", "retrying", "dead"))
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.set_defaults(handler=cmd_list)
+
+    rp = cbsub.add_parser("replay", help="send a callback again (same event id)")
+    _config_arg(rp)
+    which = rp.add_mutually_exclusive_group(required=True)
+    which.add_argument("event_id", nargs="?", help="the X-Payivr-Event-Id")
+    which.add_argument("--all-dead", action="store_true", help="every dead callback")
+    rp.set_defaults(handler=cmd_replay)
+
+    vf = cbsub.add_parser(
+        "verify",
+        help="check a callback's X-Payivr-Signature (for merchants)",
+        description="Verifies t=<unix>,v1=<hex HMAC-SHA256 of '<t>.<raw body>'> with the "
+        "callback secret. Exit 0 when valid, 1 when not. See docs/callbacks.md.",
+    )
+    vf.add_argument("--signature", required=True, help="the X-Payivr-Signature header value")
+    vf.add_argument("--body-file", required=True, help="the raw request body ('-': stdin)")
+    secret = vf.add_mutually_exclusive_group(required=True)
+    secret.add_argument("--secret-env", metavar="NAME", help="environment variable with it")
+    secret.add_argument("--secret-file", metavar="PATH", help="file holding only the secret")
+    vf.add_argument(
+        "--max-age",
+        type=int,
+        default=0,
+        help="also refuse signatures older than this many seconds (0: no check)",
+    )
+    vf.set_defaults(handler=cmd_verify)
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("PAYIVR_CONFIG", DEFAULT_CONFIG),
+        help=f"the payivr YAML config (default $PAYIVR_CONFIG or {DEFAULT_CONFIG})",
+    )
+
+
+def _load(path: str) -> Any:
+    from payivr.core.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(
+            "config has problems (run payivr check-config):",
+            *exc.problems,
+            sep="\n  ",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _outbox(config: Any, socket_timeout: float = 5.0) -> Any:
+    from payivr.store.connect import redis_client
+    from payivr.store.outbox import Outbox
+
+    return Outbox(redis_client(config.services.redis, socket_timeout=socket_timeout))
+
+
+def cmd_work(args: argparse.Namespace) -> int:
+    """Run the worker; SIGTERM/SIGINT stop it after the deliveries in hand."""
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from payivr.callbacks.metrics import Metrics, serve_metrics
+    from payivr.callbacks.policy import CallbackPolicy
+    from payivr.callbacks.worker import Worker, WorkerSettings
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    cfg = config.services.callbacks
+    settings = WorkerSettings(
+        consumer=args.consumer,
+        threads=max(1, args.threads),
+        connect_timeout_s=args.connect_timeout or cfg.connect_timeout_s,
+        read_timeout_s=args.read_timeout or cfg.read_timeout_s,
+        retry_for_s=args.retry_for if args.retry_for is not None else cfg.retry_for_s,
+        backoff_base_s=args.backoff_base,
+        backoff_max_s=args.backoff_max,
+        lease_s=args.lease,
+        claim_idle_s=args.claim_idle,
+    )
+    policies = {mid: CallbackPolicy.from_merchant(m) for mid, m in config.merchants.items()}
+    # XREADGROUP blocks up to block_ms: the socket timeout must outlast it.
+    outbox = _outbox(config, socket_timeout=settings.block_ms / 1000 + 5)
+    metrics = Metrics()
+    worker = Worker(outbox, policies, settings, metrics)
+    port = cfg.metrics_port if args.metrics_port is None else args.metrics_port
+    server = None
+    if port:
+        server = serve_metrics(metrics, args.metrics_host, port, outbox.counts)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    rows = _outbox(config).rows()
+    if args.state:
+        rows = [r for r in rows if r.state == args.state]
+    if args.json:
+        for r in rows:
+            print(
+                json.dumps(
+                    {
+                        "event_id": r.event_id,
+                        "merchant": r.merchant,
+                        "state": r.state,
+                        "attempts": r.attempts,
+                        "next_attempt": _when(r.next_at_ms),
+                        "last_status": r.last_status,
+                        "last_error": r.last_error,
+                        "reason": r.reason,
+                        "url": r.url,
+                    }
+                )
+            )
+        return 0
+    print(
+        f"{'EVENT ID':<28} {'MERCHANT':<12} {'STATE':<9} {'TRIES':>5} {'NEXT ATTEMPT':<20} "
+        "LAST ERROR"
+    )
+    for r in rows:
+        error = " ".join(x for x in (r.reason, r.last_status, r.last_error) if x)
+        print(
+            f"{r.event_id:<28} {r.merchant:<12} {r.state:<9} {r.attempts:>5} "
+            f"{_when(r.next_at_ms):<20} {error}"
+        )
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing"
+    print(f"({summary})", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from payivr.store.outbox import now_ms
+
+    outbox = _outbox(config)
+    if args.all_dead:
+        n = outbox.replay_all_dead(now_ms())
+        print(f"requeued {n} dead callback(s)")
+        return 0
+    what = outbox.replay(args.event_id, now_ms())
+    messages = {
+        "requeued": "requeued (was dead); a worker sends it with the same event id",
+        "due-now": "was waiting for a retry; due now",
+        "in-flight": "being delivered right now; nothing to do",
+        "pending": "pending; a worker will take it",
+        "not-found": "no such callback (delivered callbacks are not kept)",
+    }
+    print(f"{args.event_id}: {messages[what]}")
+    return 1 if what == "not-found" else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from payivr.core.signature import verify_callback
+
+    if args.secret_env:
+        secret = os.environ.get(args.secret_env, "")
+        if not secret:
+            print(f"${args.secret_env} is not set", file=sys.stderr)
+            return 2
+    else:
+        secret = Path(args.secret_file).read_text(encoding="utf-8").strip()
+    body = sys.stdin.buffer.read() if args.body_file == "-" else Path(args.body_file).read_bytes()
+    window = args.max_age or None
+    now = time.time() if window else None
+    if verify_callback(secret.encode(), body, args.signature, now=now, window_s=window):
+        print("signature valid")
+        return 0
+    print("signature NOT valid", file=sys.stderr)
+    return 1
