@@ -14,6 +14,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.callbacks",
     "payivr.commands.freeswitch",
     "payivr.commands.prompts",
+    "payivr.commands.simulate",
 )
 
 
