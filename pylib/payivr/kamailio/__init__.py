@@ -1,0 +1,1 @@
+"""Kamailio glue: the KEMI router, the files generated for kamailio.cfg, the runner."""

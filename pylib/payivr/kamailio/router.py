@@ -1,0 +1,285 @@
+"""KEMI routing: the object Kamailio's app_python3 calls for every SIP request.
+
+Thin glue: read the message through KSR, ask the pure core for a decision
+(payivr.core.admission.admit), act on it with KSR. Everything it decides on its own is
+SIP plumbing: retransmissions, in-dialog routing, failover between FreeSWITCH nodes,
+rate limits and the two infrastructure failures (Redis, no node) of SPEC section 4.
+
+Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
+    pike (per source) -> admit() (merchant, source, signature, fields) ->
+    htable counter (per merchant) -> dispatcher (a live node?) ->
+    Redis (replay key + session + event, one round trip) -> relay with failover.
+Nothing is written anywhere for a rejected request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from payivr.core.admission import Reject, admit, replayed
+from payivr.core.config import Config, load_config
+from payivr.core.errors import Rejection, forbidden, unavailable
+from payivr.core.session import new_session_id
+from payivr.kamailio.admission_store import AdmissionStore, Outcome
+from payivr.kamailio.settings import DISPATCHER_SET
+from payivr.kamailio.sipmsg import payment_headers, reply_headers, unknown_payment_headers, uri_host
+
+# Dispatcher algorithm 4: round-robin over the active nodes of the set.
+DS_ROUND_ROBIN = 4
+RATE_TABLE = "payivr_rate"
+SESSION_AVP = "$avp(payivr_session)"
+FAILURE_ROUTE = "ksr_failure_freeswitch"
+SESSION_HEADER = "X-Payivr-Session"
+# After Redis failed, answer 503 at once for this long instead of making every call
+# wait for a socket timeout: a worker stuck on Redis is a worker not answering SIP.
+REDIS_BACKOFF_S = 1.0
+REDIS_SOCKET_TIMEOUT_S = 0.5
+REDIS_CONNECT_TIMEOUT_S = 0.25
+STOP = -255  # KEMI: end of processing for this message
+
+
+class Router:
+    """Per-process routing state: the config (loaded once) and a Redis connection."""
+
+    def __init__(self, ksr: Any, config: Config, store: AdmissionStore | None = None) -> None:
+        self.ksr = ksr
+        self.config = config
+        kam = config.services.kamailio
+        self.host = kam.advertise_host
+        self.retry_after = kam.rate_limit.retry_after_s
+        self.merchant_limit = kam.rate_limit.per_merchant_per_s
+        # Calls FreeSWITCH places back to a contact center may only go to hosts some
+        # merchant allowlisted for returns (SPEC 2, X-Pay-Return).
+        self.return_hosts = frozenset(
+            host for merchant in config.merchants.values() for host in merchant.return_hosts
+        )
+        self.store = store
+        self._redis_down_until = 0.0
+
+    # ----- entry points called by app_python3 -----
+
+    def child_init(self, rank: int) -> int:
+        """Each worker opens its own Redis connection (never shared across a fork)."""
+        if self.store is None:
+            from payivr.store.connect import redis_client
+
+            client = redis_client(
+                self.config.services.redis,
+                socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            )
+            self.store = AdmissionStore(client, self.config.services.session_ttl_s)
+        return 0
+
+    def ksr_request_route(self, msg: Any) -> int:
+        """Every SIP request Kamailio receives."""
+        ksr = self.ksr
+        if ksr.maxfwd.process_maxfwd(10) < 0:
+            ksr.sl.sl_send_reply(483, "Too Many Hops")
+            return STOP
+        if ksr.sanity.sanity_check_defaults() < 0:
+            return STOP
+        if ksr.is_CANCEL():
+            if ksr.tm.t_check_trans() > 0:
+                self._relay()
+            return STOP
+        if not ksr.is_ACK():
+            # Retransmissions are answered by tm from the transaction, not routed again
+            # (a second admission would see its own replay key).
+            if ksr.tmx.t_precheck_trans() > 0:
+                ksr.tm.t_check_trans()
+                return STOP
+            if ksr.tm.t_check_trans() == 0:
+                return STOP
+        if ksr.siputils.has_totag() > 0:
+            return self._in_dialog()
+        if ksr.is_ACK():
+            ksr.tm.t_check_trans()
+            return STOP
+        if ksr.is_OPTIONS():
+            ksr.sl.sl_send_reply(200, "OK")
+            return STOP
+        if ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
+            return self._from_freeswitch()
+        if ksr.is_INVITE():
+            return self._payment_call()
+        ksr.sl.sl_send_reply(405, "Method Not Allowed")
+        return STOP
+
+    def ksr_failure_freeswitch(self, msg: Any) -> int:
+        """A FreeSWITCH node failed the INVITE: try the next one, or answer 503."""
+        ksr = self.ksr
+        if ksr.tm.t_is_canceled() > 0:
+            self._close_session("caller-cancelled")
+            return STOP
+        if ksr.tm.t_check_status("408|5[0-9][0-9]") > 0:
+            ksr.dispatcher.ds_mark_dst_state("ip")  # inactive, probing: back when it answers
+            if ksr.dispatcher.ds_next_dst() > 0:
+                ksr.tm.t_on_failure(FAILURE_ROUTE)
+                if ksr.tm.t_relay() > 0:
+                    return STOP
+            self._close_session("no-freeswitch-node")
+            rejection = unavailable("FreeSWITCH", "no node took the call", self.retry_after)
+            ksr.hdr.append_to_reply(reply_headers(rejection, self.host))
+            ksr.tm.t_reply(rejection.status, rejection.reason_phrase)
+            self._log_rejection(rejection)
+            return STOP
+        # Any other final answer (4xx, 6xx) is the node's and goes back as it is.
+        self._close_session("freeswitch-refused")
+        return STOP
+
+    # ----- new payment calls from a CTI trunk -----
+
+    def _payment_call(self) -> int:
+        ksr = self.ksr
+        now = time.time()
+        source = ksr.kx.get_srcip()
+        if ksr.pike.pike_check_req() < 0:
+            return self._reject(
+                unavailable("source", f"too many requests from {source}", self.retry_after)
+            )
+        headers = payment_headers(ksr.kx.get_msgbuf())
+        decision = admit(
+            headers,
+            call_id=ksr.kx.get_callid(),
+            source_ip=source,
+            config=self.config,
+            now=now,
+            replay=None,
+            referred_by=ksr.hdr.get("Referred-By"),
+        )
+        if isinstance(decision, Reject):
+            return self._reject(decision.rejection)
+        request = decision.request
+        count = ksr.htable.sht_inc(RATE_TABLE, f"{request.merchant}:{int(now)}")
+        if count > self.merchant_limit:
+            return self._reject(
+                unavailable(
+                    "X-Pay-Merchant", f"rate limit for {request.merchant} reached", self.retry_after
+                )
+            )
+        if ksr.dispatcher.ds_select_dst(DISPATCHER_SET, DS_ROUND_ROBIN) < 0:
+            return self._reject(unavailable("FreeSWITCH", "no node available", self.retry_after))
+
+        session_id = new_session_id()
+        outcome = self._create_session(decision, session_id, now)
+        if outcome is None:
+            return self._reject(unavailable("Redis", "session store unavailable", self.retry_after))
+        if outcome is Outcome.REPLAYED:
+            return self._reject(replayed())
+
+        ksr.pv.sets(SESSION_AVP, f"{session_id} {request.merchant} {request.order}")
+        ksr.hdr.remove(SESSION_HEADER)  # never trust one the trunk sent
+        for name in unknown_payment_headers(headers):
+            ksr.hdr.remove(name)
+        ksr.hdr.append(f"{SESSION_HEADER}: {session_id}\r\n")
+        ksr.rr.record_route()
+        ksr.tm.t_on_failure(FAILURE_ROUTE)
+        if ksr.tm.t_relay() < 0:
+            self._close_session("relay-failed")
+            ksr.sl.sl_reply_error()
+            return STOP
+        ksr.info(
+            f"payivr: accepted call-id={request.call_id} session={session_id} "
+            f"merchant={request.merchant} order={request.order}\n"
+        )
+        return STOP
+
+    def _create_session(self, decision: Any, session_id: str, now: float) -> Outcome | None:
+        import redis
+
+        if now < self._redis_down_until:
+            return None
+        if self.store is None:
+            self.child_init(-1)
+        assert self.store is not None
+        try:
+            return self.store.create_session(decision, session_id, now)
+        except redis.RedisError as exc:
+            self._redis_down_until = now + REDIS_BACKOFF_S
+            self.ksr.err(f"payivr: redis unavailable: {type(exc).__name__}\n")
+            return None
+
+    def _close_session(self, reason: str) -> None:
+        ksr = self.ksr
+        packed = ksr.pv.get(SESSION_AVP)
+        if not packed or self.store is None:
+            return
+        session_id, merchant, order = str(packed).split(" ", 2)
+        try:
+            self.store.close_unrouted(session_id, merchant, order, time.time(), reason)
+        except Exception as exc:  # Redis gone too: the session expires by its TTL
+            ksr.err(f"payivr: could not close session {session_id}: {type(exc).__name__}\n")
+
+    # ----- calls and requests from FreeSWITCH -----
+
+    def _from_freeswitch(self) -> int:
+        """A new call from a FreeSWITCH node: the result going back to the contact center."""
+        ksr = self.ksr
+        if not ksr.is_INVITE():
+            ksr.sl.sl_send_reply(405, "Method Not Allowed")
+            return STOP
+        host = (ksr.pv.get("$rd") or "").lower()
+        if host not in self.return_hosts:
+            return self._reject(
+                forbidden("Request-URI", f"{host} is not an allowlisted return target")
+            )
+        ksr.rr.record_route()
+        self._relay()
+        return STOP
+
+    # ----- inside a dialog -----
+
+    def _in_dialog(self) -> int:
+        ksr = self.ksr
+        if ksr.rr.loose_route() > 0:
+            if ksr.is_REFER() and not self._refer_allowed():
+                return STOP
+            self._relay()
+            return STOP
+        if ksr.is_ACK():
+            if ksr.tm.t_check_trans() > 0:
+                self._relay()
+            return STOP
+        ksr.sl.sl_send_reply(404, "Not here")
+        return STOP
+
+    def _refer_allowed(self) -> bool:
+        """A REFER from FreeSWITCH (return by transfer) may only name allowlisted hosts."""
+        ksr = self.ksr
+        if ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) < 0:
+            return True
+        host = uri_host(ksr.hdr.get("Refer-To") or "")
+        if host in self.return_hosts:
+            return True
+        self._reject(forbidden("Refer-To", f"{host or 'missing'}: not an allowlisted target"))
+        return False
+
+    # ----- helpers -----
+
+    def _relay(self) -> None:
+        if self.ksr.tm.t_relay() < 0:
+            self.ksr.sl.sl_reply_error()
+
+    def _reject(self, rejection: Rejection) -> int:
+        ksr = self.ksr
+        ksr.hdr.append_to_reply(reply_headers(rejection, self.host))
+        ksr.sl.sl_send_reply(rejection.status, rejection.reason_phrase)
+        self._log_rejection(rejection)
+        return STOP
+
+    def _log_rejection(self, rejection: Rejection) -> None:
+        ksr = self.ksr
+        # Call-ID and source only: requests carry no card data, and the problem text
+        # names headers, never their values beyond ids the core chose to quote.
+        ksr.info(
+            f"payivr: rejected call-id={ksr.kx.get_callid()} from {ksr.kx.get_srcip()}: "
+            f"{rejection}\n"
+        )
+
+
+def build_router(ksr: Any, config_path: str) -> Router:
+    """Load the payivr config once (in Kamailio's main process) and build the router."""
+    config = load_config(config_path)
+    return Router(ksr, config)

@@ -1,0 +1,63 @@
+"""Small, pure helpers over the SIP message text Kamailio hands the KEMI script.
+
+Reading the raw header block once (KSR.kx.get_msgbuf) and picking the `X-Pay-*`
+lines with one compiled regex costs less than a dozen KSR header look-ups per call,
+and keeps duplicates, which the core must see (a header twice with different values
+is a 400).
+"""
+
+from __future__ import annotations
+
+import re
+
+from payivr.core.errors import Rejection
+from payivr.core.request import REQUEST_HEADERS
+
+# Header lines only: the request line and the body never match (see payment_headers).
+_PAY_LINE = re.compile(r"^(x-pay-[a-z0-9-]*)[ \t]*:([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def header_block(message: str) -> str:
+    """The message up to the blank line that ends the headers."""
+    end = message.find("\r\n\r\n")
+    if end < 0:
+        end = message.find("\n\n")
+    return message if end < 0 else message[:end]
+
+
+def payment_headers(message: str) -> list[tuple[str, str]]:
+    """Every `X-Pay-*` header line of the message as (name, value), duplicates kept.
+
+    Folded (multi-line) header values are not joined: RFC 3261 senders should not fold,
+    and a folded payment header then fails validation rather than passing half-read.
+    """
+    return [(name, value.strip()) for name, value in _PAY_LINE.findall(header_block(message))]
+
+
+def unknown_payment_headers(headers: list[tuple[str, str]]) -> set[str]:
+    """Names of `X-Pay-*` headers the SPEC does not define: they are not forwarded."""
+    return {name for name, _ in headers if name.lower() not in REQUEST_HEADERS}
+
+
+def reply_headers(rejection: Rejection, host: str) -> str:
+    """The header lines a rejection carries: Warning (SPEC 4), Retry-After for 503."""
+    text = f"Warning: {rejection.warning(host)}\r\n"
+    if rejection.retry_after is not None:
+        text += f"Retry-After: {rejection.retry_after}\r\n"
+    return text
+
+
+def uri_host(uri: str) -> str:
+    """The lowercase host of a sip:/sips: URI (or of a name-addr), '' if there is none."""
+    text = uri.strip()
+    if "<" in text:
+        text = text[text.find("<") + 1 :]
+        text = text.split(">", 1)[0]
+    _, sep, rest = text.partition(":")
+    if not sep:
+        return ""
+    rest = rest.split(";", 1)[0].split("?", 1)[0]
+    hostport = rest.rsplit("@", 1)[-1]
+    if hostport.startswith("["):
+        return hostport[1:].split("]", 1)[0].lower()
+    return hostport.split(":", 1)[0].lower()
