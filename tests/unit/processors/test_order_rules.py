@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from payivr.core.order_rules import check_order
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from payivr.core.configread import Secret
 from payivr.core.processor_options import is_loopback_host, validate_processor_options
 

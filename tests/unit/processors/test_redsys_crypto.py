@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+
 from payivr.processors.redsys.crypto import (
     SignatureKeyError,
     SignatureVersion,
