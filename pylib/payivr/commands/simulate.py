@@ -120,7 +120,8 @@ def simulate(args: argparse.Namespace) -> int:
     plan = CapturePlan(request, merchant, args.today or datetime.date.today())
     keypad = Keypad(sys.stdin, out)
     simulator = Simulator(plan, request, texts, keypad, out, timeout_s)
-    outcome = simulator.run()
+    with keypad.session():
+        outcome = simulator.run()
     return 0 if outcome.code is ResultCode.APPROVED else 1
 
 
@@ -174,27 +175,50 @@ class Keypad:
             return None
         return _parse_line(line, collect.max_digits)
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Keys one at a time and no terminal echo for the whole call.
+
+        Set once, before the first prompt, so keys typed ahead of a prompt are not
+        echoed in clear by the terminal either. Restored on the way out.
+        """
+        if not self.interactive:
+            yield
+            return
+        import termios
+        import tty
+
+        fd = self._in.fileno()
+        saved = termios.tcgetattr(fd)
+        try:
+            tty.setcbreak(fd)
+            attrs = termios.tcgetattr(fd)
+            attrs[3] &= ~termios.ECHO
+            termios.tcsetattr(fd, termios.TCSADRAIN, attrs)
+            yield
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
     def _read_keys(self, max_digits: int) -> Entry | None:
         keys = bytearray()
         try:
-            with _cbreak(self._in):
-                while True:
-                    char = self._in.read(1)
-                    if char in ("", "\x04"):  # end of input / Ctrl-D
-                        return None
-                    if char in "\r\n":
+            while True:
+                char = self._in.read(1)
+                if char in ("", "\x04"):  # end of input / Ctrl-D
+                    return None
+                if char in "\r\n":
+                    self._out.write("\n")
+                    return Entry(SecretDigits(keys), None)
+                if char in "#*":
+                    self._out.write(char + "\n")
+                    return Entry(SecretDigits(keys), char)
+                if char.isdigit() and char.isascii():
+                    keys.append(ord(char))
+                    self._out.write("*")
+                    self._out.flush()
+                    if len(keys) >= max_digits:
                         self._out.write("\n")
                         return Entry(SecretDigits(keys), None)
-                    if char in "#*":
-                        self._out.write(char + "\n")
-                        return Entry(SecretDigits(keys), char)
-                    if char.isdigit() and char.isascii():
-                        keys.append(ord(char))
-                        self._out.write("*")
-                        self._out.flush()
-                        if len(keys) >= max_digits:
-                            self._out.write("\n")
-                            return Entry(SecretDigits(keys), None)
         except KeyboardInterrupt:
             return None
         finally:
@@ -223,24 +247,6 @@ def _parse_line(line: str, max_digits: int) -> Entry:
     for i in range(len(keys)):
         keys[i] = 0
     return entry
-
-
-@contextlib.contextmanager
-def _cbreak(stream: TextIO) -> Iterator[None]:
-    """Keys one at a time and no echo (the caller prints ``*``), restored afterwards."""
-    import termios
-    import tty
-
-    fd = stream.fileno()
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setcbreak(fd)
-        attrs = termios.tcgetattr(fd)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(fd, termios.TCSADRAIN, attrs)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class Simulator:
