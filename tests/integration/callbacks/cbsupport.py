@@ -204,8 +204,13 @@ def worker_thread(
         thread.join(15)
 
 
-def spawn_worker(config_path: Path, *extra: str, consumer: str = "") -> subprocess.Popen[bytes]:
-    """`payivr callbacks work` as its own process, with short test timings."""
+def spawn_worker(
+    config_path: Path, log_path: Path, *extra: str, consumer: str = ""
+) -> subprocess.Popen[bytes]:
+    """`payivr callbacks work` as its own process, with short test timings.
+
+    Its log goes to a file (a pipe nobody reads would fill up and stall it).
+    """
     args = [
         sys.executable,
         "-m",
@@ -234,9 +239,32 @@ def spawn_worker(config_path: Path, *extra: str, consumer: str = "") -> subproce
     if consumer:
         args += ["--consumer", consumer]
     env = {**os.environ, "PYTHONPATH": str(REPO / "pylib")}
-    return subprocess.Popen(
-        [*args, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([*args, *extra], env=env, stdout=log, stderr=log)
+
+
+def run_cli(config_path: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`payivr callbacks <args>` (with --config unless config_path is None)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "pylib")}
+    config = ["--config", str(config_path)] if config_path is not None else []
+    return subprocess.run(
+        [sys.executable, "-m", "payivr.cli", "callbacks", args[0], *config, *args[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:
