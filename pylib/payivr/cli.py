@@ -15,6 +15,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.freeswitch",
     "payivr.commands.prompts",
     "payivr.commands.simulate",
+    "payivr.commands.esl",
 )
 
 

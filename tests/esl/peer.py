@@ -253,7 +253,11 @@ class FakeCall:
             started = time.perf_counter()
             if self.hungup:
                 continue
-            await self._run_app(app, arg, event_uuid)
+            try:
+                await self._run_app(app, arg, event_uuid)
+            except Exception as exc:  # a peer bug must fail the test, not hang it
+                self.errors.append(f"peer {app}: {type(exc).__name__}: {exc}")
+                raise
             self.step_latencies.append(time.perf_counter() - started)
 
     async def _run_app(self, app: str, arg: str, event_uuid: str) -> None:

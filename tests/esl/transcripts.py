@@ -101,7 +101,7 @@ def load() -> Templates:
             richest = header.get("Application") == "play_and_get_digits"
             if name in events and not (name == "CHANNEL_EXECUTE_COMPLETE" and richest):
                 continue
-                events[name] = (header["Unique-ID"], lines)
+            events[name] = (header["Unique-ID"], lines)
     notices = [
         raw
         for d, _, raw in parse(TRANSCRIPTS / "caller_hangup_during_collect.txt")

@@ -1,0 +1,40 @@
+"""`payivr esl serve --config FILE`: the ESL application (FreeSWITCH outbound socket)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    esl = subparsers.add_parser("esl", help="the ESL application (card capture over DTMF)")
+    sub = esl.add_subparsers(dest="esl_command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="listen for FreeSWITCH's outbound socket connections")
+    serve.add_argument("--config", required=True, help="payivr YAML config file")
+    serve.add_argument("--port", type=int, default=None, help="override services.esl.listen_port")
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from payivr.core.config import ConfigError
+    from payivr.esl.options import OptionsError, esl_options
+    from payivr.esl.service import build_service, serve
+    from payivr.wiring import build_services, load, setup_logging
+
+    setup_logging(args.log_level)
+    try:
+        config = load(args.config)
+        options = esl_options(config)
+    except (ConfigError, OptionsError) as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    services = build_services(config)
+    service = build_service(config, services, options=options, port=args.port)
+    try:
+        asyncio.run(serve(service))
+    finally:
+        services.close()
+    return 0

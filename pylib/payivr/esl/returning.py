@@ -1,0 +1,108 @@
+"""The return of the call with its result headers (SPEC 7).
+
+* `hangup`: the headers go on the BYE (`sip_bye_h_X-Pay-*`), signed with the dialog's
+  Call-ID, then the call is hung up.
+* `agent` / a URI: the headers go on the REFER (`deflect`, in the same dialog, same
+  Call-ID), where the contact center accepts REFER; otherwise (or when the REFER
+  fails) on the INVITE of a bridge through Kamailio, whose Call-ID payivr chooses
+  (`sip_invite_call_id`) so it can sign it.
+
+FreeSWITCH copies every `sip_h_*` variable onto REFERs and outgoing INVITEs, and the
+inbound `X-*` headers arrive as exactly such variables (transcripts: the B leg's INVITE
+carried X-Pay-Merchant, X-Pay-Order, X-Payivr-Session). So before a transfer every
+`sip_h_X-*` variable that is not one of this result's headers is removed: no request
+header, no stale or forged X-Pay-Result, goes back to the contact center.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from payivr.esl.channel import CallChannel
+
+log = logging.getLogger("payivr.esl")
+
+REQUEST_HEADER_VARIABLE = "variable_sip_h_"
+
+
+@dataclass(frozen=True)
+class ReturnSettings:
+    """How calls leave payivr. `proxy` is Kamailio's URI for bridged returns."""
+
+    use_refer: bool = True
+    sofia_profile: str = "payivr"
+    proxy: str | None = None
+    hangup_cause: str = "NORMAL_CLEARING"
+
+
+def dialog_call_id(channel: CallChannel, fallback: str) -> str:
+    """The Call-ID of the dialog FreeSWITCH has with the contact center."""
+    return channel.channel_data.get("variable_sip_call_id") or fallback
+
+
+def bye_variables(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    return {f"sip_bye_h_{name}": value for name, value in headers}
+
+
+def stale_request_headers(
+    channel_data: Mapping[str, str], keep: Sequence[tuple[str, str]]
+) -> list[str]:
+    """`sip_h_X-*` variables that must not ride on the transfer."""
+    ours = {name.lower() for name, _ in keep}
+    stale = []
+    for key in channel_data:
+        if key.startswith(REQUEST_HEADER_VARIABLE):
+            header = key[len(REQUEST_HEADER_VARIABLE) :]
+            if header.lower().startswith("x-") and header.lower() not in ours:
+                stale.append("sip_h_" + header)
+    return stale
+
+
+def bridge_dial_string(target: str, settings: ReturnSettings, call_id: str) -> str:
+    """`{sip_invite_call_id=...}sofia/<profile>/<target>[;fs_path=<kamailio>]`."""
+    uri = target.split(":", 1)[1] if target.lower().startswith(("sip:", "sips:")) else target
+    dial = f"{{sip_invite_call_id={call_id}}}sofia/{settings.sofia_profile}/{uri}"
+    if settings.proxy:
+        dial += f";fs_path={settings.proxy}"
+    return dial
+
+
+def new_call_id() -> str:
+    return f"{uuidlib.uuid4()}@payivr"
+
+
+async def hang_up_with(
+    channel: CallChannel, headers: Sequence[tuple[str, str]], settings: ReturnSettings
+) -> str:
+    await channel.set_variables(bye_variables(headers))
+    await channel.hangup(settings.hangup_cause)
+    return "hangup"
+
+
+async def transfer_by_refer(
+    channel: CallChannel, target: str, headers: Sequence[tuple[str, str]]
+) -> bool:
+    """REFER the caller to `target`; True when FreeSWITCH reports the transfer done."""
+    await channel.unset_variables(stale_request_headers(channel.channel_data, headers))
+    await channel.set_variables({f"sip_h_{name}": value for name, value in headers})
+    await channel.execute("deflect", target)
+    # A successful REFER ends our leg (BLIND_TRANSFER); one the far end refused
+    # leaves the call up with us.
+    return channel.hungup
+
+
+async def transfer_by_bridge(
+    channel: CallChannel,
+    target: str,
+    headers: Sequence[tuple[str, str]],
+    settings: ReturnSettings,
+    call_id: str,
+) -> None:
+    await channel.unset_variables(stale_request_headers(channel.channel_data, headers))
+    await channel.set_variables({f"sip_h_{name}": value for name, value in headers})
+    await channel.execute("bridge", bridge_dial_string(target, settings, call_id))
+    # The bridge is over (the other side hung up, or it failed): end our leg.
+    await channel.hangup(settings.hangup_cause)
