@@ -1,0 +1,208 @@
+"""The agent-mode call handler: one per secure-trunk call, for the whole call.
+
+FreeSWITCH hands a secure-trunk call (routed through payivr by the contact center,
+docs/agent-assisted.md) to this outbound socket. The handler:
+
+1. registers the call in Redis so the agent's desktop can find it (by SIP Call-ID,
+   the `X-Pay-Call-Ref` header, or the agent's extension);
+2. bridges the caller to the agent (`bridge`, with a pre-chosen `origination_uuid` so
+   the agent's leg can be addressed), which anchors the media in FreeSWITCH;
+3. waits for the API's commands on the call's Redis stream: `start` runs an
+   AgentPayment (payivr.agent.payment), `restart` / `cancel` go to the running one;
+4. when either side hangs up, marks the call ended.
+
+Payments run one at a time; after one ends the agent can start another on the same
+call. The bridge is never torn down for a payment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from payivr.agent.bus import AgentBus, CallInfo
+from payivr.agent.keys import enable_key_events
+from payivr.agent.payment import AgentPayment, PaymentContext
+from payivr.agent.publisher import Publisher
+from payivr.agent.settings import AgentSettings
+from payivr.core.config import Config
+from payivr.core.processor import Processor
+from payivr.core.result import iso
+from payivr.core.siputil import parse_sip_uri
+from payivr.esl.channel import CallerGone
+from payivr.esl.connection import EslConnection
+
+log = logging.getLogger("payivr.agent")
+
+# Where the contact center's agent is: set by the secure-trunk dialplan (from the
+# request URI) or sent by the CC as X-Pay-Agent.
+TARGET_VARIABLES = ("variable_payivr_agent_target", "variable_sip_h_X-Pay-Agent")
+REF_VARIABLE = "variable_sip_h_X-Pay-Call-Ref"
+MERCHANT_VARIABLE = "variable_sip_h_X-Pay-Merchant"
+
+
+@dataclass
+class AgentDeps:
+    """Process-wide things every call handler uses (built once by the service)."""
+
+    config: Config
+    settings: AgentSettings
+    bus: AgentBus
+    store: Any  # RedisSessionStore (synchronous; used through threads)
+    processor_for: Callable[[str], Processor]
+    prompts_dir: Path
+    sofia_profile: str = "payivr"
+    command_block_ms: int = 1000
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class AgentCall:
+    def __init__(self, conn: EslConnection, deps: AgentDeps) -> None:
+        self.conn = conn
+        self.deps = deps
+        self.agent_uuid = str(uuidlib.uuid4())
+        self.info: CallInfo | None = None
+        self.payment: AgentPayment | None = None
+        self.payment_task: asyncio.Task[None] | None = None
+        self.publisher = Publisher(deps.bus, conn.uuid)
+
+    async def run(self) -> None:
+        data = self.conn.channel_data
+        merchant_id = data.get(MERCHANT_VARIABLE, "")
+        merchant = self.deps.config.merchant(merchant_id)
+        target = next((data[v] for v in TARGET_VARIABLES if data.get(v)), "")
+        parsed = parse_sip_uri(target) if target else None
+        if merchant is None or parsed is None or not merchant.return_host_allowed(parsed[1]):
+            # Refused before anything runs: `exit` hands the call back to the dialplan.
+            log.warning(
+                "agent call %s refused: %s",
+                self.conn.uuid,
+                "unknown merchant" if merchant is None else "agent target missing or not allowed",
+            )
+            return
+        user = parsed[0].split(":", 1)[1].split("@", 1)[0] if "@" in parsed[0] else ""
+        self.info = CallInfo(
+            call=self.conn.uuid,
+            merchant=merchant.id,
+            call_id=data.get("variable_sip_call_id", ""),
+            ref=data.get(REF_VARIABLE, ""),
+            agent=user,
+            state="bridging",
+            started_at=iso(self.deps.now()),
+        )
+        await self.deps.bus.register_call(self.info)
+        self.publisher.start()
+        try:
+            if self.deps.settings.live_digit_count:
+                await enable_key_events(self.conn, self._key_pressed)
+            bridge = asyncio.create_task(self._bridge(parsed[0]), name="agent-bridge")
+            commands = asyncio.create_task(self._commands(), name="agent-commands")
+            hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
+            await asyncio.wait({bridge, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (commands, hangup):
+                task.cancel()
+            if self.payment_task is not None:
+                # The payment sees CallerGone and records its end (caller-hangup).
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(self.payment_task, 30)
+            bridge.cancel()
+            for task in (bridge, commands, hangup):
+                with contextlib.suppress(BaseException):
+                    await task
+            with contextlib.suppress(CallerGone):
+                await self.conn.hangup()
+        finally:
+            await self.publisher.close()
+            await self.deps.bus.end_call(self.info)
+
+    async def _bridge(self, target: str) -> None:
+        """Caller <-> agent, for the whole call (FreeSWITCH anchors the media)."""
+        await self.conn.set_variables({"hangup_after_bridge": "true"})
+        dial = (
+            f"{{origination_uuid={self.agent_uuid},fs_send_unsupported_info=true}}"
+            f"sofia/{self.deps.sofia_profile}/{target}"
+        )
+        assert self.info is not None
+        await self.deps.bus.update_call(self.info.call, state="connected")
+        with contextlib.suppress(CallerGone):
+            await self.conn.execute("bridge", dial)
+
+    async def _commands(self) -> None:
+        assert self.info is not None
+        last = "0"
+        while not self.conn.hungup:
+            entries = await self.deps.bus.read_commands(
+                self.info.call, last, self.deps.command_block_ms
+            )
+            for entry_id, command in entries:
+                last = entry_id
+                await self._on_command(command)
+
+    async def _on_command(self, command: dict[str, str]) -> None:
+        name, payment_id = command.get("command"), command.get("payment", "")
+        if name == "start":
+            if self.payment_task is not None and not self.payment_task.done():
+                return  # the API's claim makes this impossible; ignore a stray one
+            self.payment_task = asyncio.create_task(self._run_payment(payment_id))
+        elif (
+            name in ("restart", "cancel")
+            and self.payment is not None
+            and self.payment.id == payment_id
+        ):
+            await self.payment.control(name, command.get("field"))
+
+    async def _run_payment(self, payment_id: str) -> None:
+        assert self.info is not None
+        deps = self.deps
+        try:
+            session = await asyncio.to_thread(deps.store.load, payment_id)
+            merchant = deps.config.merchant(self.info.merchant)
+            if session is None or merchant is None or session.request.merchant != merchant.id:
+                log.warning("call %s: payment %s not found", self.info.call, payment_id)
+                return
+            ctx = PaymentContext(
+                channel=self.conn,
+                agent_uuid=self.agent_uuid,
+                call_id=self.info.call_id or self.info.call,
+                merchant=merchant,
+                settings=deps.settings,
+                store=deps.store,
+                processor=deps.processor_for(merchant.id),
+                speech_dir=deps.prompts_dir,
+                publisher=self.publisher,
+                now=deps.now,
+            )
+            self.payment = AgentPayment(ctx, session)
+            await deps.bus.update_call(self.info.call, state="capturing", payment=payment_id)
+            await self.payment.run()
+        except CallerGone:
+            pass
+        except Exception:
+            log.exception("call %s: payment %s failed", self.info.call, payment_id)
+        finally:
+            await self.publisher.drain()
+            self.payment = None
+            with contextlib.suppress(Exception):
+                await deps.bus.release_payment(self.info.call, payment_id)
+                if not self.conn.hungup:
+                    await deps.bus.update_call(self.info.call, state="connected")
+
+    def _key_pressed(self, is_digit: bool) -> None:
+        if self.payment is not None:
+            self.payment.key_pressed(is_digit)
+
+
+def call_handler(deps: AgentDeps) -> Callable[[EslConnection], Any]:
+    """The OutboundServer handler for agent-mode calls."""
+
+    async def handle(conn: EslConnection) -> None:
+        await AgentCall(conn, deps).run()
+
+    return handle

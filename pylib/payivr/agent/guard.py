@@ -1,0 +1,74 @@
+"""What the agent's leg gets while the caller keys card data, and its undoing.
+
+During a payment (SPEC 9): the agent hears no DTMF and no in-band tones of the card
+digits. Three FreeSWITCH controls, all switched on at the start of a payment and off
+at its end, so that afterwards audio and DTMF flow exactly as before:
+
+* `uuid_drop_dtmf <agent-leg> on [mask_digits D | mask_file F]`: every DTMF
+  FreeSWITCH would send to the agent's leg is dropped or replaced by a flat masking
+  tone (transcript bridge_dtmf_drop: the agent received `0000` for `123#`).
+* `uuid_audio <agent-leg> start write mute 1`: the audio written to the agent's leg
+  (the caller's voice, and any in-band DTMF in it) is muted; the caller still hears
+  the agent. `uuid_audio <agent-leg> stop` restores it.
+* `sensitive_dtmf=true` on the caller's leg when live digit counts are off: no DTMF
+  events, no `RECV DTMF` log lines, no relay (checked per key by FreeSWITCH).
+
+While play_and_get_digits runs on the caller's leg inside the bridge, FreeSWITCH
+suspends the bridge for that application (switch_ivr_bridge.c: the peer is flagged
+CF_SUSPEND), so the agent hears nothing of the field at all; the controls above cover
+the gaps between applications, when the bridge runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from payivr.agent.settings import AgentSettings
+from payivr.esl.channel import CallChannel, CallerGone
+
+log = logging.getLogger("payivr.agent")
+
+
+class AgentLegGuard:
+    """Switches the protections on and off for one payment on one call."""
+
+    def __init__(self, channel: CallChannel, agent_uuid: str, settings: AgentSettings) -> None:
+        self.channel = channel
+        self.agent_uuid = agent_uuid
+        self.settings = settings
+        self.active: list[str] = []  # what is on, to undo exactly that
+
+    async def on(self) -> None:
+        if await self._api(f"uuid_drop_dtmf {self.agent_uuid} {self.settings.drop_dtmf_args()}"):
+            self.active.append("drop_dtmf")
+        if self.settings.mute_caller_audio and await self._api(
+            f"uuid_audio {self.agent_uuid} start write mute 1"
+        ):
+            self.active.append("mute")
+        if not self.settings.live_digit_count:
+            await self.channel.set_variables({"sensitive_dtmf": "true"})
+            self.active.append("sensitive")
+
+    async def off(self) -> None:
+        """Undo what on() did (in reverse order); safe after the caller has gone."""
+        while self.active:
+            what = self.active.pop()
+            try:
+                if what == "sensitive":
+                    await self.channel.set_variables({"sensitive_dtmf": "false"})
+                elif what == "mute":
+                    await self._api(f"uuid_audio {self.agent_uuid} stop")
+                elif what == "drop_dtmf":
+                    await self._api(f"uuid_drop_dtmf {self.agent_uuid} off")
+            except CallerGone:
+                return
+
+    async def _api(self, command: str) -> bool:
+        reply = await self.channel.api(command)
+        if reply.startswith("+OK"):
+            return True
+        # The agent's leg may be gone (agent hung up): nothing left to protect there.
+        log.warning(
+            "call %s: %s refused: %s", self.channel.uuid, command.split(" ")[0], reply.strip()[:80]
+        )
+        return False

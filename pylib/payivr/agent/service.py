@@ -1,0 +1,116 @@
+"""`payivr agent serve`: the agent API (HTTP + SSE + panel) and the agent-mode socket.
+
+Both run in one asyncio process so that a deployment has one more service, not two;
+they share nothing but Redis, so either could be split out later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from payivr.agent.api import AgentApi, ApiContext
+from payivr.agent.bus import AgentBus
+from payivr.agent.driver import AgentDeps, call_handler
+from payivr.agent.http import HttpServer
+from payivr.agent.settings import AgentSettings, MerchantTokens, load_agent_settings
+from payivr.core.config import Config
+from payivr.esl.options import esl_options
+from payivr.esl.server import OutboundServer
+
+log = logging.getLogger("payivr.agent")
+
+
+@dataclass
+class AgentService:
+    api: AgentApi
+    http: HttpServer
+    esl: OutboundServer
+    aredis: Any
+    services: Any
+
+    async def start(self) -> None:
+        await self.http.start()
+        await self.esl.start()
+
+    async def stop(self) -> None:
+        self.api.stopping.set()
+        await self.http.stop()
+        await self.esl.stop(grace_s=5)
+        await self.aredis.aclose()
+        self.services.close()
+
+
+def async_redis(config: Config) -> Any:
+    """A redis.asyncio client for the same Redis as the session store (URL form)."""
+    cfg = config.services.redis
+    password = cfg.password.value() if cfg.password else None
+    return aioredis.Redis.from_url(cfg.url, password=password)
+
+
+def build_service(
+    config: Config,
+    settings: AgentSettings,
+    tokens: MerchantTokens,
+    *,
+    services: Any | None = None,
+    aredis: Any | None = None,
+    sse_block_ms: int = 15000,
+    command_block_ms: int = 1000,
+) -> AgentService:
+    from payivr.wiring import build_services
+
+    services = services if services is not None else build_services(config)
+    aredis = aredis if aredis is not None else async_redis(config)
+    bus = AgentBus(aredis, ttl_s=settings.call_ttl_s)
+    api = AgentApi(
+        ApiContext(
+            config=config,
+            tokens=tokens,
+            bus=bus,
+            store=services.store,
+            session_ttl_s=config.services.session_ttl_s,
+            sse_block_ms=sse_block_ms,
+        )
+    )
+    options = esl_options(config)
+    deps = AgentDeps(
+        config=config,
+        settings=settings,
+        bus=bus,
+        store=services.store,
+        processor_for=services.processor_for,
+        prompts_dir=options.prompts_dir,
+        sofia_profile=options.returns.sofia_profile,
+        command_block_ms=command_block_ms,
+    )
+    http = HttpServer(api, settings.listen_host, settings.listen_port)
+    esl = OutboundServer(
+        call_handler(deps),
+        host=settings.esl_listen_host,
+        port=settings.esl_listen_port,
+        linger_s=options.linger_s,
+    )
+    return AgentService(api=api, http=http, esl=esl, aredis=aredis, services=services)
+
+
+async def serve(config: Config) -> None:
+    settings, tokens = load_agent_settings(config, os.environ)
+    if not len(tokens):
+        log.warning("no merchant has agent_api.token: every API call will be refused")
+    service = build_service(config, settings, tokens)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await service.stop()
