@@ -16,6 +16,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.prompts",
     "payivr.commands.simulate",
     "payivr.commands.esl",
+    "payivr.commands.agent",
 )
 
 
