@@ -541,3 +541,18 @@ def test_illegal_transition_message_has_no_digits() -> None:
     with pytest.raises(IllegalTransition) as info:
         plan.handle(DigitsEntered(Field.CARD_NUMBER, SecretDigits(VISA), "#"))
     assert "1111" not in str(info.value)
+
+
+def test_public_wipe_zeroes_what_the_plan_holds() -> None:
+    plan = new_plan()
+    plan.start()
+    pan, expiry = SecretDigits(VISA), SecretDigits("1228")
+    plan.handle(DigitsEntered(Field.CARD_NUMBER, pan, "#"))
+    plan.handle(DigitsEntered(Field.EXPIRY, expiry, None))
+    plan.wipe()
+    assert pan.wiped and expiry.wiped
+    plan.wipe()  # idempotent
+    payment_plan = new_plan()
+    payment = to_processing(payment_plan)
+    payment_plan.wipe()
+    assert payment.card is not None and payment.card.wiped

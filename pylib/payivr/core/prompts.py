@@ -15,6 +15,8 @@ from importlib import resources
 
 import yaml
 
+from payivr.core.config import LANGUAGES as CONFIG_LANGUAGES
+
 
 class PromptId(enum.StrEnum):
     """Every prompt the capture plan emits (``Play.prompt`` / ``Collect.prompt``)."""
@@ -65,7 +67,7 @@ class PromptId(enum.StrEnum):
 PROMPT_IDS: frozenset[str] = frozenset(p.value for p in PromptId)
 
 # Languages that ship with a prompt set (SPEC 2: X-Pay-Language).
-LANGUAGES: tuple[str, ...] = ("es", "en", "pt", "nl")
+LANGUAGES: tuple[str, ...] = CONFIG_LANGUAGES
 
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 

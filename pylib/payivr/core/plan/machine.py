@@ -295,7 +295,7 @@ class CapturePlan:
         self._card_restarts += 1
         if self._card_restarts >= self.attempts:
             return self._cancel("attempts-exhausted", say=True)
-        self._wipe()
+        self.wipe()
         self._brand = None
         return [play(PromptId.START_AGAIN), *self._enter(Field.CARD_NUMBER)]
 
@@ -323,7 +323,7 @@ class CapturePlan:
     def _conclude(self, answer: ProcessorAnswer) -> Outcome:
         brand = self._card.brand if self._card is not None else None
         last4 = self._card.last4 if self._card is not None else None
-        self._wipe()
+        self.wipe()
         outcome = Outcome.from_answer(answer, brand=brand, last4=last4)
         if outcome.code is not ResultCode.APPROVED and outcome.reason is None:
             default = "card-declined" if outcome.code is ResultCode.DECLINED else "processor-error"
@@ -333,7 +333,7 @@ class CapturePlan:
         return outcome
 
     def _cancel(self, reason: str, *, say: bool) -> list[Command]:
-        self._wipe()
+        self.wipe()
         commands = self._unmask()
         self.outcome = Outcome.cancelled(reason)
         self.state = State.DONE
@@ -349,8 +349,12 @@ class CapturePlan:
         self._masked = False
         return [UnmaskRecording()]
 
-    def _wipe(self) -> None:
-        """Zero every piece of card data the plan holds."""
+    def wipe(self) -> None:
+        """Zero every piece of card data the plan holds (idempotent).
+
+        The plan does this itself on every path; a driver whose call ends abnormally
+        (an exception mid-call) calls it too, so nothing outlives the call.
+        """
         for secret in (self._pan, self._expiry, self._cvv):
             if secret is not None:
                 secret.wipe()
