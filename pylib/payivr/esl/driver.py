@@ -49,8 +49,6 @@ from payivr.core.processor import (
     ChargeRequest,
     Processor,
     ProcessorAnswer,
-    ProcessorTimeout,
-    ResultCode,
     idempotency_key,
 )
 from payivr.core.prompts import LANGUAGES, PromptId
@@ -61,6 +59,7 @@ from payivr.core.signature import sign
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.executor import CommandExecutor, Speech
 from payivr.esl.options import EslOptions
+from payivr.esl.processing import charge_with_timeout
 from payivr.esl.recordings import RecordingMasker
 from payivr.esl.returning import (
     bye_variables,
@@ -75,9 +74,6 @@ log = logging.getLogger("payivr.esl")
 
 T = TypeVar("T")
 SESSION_HEADER = "variable_sip_h_X-Payivr-Session"
-# Extra time past the merchant's timeout before payivr stops waiting for a processor
-# adapter that failed to honour ChargeRequest.timeout_s itself.
-PROCESSOR_GRACE_S = 1.0
 REDIS_ATTEMPTS = 3
 
 
@@ -320,35 +316,11 @@ class PaymentCall:
         return self.plan.handle(ProcessorAnswered(answer))
 
     async def _charge(self, charge: ChargeRequest) -> ProcessorAnswer:
-        """The processor call in a worker thread, the merchant's timeout enforced here
-        too; a caller hanging up meanwhile is told to the plan, the answer still waited
-        for (money may move)."""
         assert self.merchant is not None
-        loop = asyncio.get_running_loop()
         processor = self.app.processor_for(self.merchant.id)
-        work = loop.run_in_executor(self.app.processor_pool, _charge_in_thread, processor, charge)
-        hangup = asyncio.ensure_future(_wait_hangup(self.channel))
-        deadline = loop.time() + charge.timeout_s + PROCESSOR_GRACE_S
-        try:
-            done, _ = await asyncio.wait(
-                {work, hangup},
-                timeout=charge.timeout_s + PROCESSOR_GRACE_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if work not in done and hangup in done:
-                self._caller_hung_up()
-                await asyncio.wait({work}, timeout=max(0.0, deadline - loop.time()))
-            if work.done():
-                return work.result()
-        finally:
-            hangup.cancel()
-        log.warning(
-            "call %s: processor gave no answer in %.1fs", self.channel.uuid, charge.timeout_s
+        return await charge_with_timeout(
+            processor, charge, self.app.processor_pool, self.channel, self._caller_hung_up
         )
-        # Void whatever the late request may still do; no card data is needed for that.
-        reversal = ChargeRequest(**{**charge.__dict__, "card": None})
-        loop.run_in_executor(self.app.processor_pool, _reverse_in_thread, processor, reversal)
-        return ProcessorAnswer(ResultCode.FAILED, "processor-timeout")
 
     # -- result and return -----------------------------------------------------------
 
@@ -448,31 +420,3 @@ class PaymentCall:
             await hang_up_with(self.channel, list(headers.items()), self.app.options.returns)
         except CallerGone:
             pass
-
-
-def _charge_in_thread(processor: Processor, charge: ChargeRequest) -> ProcessorAnswer:
-    try:
-        return processor.charge(charge)
-    except ProcessorTimeout:
-        return ProcessorAnswer(ResultCode.FAILED, "processor-timeout")
-    except Exception as exc:
-        # The type only: an adapter's message could echo request fields.
-        log.error("processor error: %s", type(exc).__name__)
-        return ProcessorAnswer(ResultCode.FAILED, "processor-error")
-
-
-def _reverse_in_thread(processor: Processor, charge: ChargeRequest) -> None:
-    try:
-        answer = processor.reverse(charge)
-        log.info("reversal after timeout: %s", answer.code)
-    except Exception as exc:
-        log.error("reversal after timeout failed: %s", type(exc).__name__)
-
-
-async def _wait_hangup(channel: CallChannel) -> None:
-    wait = getattr(channel, "wait_hangup", None)
-    if wait is not None:
-        await wait()
-        return
-    while not channel.hungup:
-        await asyncio.sleep(0.2)

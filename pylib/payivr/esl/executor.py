@@ -56,7 +56,8 @@ def split_amount(amount: int, currency: str) -> tuple[int, int]:
     exponent = _EXPONENTS.get(currency.upper(), 2)
     if exponent == 0:
         return amount, 0
-    return divmod(amount, 10**exponent)
+    major, minor = divmod(amount, 10**exponent)
+    return int(major), int(minor)
 
 
 @dataclass(frozen=True)
