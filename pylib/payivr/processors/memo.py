@@ -26,7 +26,8 @@ class AnswerMemo:
         ttl_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: OrderedDict[str, tuple[float, ProcessorAnswer]] = OrderedDict()
+        # None marks a key that was reversed: a late answer must not be remembered.
+        self._entries: OrderedDict[str, tuple[float, ProcessorAnswer | None]] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
         self._ttl = ttl_s
@@ -45,14 +46,26 @@ class AnswerMemo:
             return answer
 
     def put(self, key: str, answer: ProcessorAnswer) -> None:
-        """Remember ``answer`` for ``key``, evicting the oldest entries past the bound."""
+        """Remember ``answer`` for ``key``, evicting the oldest entries past the bound.
+
+        Ignored when ``key`` was reversed meanwhile (a charge answering after its
+        reversal was sent must not be replayed as the key's answer).
+        """
         with self._lock:
-            self._entries[key] = (self._clock(), answer)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            self._store(key, answer, replace_tombstone=False)
 
     def forget(self, key: str) -> None:
-        """Drop ``key`` (after a reversal, the first answer no longer stands)."""
+        """Mark ``key`` reversed: its first answer no longer stands, none is kept."""
         with self._lock:
-            self._entries.pop(key, None)
+            self._store(key, None, replace_tombstone=True)
+
+    def _store(self, key: str, answer: ProcessorAnswer | None, *, replace_tombstone: bool) -> None:
+        entry = self._entries.get(key)
+        now = self._clock()
+        fresh_tombstone = entry is not None and entry[1] is None and now - entry[0] <= self._ttl
+        if fresh_tombstone and not replace_tombstone:
+            return
+        self._entries[key] = (now, answer)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)

@@ -113,6 +113,8 @@ class FakeConnector:
 
     def _reverse(self, req: dict[str, Any]) -> dict[str, Any]:
         key = req["idempotency_key"]
+        # A reversed key is never charged again: later charges are duplicates.
+        self.answers[key] = self._answer(key, "failed", error_code="duplicate-order")
         if self.charged.pop(key, None) is None:
             return self._answer(key, "approved", error_code="nothing-to-reverse")
         return self._answer(key, "approved", processor_code="VOIDED")

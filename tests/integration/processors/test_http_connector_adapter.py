@@ -120,6 +120,11 @@ def test_timeout_then_successful_reversal(gateway: FakeConnectorServer) -> None:
     reversal = processor.reverse(request)
     assert (reversal.code, reversal.raw_code) == (ResultCode.APPROVED, "VOIDED")
     assert gateway.state.charged == {}
+    # A reversed key is never charged again, from this process or another.
+    for retry in (processor, connector(gateway)):
+        again = retry.charge(request)
+        assert (again.code, again.reason) == (ResultCode.FAILED, "duplicate-order")
+    assert gateway.state.charged == {}
 
 
 def test_retry_with_the_same_key_never_charges_twice(gateway: FakeConnectorServer) -> None:

@@ -152,6 +152,11 @@ def test_memo_expires_and_is_bounded() -> None:
     memo.put("d", ok)
     memo.forget("d")
     assert memo.get("d") is None
+    memo.put("d", ok)  # a late answer after the reversal: not remembered
+    assert memo.get("d") is None
+    now[0] = 30.0
+    memo.put("d", ok)  # the tombstone expired with the TTL
+    assert memo.get("d") is ok
 
 
 class ScriptedProcessor:
