@@ -34,3 +34,58 @@ def test_redsys_rejects_with_a_reason(order: str, fragment: str) -> None:
 def test_other_processors_take_any_spec_order(processor_type: str) -> None:
     assert check_order(processor_type, "A_b-c") is None
     assert check_order(processor_type, "x" * 32) is None
+
+
+def _merchant(processor: dict[str, object]) -> object:
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from payivr.core.config import parse_config
+
+    example = Path(__file__).resolve().parents[3] / "config" / "payivr.example.yaml"
+    data = copy.deepcopy(yaml.safe_load(example.read_text()))
+    data["merchants"]["acme"]["processor"] = processor
+    env = {"K": "sq7HjrUOBfKmC576ILgskD5srU870gJ7"}
+    return parse_config(data, base_dir=example.parent, environ=env).merchants["acme"]
+
+
+REDSYS = {
+    "type": "redsys",
+    "environment": "test",
+    "merchant_code": "999008881",
+    "terminal": "1",
+    "secret_key": "env:K",
+}
+
+
+@pytest.mark.parametrize(
+    ("processor", "order", "rejected"),
+    [
+        (REDSYS, "A-1001", True),
+        (REDSYS, "12345678901234", True),
+        (REDSYS, "2026A1", False),
+        ({"type": "sandbox"}, "A-1001", False),
+    ],
+)
+def test_the_request_parser_rejects_orders_the_processor_would_refuse(
+    processor: dict[str, object], order: str, rejected: bool
+) -> None:
+    from payivr.core.errors import Rejection
+    from payivr.core.request import parse_request
+
+    merchant = _merchant(processor)
+    fields = {
+        "x-pay-merchant": "acme",
+        "x-pay-operation": "sale",
+        "x-pay-order": order,
+        "x-pay-amount": "1250",
+    }
+    if not rejected:
+        assert parse_request(fields, merchant, call_id="c1").order == order  # type: ignore[arg-type]
+        return
+    with pytest.raises(Rejection) as info:
+        parse_request(fields, merchant, call_id="c1")  # type: ignore[arg-type]
+    assert (info.value.status, info.value.header) == (400, "X-Pay-Order")
+    assert "Redsys" in info.value.problem
