@@ -48,12 +48,12 @@ def redis_client(
     if settings.sentinel is not None:
         from redis.sentinel import Sentinel
 
-        sentinel = Sentinel(
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.sentinel.nodes),
             socket_timeout=connect_timeout,
             socket_connect_timeout=connect_timeout,
         )
-        client: redis.Redis = sentinel.master_for(
+        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             settings.sentinel.master,
             password=password,
             db=_db_from_url(settings.url),
