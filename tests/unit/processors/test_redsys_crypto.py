@@ -83,6 +83,24 @@ def test_sha256_signature_is_hmac_of_the_params_with_the_3des_key() -> None:
     assert sign(SignatureVersion.HMAC_SHA256_V1, TEST_KEY, ORDER, MANUAL_PARAMS_V1) == expected
 
 
+# HMAC_SHA256_V1 end to end: the vector shipped with the ports of Redsys' own PHP API
+# (node-redsys-api, go-redsys-api tests): key, order "1", parameters, signature.
+PORT_KEY = "Mk9m98IfEblmPfrpsawt7BmxObt98Jev"
+PORT_PARAMS = (
+    "eyJEU19NRVJDSEFOVF9BTU9VTlQiOiIxNDUiLCJEU19NRVJDSEFOVF9PUkRFUiI6IjEiLCJEU19NRVJDSEFO"
+    "VF9NRVJDSEFOVENPREUiOiI5OTkwMDg4ODEiLCJEU19NRVJDSEFOVF9DVVJSRU5DWSI6Ijk3OCIsIkRTX01F"
+    "UkNIQU5UX1RSQU5TQUNUSU9OVFlQRSI6IjAiLCJEU19NRVJDSEFOVF9URVJNSU5BTCI6Ijg3MSIsIkRTX01F"
+    "UkNIQU5UX01FUkNIQU5UVVJMIjoiIiwiRFNfTUVSQ0hBTlRfVVJMT0siOiIiLCJEU19NRVJDSEFOVF9VUkxL"
+    "TyI6IiJ9"
+)
+
+
+def test_sha256_v1_signature_of_the_php_api_ports() -> None:
+    assert base64.b64encode(diversify_3des(PORT_KEY, "1")).decode() == "Lr6bLJYWKrk="
+    signature = sign(SignatureVersion.HMAC_SHA256_V1, PORT_KEY, "1", PORT_PARAMS)
+    assert signature == "3TEI5WyvHf1D/whByt1ENgFH/HPIP9UFuB6LkCYgj+E="
+
+
 @pytest.mark.parametrize("version", list(SignatureVersion))
 def test_verify_accepts_either_base64_alphabet_and_rejects_tampering(
     version: SignatureVersion,
