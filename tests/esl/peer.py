@@ -97,7 +97,10 @@ class FakeCall:
         self.returned_to_dialplan = False
         self.hungup = False
         self.finished = asyncio.Event()
-        self.step_latencies: list[float] = []
+        # Per-step overhead of the application: from FreeSWITCH's message the app was
+        # waiting for (EXECUTE_COMPLETE, a reply) to the app's next command.
+        self.reaction_times: list[float] = []
+        self._waiting_since: float | None = None
         self._filters: set[tuple[str, str]] = set()
         self._myevents = False
         self._linger: int | None = None
@@ -133,6 +136,9 @@ class FakeCall:
             if not data:
                 return
             self.received += data
+            if self._waiting_since is not None:
+                self.reaction_times.append(time.perf_counter() - self._waiting_since)
+                self._waiting_since = None
             buf += data
             while b"\n\n" in buf:
                 block, buf = buf.split(b"\n\n", 1)
@@ -146,6 +152,7 @@ class FakeCall:
 
     def _reply(self, text: str) -> None:
         self._send(f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode())
+        self._waiting_since = time.perf_counter()
 
     async def _command(self, block: str) -> bool:
         """Handle one command; True when the socket is to be closed."""
@@ -183,6 +190,7 @@ class FakeCall:
             body = self._api(cmd[4:]).encode()
             head = f"Content-Type: api/response\nContent-Length: {len(body)}\n\n"
             self._send(head.encode() + body)
+            self._waiting_since = time.perf_counter()
         elif cmd == "exit":
             if not self.hungup:
                 self.returned_to_dialplan = True
@@ -244,13 +252,14 @@ class FakeCall:
         self._send(
             f"Content-Length: {len(body)}\nContent-Type: text/event-plain\n\n".encode() + body
         )
+        if name == "CHANNEL_EXECUTE_COMPLETE":
+            self._waiting_since = time.perf_counter()
 
     # -- applications ----------------------------------------------------------------
 
     async def _app_worker(self) -> None:
         while True:
             app, arg, event_uuid = await self._queue.get()
-            started = time.perf_counter()
             if self.hungup:
                 continue
             try:
@@ -258,7 +267,6 @@ class FakeCall:
             except Exception as exc:  # a peer bug must fail the test, not hang it
                 self.errors.append(f"peer {app}: {type(exc).__name__}: {exc}")
                 raise
-            self.step_latencies.append(time.perf_counter() - started)
 
     async def _run_app(self, app: str, arg: str, event_uuid: str) -> None:
         self._app_runs[app] = self._app_runs.get(app, 0) + 1

@@ -242,8 +242,9 @@ def test_caller_hangs_up_mid_card(redis_url: str, keys: str) -> None:
             }
             call.leaks = [leak for leak in call.leaks if "at hang-up" not in leak]
             assert_no_card_data(h, call)
-            if keys:
-                assert keys not in "\n".join(h.log.lines)
+            if len(keys) >= 4:  # shorter runs match port numbers and uuids by chance
+                pattern = rf"(?<![0-9a-f]){keys}(?![0-9a-f])"
+                assert not re.search(pattern, "\n".join(h.log.lines))
 
     asyncio.run(scenario())
 
