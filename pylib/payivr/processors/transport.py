@@ -15,6 +15,8 @@ import requests
 
 from payivr.core.processor import ProcessorTimeout
 
+CONNECT_TIMEOUT_MAX_S = 3.0
+
 
 class TransportFailure(Exception):
     """The POST failed without an answer. `may_have_arrived` is False only when the
@@ -53,16 +55,17 @@ def post(
 ) -> HttpAnswer:
     """POST ``body`` to ``url``; raise ProcessorTimeout past ``timeout_s``.
 
-    The timeout bounds the connection and each read; redirects are not followed (a
-    processor endpoint that redirects is misconfigured, and a redirect must not carry
-    card data elsewhere).
+    The read timeout is ``timeout_s``; the connection gets at most 3 s of it (a healthy
+    endpoint connects in milliseconds), so the whole call stays close to the merchant's
+    timeout. Redirects are not followed (a processor endpoint that redirects is
+    misconfigured, and a redirect must not carry card data elsewhere).
     """
     try:
         response = requests.post(
             url,
             data=body,
             headers=dict(headers),
-            timeout=(timeout_s, timeout_s),
+            timeout=(min(timeout_s, CONNECT_TIMEOUT_MAX_S), timeout_s),
             verify=verify,
             allow_redirects=False,
         )
