@@ -67,6 +67,7 @@ def test_sale_parameters() -> None:
     assert p["DS_MERCHANT_TRANSACTIONTYPE"] == "0"
     assert len(p["DS_MERCHANT_PRODUCTDESCRIPTION"]) == 125
     assert "DS_MERCHANT_IDENTIFIER" not in p
+    assert p["DS_MERCHANT_MERCHANTDATA"] == "payivr:" + idempotency_key("acme", "1234AB")
 
 
 def test_tokenize_is_a_zero_amount_authorisation_asking_for_an_identifier() -> None:

@@ -77,6 +77,9 @@ def _base(terminal: Terminal, request: ChargeRequest, transaction: str) -> dict[
         "DS_MERCHANT_TRANSACTIONTYPE": transaction,
         "DS_MERCHANT_CURRENCY": currency,
         "DS_MERCHANT_AMOUNT": str(request.amount),
+        # Free merchant data, shown in the Redsys portal: the idempotency key travels
+        # with every call (the order id is what Redsys deduplicates on).
+        "DS_MERCHANT_MERCHANTDATA": f"payivr:{request.idempotency_key}",
     }
 
 
