@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -290,7 +289,7 @@ class SippUas:
         for line in self.log().splitlines():
             if line.startswith("session="):
                 sid, _, rest = line[len("session=") :].partition(" call-id=")
-                out[rest.split(" unknown=")[0].strip()] = sid.strip()
+                out[rest.strip().split(" ")[0]] = sid.strip()
         return out
 
     def wait_for_calls(self, count: int, timeout: float = 5.0) -> dict[str, str]:
@@ -304,10 +303,29 @@ class SippUas:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGUSR1)  # sipp: quit softly (remaining calls end)
+            self.proc.terminate()
             try:
-                self.proc.wait(3)
+                self.proc.wait(2)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(3)
         self.proc = None
+
+
+def send_raw_invite(target_port: int, call: Call, cid: str) -> None:
+    """Fire one INVITE over UDP without waiting for anything (to fill a rate counter)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        head = (
+            f"INVITE sip:pay@127.0.0.1:{target_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{secrets.token_hex(8)};rport\r\n"
+            f"From: <sip:cti@127.0.0.1:{port}>;tag={secrets.token_hex(4)}\r\n"
+            f"To: <sip:pay@127.0.0.1:{target_port}>\r\n"
+            f"Call-ID: {cid}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:cti@127.0.0.1:{port}>\r\n"
+        )
+        body = "".join(line + "\r\n" for line in call.lines)
+        s.sendto((head + body + "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", target_port))

@@ -65,7 +65,7 @@ REJECTIONS: dict[str, Callable[[str], Call]] = {
     "uac-bad-amount-expect-400": lambda cid: signed_sale(cid, **{"X-Pay-Amount": "12.50"}),
     "uac-missing-order-expect-400": lambda cid: signed_sale(cid, **{"X-Pay-Order": None}),
     "uac-duplicate-header-expect-400": lambda cid: Call(
-        signed_sale(cid).lines + ["X-Pay-Amount: 99999"]
+        [*signed_sale(cid).lines, "X-Pay-Amount: 99999"]
     ),
     "uac-foreign-source-expect-403": lambda cid: Call.of(
         signed(sale_fields(**{"X-Pay-Merchant": "beta"}), cid, SECRETS["beta_signing"])
