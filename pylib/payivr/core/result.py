@@ -42,6 +42,8 @@ REASONS = frozenset(
         "brand-not-accepted",
         "processor-unavailable",
         "internal-error",
+        "duplicate-order",
+        "nothing-to-reverse",
     }
 )
 
