@@ -138,9 +138,14 @@ class AgentCall:
         assert self.info is not None
         last = "0"
         while not self.conn.hungup:
-            entries = await self.deps.bus.read_commands(
-                self.info.call, last, self.deps.command_block_ms
-            )
+            try:
+                entries = await self.deps.bus.read_commands(
+                    self.info.call, last, self.deps.command_block_ms
+                )
+            except Exception as exc:  # Redis restarting: keep the call, retry soon
+                log.warning("call %s: reading commands failed: %s", self.info.call, exc)
+                await asyncio.sleep(1)
+                continue
             for entry_id, command in entries:
                 last = entry_id
                 await self._on_command(command)

@@ -153,8 +153,8 @@ class AgentPayment:
 
     async def _drive(self, first: list[Command]) -> None:
         queue: deque[Command] = deque(first)
-        while queue:
-            if self._interrupt == "cancel" and self.plan.state in COLLECTING:
+        while queue or self._cancel_pending():
+            if self._cancel_pending():
                 queue = deque(self._feed(CallerHungUp(), cancelled=True))
                 continue
             command = queue.popleft()
@@ -171,6 +171,9 @@ class AgentPayment:
                 continue  # the top of the loop feeds the cancel to the plan
             if answer is not None:
                 queue.extend(self._feed(answer))
+
+    def _cancel_pending(self) -> bool:
+        return self._interrupt == "cancel" and self.plan.state in COLLECTING
 
     def _feed(self, event: PlanEvent, *, cancelled: bool = False) -> list[Command]:
         if cancelled:
@@ -276,10 +279,14 @@ class AgentPayment:
         # One transaction: result on the session, outbox entry for the callback, event.
         self.session = await self._store(self.ctx.store.record_result, self.session, result, now)
         self.result = result
-        self.ctx.publisher.put(self.tracker.finished(result))
+        # The card span is over: the agent's leg gets DTMF and audio back before the
+        # agent sees the result (and can start the next payment).
+        with contextlib.suppress(CallerGone):
+            await self.guard.off()
         if self.ctx.settings.result_info:
             with contextlib.suppress(CallerGone):
                 await self._info_to_agent(result, int(now.timestamp()))
+        self.ctx.publisher.put(self.tracker.finished(result))
 
     async def _info_to_agent(self, result: PaymentResult, now: int) -> None:
         """The result as a SIP INFO on the agent's leg: signed X-Pay-* headers, JSON body."""
