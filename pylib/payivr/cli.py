@@ -14,6 +14,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.callbacks",
     "payivr.commands.freeswitch",
     "payivr.commands.prompts",
+    "payivr.commands.stack",
     "payivr.commands.simulate",
     "payivr.commands.esl",
     "payivr.commands.agent",

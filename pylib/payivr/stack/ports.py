@@ -1,0 +1,42 @@
+"""Free loopback ports and readiness waits for the local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both TCP and UDP (SIP listens on both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free loopback port")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def wait_for_tcp(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> bool:
+    """True once something accepts TCP connections on host:port, False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return True
+        time.sleep(0.05)
+    return False
