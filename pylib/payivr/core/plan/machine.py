@@ -161,6 +161,7 @@ class CapturePlan:
         if field is Field.CONFIRM:
             return self._on_choice(digits)
         if field is Field.CVV and count == 0 and event.terminator == "#" and self._cvv_skippable():
+            digits.wipe()
             self.last_field = FieldReport(field, True, "skipped", 0)
             return self._after_cvv()
         reason = self._check(field, digits)
