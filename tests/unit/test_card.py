@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+
 from payivr.core import card
 from payivr.core.card import (
     BRANDS,

@@ -6,6 +6,7 @@ import datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from payivr.core.card import (
     BRANDS,
     detect_brand,

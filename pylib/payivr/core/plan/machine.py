@@ -109,6 +109,8 @@ class CapturePlan:
 
     @property
     def finished(self) -> bool:
+        """Nothing more will be asked of the caller: ``done``, or the caller hung up
+        while the processor works (then ``Finish`` still follows the answer)."""
         return self.state in (State.DONE, State.PROCESSING_CALLER_GONE)
 
     # -- dispatch --------------------------------------------------------------------
