@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from payivr.core.secrets import CardDetails
+from payivr.core.secrets import CardDetails, SecretDigits
 
 
 class Operation(StrEnum):
@@ -66,6 +66,9 @@ class ChargeRequest:
     card: CardDetails | None = field(default=None, repr=False)
     token: str | None = None
     token_reference: str | None = None
+    # The security code keyed for a token_sale where the merchant asks for one
+    # (capture.token_sale_cvv); card sales carry theirs inside `card`.
+    cvv: SecretDigits | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
