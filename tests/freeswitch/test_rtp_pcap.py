@@ -1,0 +1,124 @@
+"""The caller pcap generator (RFC 2833 digits with increasing timestamps), checked on
+its own and as SIPp really plays it to a UDP sink. Needs no FreeSWITCH."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from payivr.stack.ports import free_port
+from payivr.stack.rtp_pcap import (
+    EVENT_PT,
+    PCMA_PT,
+    Keying,
+    decode_events,
+    keyed_call,
+    rtp_packets,
+)
+
+HERE = Path(__file__).parent
+PAN = "4111111111111111"
+
+
+def test_repeated_digits_get_distinct_timestamps_and_sequence_always_grows() -> None:
+    packets = rtp_packets([Keying(0.2, PAN + "#")], 6.5)
+    seqs = [p.seq for p in packets]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    events = [p for p in packets if p.payload_type == EVENT_PT]
+    starts = sorted({p.timestamp for p in events})
+    assert len(starts) == len(PAN) + 1  # one timestamp per key press, "1111" included
+    assert all(b - a == 300 * 8 for a, b in itertools.pairwise(starts))
+    # each event: marker on its first packet, end bit thrice at the end, durations grow
+    first = [p for p in events if p.timestamp == starts[1]]
+    assert first[0].marker and not any(p.marker for p in first[1:])
+    assert [p.payload[1] & 0x80 for p in first].count(0x80) == 3
+    durations = [int.from_bytes(p.payload[2:4], "big") for p in first]
+    assert durations == sorted(durations) and durations[-1] == 800  # 100 ms at 8 kHz
+    assert decode_events((p.payload_type, p.timestamp, p.payload) for p in packets) == PAN + "#"
+    # audio pauses while a digit is sent, and resumes after it
+    assert any(p.payload_type == PCMA_PT and p.time_s > 0.4 for p in packets)
+
+
+def test_a_stock_style_stream_would_lose_the_repeated_digits() -> None:
+    # What SIPp's stock dtmf_2833 pcaps do: one timestamp for every digit.
+    packets = rtp_packets([Keying(0.2, "4111")], 2.0)
+    same = [
+        (p.payload_type, 0 if p.payload_type == EVENT_PT else p.timestamp, p.payload)
+        for p in packets
+    ]
+    assert decode_events(same) == "4"  # the receiver's view; ours keeps all four
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sipp (apt-get install sip-tester)")
+@pytest.mark.timeout(30)
+def test_sipp_plays_the_pcap_and_every_digit_arrives(tmp_path: Path) -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(0.5)
+    sink_port = sink.getsockname()[1]
+    received: list[tuple[int, int, bytes]] = []
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            try:
+                data = sink.recv(2048)
+            except OSError:
+                continue
+            received.append((data[1] & 0x7F, int.from_bytes(data[4:8], "big"), data[12:]))
+
+    thread = threading.Thread(target=collect, daemon=True)
+    thread.start()
+    pcap = keyed_call(
+        tmp_path / "caller.pcap", [Keying(0.3, PAN + "#", tone_ms=60, every_ms=120)], tail_s=0.3
+    )
+    uac = (HERE / "sipp" / "uac-plays-pcap-then-bye.xml").read_text()
+    uac = uac.replace("PCAP", str(pcap)).replace("PAUSE_MS", "2900")
+    (tmp_path / "uac.xml").write_text(uac)
+    uas = (HERE / "sipp" / "uas-rtp-sink.xml").read_text().replace("SINK_PORT", str(sink_port))
+    (tmp_path / "uas.xml").write_text(uas)
+    uas_port, uac_port = free_port(), free_port()
+    common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err", "-error_file"]
+    server = subprocess.Popen(
+        ["sipp", "-sf", "uas.xml", "-p", str(uas_port), *common, "uas.err"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = subprocess.run(
+            [
+                "sipp",
+                f"127.0.0.1:{uas_port}",
+                "-sf",
+                "uac.xml",
+                "-p",
+                str(uac_port),
+                "-mp",
+                str(free_port()),
+                *common,
+                "uac.err",
+                "-timeout",
+                "20s",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=25,
+            check=False,
+        )
+        assert client.returncode == 0, (tmp_path / "uac.err").read_text(errors="replace")
+    finally:
+        server.kill()
+        server.wait(5)
+        stop.set()
+        thread.join(2)
+        sink.close()
+    assert decode_events(received) == PAN + "#"
+    assert sum(1 for pt, _, _ in received if pt == PCMA_PT) > 100
