@@ -148,6 +148,12 @@ def render_local_cfg(s: KamailioSettings) -> str:
         lines.append(f"#!define {name} {value}".rstrip())
     for sock in s.listen:
         lines.append(f"listen={sock}")
+    # The advertised name (Warning headers; how CTI trunks may address us) is this
+    # proxy on its own ports only, never a whole host: on a shared host a bare alias
+    # would make a FreeSWITCH node's Contact look local and loop in-dialog requests.
+    host = f"[{s.advertise_host}]" if ":" in s.advertise_host else s.advertise_host
+    for port in sorted({sock.port for sock in s.listen}):
+        lines.append(f"alias={host}:{port}")
     return "\n".join(lines) + "\n"
 
 
