@@ -18,6 +18,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.simulate",
     "payivr.commands.esl",
     "payivr.commands.agent",
+    "payivr.commands.kamailio",
 )
 
 
