@@ -99,28 +99,34 @@ class AgentCall:
         )
         await self.deps.bus.register_call(self.info)
         self.publisher.start()
+        tasks: list[asyncio.Task[None]] = []
         try:
             if self.deps.settings.live_digit_count:
                 await enable_key_events(self.conn, self._key_pressed)
             bridge = asyncio.create_task(self._bridge(parsed[0]), name="agent-bridge")
             commands = asyncio.create_task(self._commands(), name="agent-commands")
             hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
+            tasks = [bridge, commands, hangup]
             await asyncio.wait({bridge, hangup}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (commands, hangup):
-                task.cancel()
+            commands.cancel()
             if self.payment_task is not None:
                 # The payment sees CallerGone and records its end (caller-hangup).
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(self.payment_task, 30)
-            bridge.cancel()
-            for task in (bridge, commands, hangup):
-                with contextlib.suppress(BaseException):
-                    await task
             with contextlib.suppress(CallerGone):
                 await self.conn.hangup()
         finally:
+            # Also on cancellation (service stopping): nothing of this call outlives it.
+            if self.payment_task is not None:
+                tasks.append(self.payment_task)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
             await self.publisher.close()
-            await self.deps.bus.end_call(self.info)
+            with contextlib.suppress(Exception):
+                await self.deps.bus.end_call(self.info)
 
     async def _bridge(self, target: str) -> None:
         """Caller <-> agent, for the whole call (FreeSWITCH anchors the media)."""

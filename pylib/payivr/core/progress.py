@@ -163,7 +163,8 @@ class ProgressTracker:
                 status,
                 digit_count=report.digit_count,
                 attempt=self._attempts.get(report.field, 1),
-                brand=report.brand,
+                # The brand belongs to the card number's verdict; later fields repeat it.
+                brand=report.brand if report.field is Field.CARD_NUMBER else None,
                 reason=report.reason,
             )
         ]

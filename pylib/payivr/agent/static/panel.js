@@ -78,6 +78,16 @@ function onField(ev) {
   }
 }
 
+function money(minor, currency) {
+  // Amounts travel in minor units; the currency says how many decimals it has.
+  try {
+    const f = new Intl.NumberFormat(undefined, { style: "currency", currency });
+    return f.format(minor / 10 ** f.resolvedOptions().maximumFractionDigits);
+  } catch (e) {
+    return minor + " " + (currency || "") + " (minor units)";
+  }
+}
+
 function onResult(ev) {
   const res = ev.result || {};
   $("result").hidden = false;
@@ -87,7 +97,7 @@ function onResult(ev) {
   $("result-auth").textContent = res.auth_code || "-";
   $("result-card").textContent = res.card ? (res.card.brand || "") + " \u2022\u2022\u2022\u2022 " + res.card.last4 : "-";
   $("result-order").textContent = res.order || "-";
-  $("result-amount").textContent = res.amount !== undefined ? res.amount + " " + (res.currency || "") : "-";
+  $("result-amount").textContent = res.amount !== undefined ? money(res.amount, res.currency) : "-";
   $("cancel-button").disabled = true;
   for (const b of document.querySelectorAll("button.restart")) b.disabled = true;
   $("phase").textContent = "Payment " + (res.result || "ended") + ".";
