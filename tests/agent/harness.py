@@ -8,6 +8,7 @@ import asyncio
 import copy
 import dataclasses
 import json
+import secrets
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -117,9 +118,19 @@ class AgentStack:
         ref: str = "REF-1001",
         merchant: str = "acme",
         key_delay_s: float = 0.01,
+        session_merchant: str | None = "acme",
     ) -> tuple[AgentFakeCall, Future[None]]:
+        headers = {"X-Pay-Merchant": merchant, "X-Pay-Agent": agent, "X-Pay-Call-Ref": ref}
+        if session_merchant is not None:
+            # What Kamailio stores when it admits a secure-trunk call (docs/agent-assisted.md).
+            session_id = secrets.token_urlsafe(16)
+            self.redis.hset(
+                f"payivr:session:{session_id}",
+                mapping={"id": session_id, "merchant": session_merchant, "mode": "agent"},
+            )
+            headers["X-Payivr-Session"] = session_id
         script = CallScript(
-            sip_headers={"X-Pay-Merchant": merchant, "X-Pay-Agent": agent, "X-Pay-Call-Ref": ref},
+            sip_headers=headers,
             inputs=list(inputs),  # type: ignore[arg-type]
             sensitive_dtmf=False,  # secure trunk: DTMF reaches the agent outside payments
         )

@@ -256,3 +256,14 @@ def test_without_live_digit_count_dtmf_is_sensitive_during_capture(
     stack.on_loop(fake.hang_up_now)
     done.result(10)
     assert fake.errors == [] and fake.leaks == []
+
+
+@pytest.mark.parametrize("session_merchant", [None, "globex"])
+def test_a_call_not_admitted_for_the_merchant_is_refused(
+    agent_stack: AgentStack, session_merchant: str | None
+) -> None:
+    fake, done = agent_stack.call([], session_merchant=session_merchant)
+    done.result(10)
+    assert fake.returned_to_dialplan, "refused calls go back to the dialplan (exit)"
+    assert fake.bridge is None
+    assert agent_stack.api("GET", "/v1/calls?agent=1001").status_code == 404

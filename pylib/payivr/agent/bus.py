@@ -134,6 +134,16 @@ class AgentBus:
         info = await self.get_call(_s(call))
         return info if info is not None and info.merchant == merchant else None
 
+    async def trunk_session_merchant(self, session_id: str) -> str | None:
+        """The merchant of the session Kamailio created for a secure-trunk call.
+
+        Kamailio admits the call (source, signature) and stores `payivr:session:<id>`
+        with at least `merchant` (and `mode: agent`): the call is trusted for that
+        merchant only. None if there is no such session.
+        """
+        value = await self.client.hget(f"payivr:session:{session_id}", "merchant")
+        return _s(value) if value is not None else None
+
     # -- one payment at a time per call ---------------------------------------------
 
     async def claim_payment(self, call: str, payment: str) -> bool:

@@ -46,6 +46,7 @@ log = logging.getLogger("payivr.agent")
 TARGET_VARIABLES = ("variable_payivr_agent_target", "variable_sip_h_X-Pay-Agent")
 REF_VARIABLE = "variable_sip_h_X-Pay-Call-Ref"
 MERCHANT_VARIABLE = "variable_sip_h_X-Pay-Merchant"
+SESSION_VARIABLE = "variable_sip_h_X-Payivr-Session"
 
 
 @dataclass
@@ -79,13 +80,16 @@ class AgentCall:
         merchant = self.deps.config.merchant(merchant_id)
         target = next((data[v] for v in TARGET_VARIABLES if data.get(v)), "")
         parsed = parse_sip_uri(target) if target else None
-        if merchant is None or parsed is None or not merchant.return_host_allowed(parsed[1]):
+        problem = None
+        if merchant is None:
+            problem = "unknown merchant"
+        elif parsed is None or not merchant.return_host_allowed(parsed[1]):
+            problem = "agent target missing or not in the merchant's return allowlist"
+        else:
+            problem = await self._check_trunk_session(merchant.id)
+        if problem is not None or merchant is None or parsed is None:
             # Refused before anything runs: `exit` hands the call back to the dialplan.
-            log.warning(
-                "agent call %s refused: %s",
-                self.conn.uuid,
-                "unknown merchant" if merchant is None else "agent target missing or not allowed",
-            )
+            log.warning("agent call %s refused: %s", self.conn.uuid, problem)
             return
         user = parsed[0].split(":", 1)[1].split("@", 1)[0] if "@" in parsed[0] else ""
         self.info = CallInfo(
@@ -127,6 +131,18 @@ class AgentCall:
             await self.publisher.close()
             with contextlib.suppress(Exception):
                 await self.deps.bus.end_call(self.info)
+
+    async def _check_trunk_session(self, merchant_id: str) -> str | None:
+        """The call must come through Kamailio's admission for this merchant."""
+        session_id = self.conn.channel_data.get(SESSION_VARIABLE, "")
+        if not session_id:
+            return "no X-Payivr-Session" if self.deps.settings.require_session else None
+        owner = await self.deps.bus.trunk_session_merchant(session_id)
+        if owner is None:
+            return "X-Payivr-Session is not a known session"
+        if owner != merchant_id:
+            return "X-Payivr-Session belongs to another merchant"
+        return None
 
     async def _bridge(self, target: str) -> None:
         """Caller <-> agent, for the whole call (FreeSWITCH anchors the media)."""

@@ -19,6 +19,7 @@ services:
     live_digit_count: true      # per-key progress (needs DTMF events: see docs)
     result_info: true           # send the result to the agent leg as a SIP INFO
     call_ttl_s: 14400
+    require_session: true       # the call must carry Kamailio's X-Payivr-Session
 merchants:
   acme:
     agent_api: {token: "file:acme_agent_token"}
@@ -52,6 +53,7 @@ class AgentSettings:
     live_digit_count: bool = True
     result_info: bool = True
     call_ttl_s: int = 14400
+    require_session: bool = True
 
     def drop_dtmf_args(self) -> str:
         """The tail of `uuid_drop_dtmf <uuid> on ...` for the configured mask."""
@@ -113,6 +115,7 @@ def load_agent_settings(
         live_digit_count=s.get("live_digit_count", bool, True),
         result_info=s.get("result_info", bool, True),
         call_ttl_s=s.positive_int("call_ttl_s", 14400),
+        require_session=s.get("require_session", bool, True),
     )
     if settings.dtmf_mask == "file" and not settings.mask_file:
         s.problem("mask_file", "required when dtmf_mask is file")
@@ -129,6 +132,7 @@ def load_agent_settings(
             "live_digit_count",
             "result_info",
             "call_ttl_s",
+            "require_session",
         }
     )
     secrets_file = root.get("secrets_file", str, None)
