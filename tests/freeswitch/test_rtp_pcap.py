@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from payivr.stack.ports import free_port
+from payivr.stack.ports import free_port, free_udp_block
 from payivr.stack.rtp_pcap import (
     EVENT_PT,
     PCMA_PT,
@@ -102,7 +102,7 @@ def test_sipp_plays_the_pcap_and_every_digit_arrives(tmp_path: Path) -> None:
                 "-p",
                 str(uac_port),
                 "-mp",
-                str(free_port()),
+                str(free_udp_block()),
                 *common,
                 "uac.err",
                 "-timeout",
@@ -121,4 +121,4 @@ def test_sipp_plays_the_pcap_and_every_digit_arrives(tmp_path: Path) -> None:
         thread.join(2)
         sink.close()
     assert decode_events(received) == PAN + "#"
-    assert sum(1 for pt, _, _ in received if pt == PCMA_PT) > 100
+    assert sum(1 for pt, _, _ in received if pt == PCMA_PT) > 50  # the audio flowed too

@@ -40,3 +40,23 @@ def wait_for_tcp(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> b
             return True
         time.sleep(0.05)
     return False
+
+
+def free_udp_block(size: int = 4) -> int:
+    """The first of `size` consecutive free UDP ports (SIPp's -mp takes audio and video
+    RTP/RTCP pairs from its base port)."""
+    for _ in range(200):
+        base = free_port() & ~1
+        socks = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no free block of loopback UDP ports")
