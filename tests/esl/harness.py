@@ -74,6 +74,7 @@ class EslHarness:
         self.log = RecordingHandler()
 
     async def start(self) -> None:
+        await self.service.app.warm_up()
         await self.service.server.start()
 
     async def stop(self) -> None:

@@ -108,6 +108,8 @@ class FakeCall:
         self._writer: asyncio.StreamWriter | None = None
         self._app_runs: dict[str, int] = {}
         self._seq = 1000
+        self._templates: dict[str, list[tuple[str | None, str]]] = {}
+        self._variable_lines: dict[str, tuple[str, str]] = {}
         self._last_complete = 0.0
 
     # -- wire ----------------------------------------------------------------------
@@ -221,32 +223,28 @@ class FakeCall:
         return data
 
     def emit(self, name: str, **overrides: str) -> None:
-        orig_uuid, lines = self.t.event_lines(name)
+        if not self._passes(name):
+            return
         header_overrides = {k.replace("_", "-"): v for k, v in overrides.items()}
         self._seq += 1
         header_overrides["Event-Sequence"] = str(self._seq)
         header_overrides["Event-Date-Timestamp"] = str(int(time.time() * 1e6))
         out, placed = [], False
-        for key, value in lines:
-            if key.startswith("variable_"):
+        for key, line in self._template(name):
+            if key is None:
                 if not placed:
-                    out += [f"variable_{k}: {url_encode(v)}" for k, v in self.variables.items()]
+                    out += [self._variable_line(k, v) for k, v in self.variables.items()]
                     placed = True
                 continue
             if key in header_overrides:
                 out.append(f"{key}: {url_encode(header_overrides.pop(key))}")
             else:
-                out.append(f"{key}: {value.replace(orig_uuid, self.uuid)}")
+                out.append(line)
         out += [
             f"{k}: {url_encode(v)}"
             for k, v in header_overrides.items()
             if k.startswith(("Application", "Hangup"))
         ]
-        event = dict(line.split(": ", 1) for line in out)
-        if not self._myevents or (
-            self._filters and not any(event.get(k) == v for k, v in self._filters)
-        ):
-            return
         body = ("\n".join(out) + "\n\n").encode()
         self.events_sent.append(name)
         self._send(
@@ -254,6 +252,35 @@ class FakeCall:
         )
         if name == "CHANNEL_EXECUTE_COMPLETE":
             self._waiting_since = time.perf_counter()
+
+    def _template(self, name: str) -> list[tuple[str | None, str]]:
+        """The captured event's lines for this call (key None: the variables' place)."""
+        cached = self._templates.get(name)
+        if cached is None:
+            orig_uuid, lines = self.t.event_lines(name)
+            cached = [
+                (None, "") if key.startswith("variable_")
+                else (key, f"{key}: {value.replace(orig_uuid, self.uuid)}")
+                for key, value in lines
+            ]  # fmt: skip
+            self._templates[name] = cached
+        return cached
+
+    def _variable_line(self, name: str, value: str) -> str:
+        cached = self._variable_lines.get(name)
+        if cached is None or cached[0] is not value:
+            cached = (value, f"variable_{name}: {url_encode(value)}")
+            self._variable_lines[name] = cached
+        return cached[1]
+
+    def _passes(self, name: str) -> bool:
+        """myevents plus filters: FreeSWITCH's filters are an allow-list (any match)."""
+        if not self._myevents:
+            return False
+        if not self._filters:
+            return True
+        known = {"Event-Name": name, "Unique-ID": self.uuid}
+        return any(known.get(key) == value for key, value in self._filters)
 
     # -- applications ----------------------------------------------------------------
 

@@ -17,12 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 
 from payivr.esl.channel import CallerGone, ChannelCommandError, ExecuteResult
-from payivr.esl.codec import Message, ProtocolError, StreamParser, encode_command, encode_sendmsg
+from payivr.esl.codec import (
+    HeaderMap,
+    Message,
+    ProtocolError,
+    StreamParser,
+    encode_command,
+    encode_sendmsg,
+)
 
 log = logging.getLogger("payivr.esl")
 
@@ -42,7 +50,7 @@ class EslConnection:
         self._parser = StreamParser()
         self._replies: deque[asyncio.Future[Message]] = deque()
         self._executions: dict[str, asyncio.Future[Message]] = {}
-        self._channel_data: dict[str, str] = {}
+        self._channel_data: Mapping[str, str] = HeaderMap({}, decode=False)
         self._uuid = ""
         self._hungup = asyncio.Event()
         self._hangup_complete = asyncio.Event()
@@ -50,6 +58,10 @@ class EslConnection:
         self._reader_task: asyncio.Task[None] | None = None
         self.hangup_cause: str | None = None
         self.socket_mode = ""
+        # Per-step overhead: from the message a step waited for (a reply, its
+        # EXECUTE_COMPLETE) to the next command sent. Seconds, for stats/benchmarks.
+        self.step_overheads: list[float] = []
+        self._woke_at: float | None = None
 
     # -- the CallChannel interface -------------------------------------------------
 
@@ -88,7 +100,11 @@ class EslConnection:
         finally:
             self._executions.pop(event_uuid, None)
         event = message.event or {}
-        variables = {k[9:]: v for k, v in event.items() if k.startswith("variable_")}
+        variables = (
+            event.prefixed("variable_")
+            if isinstance(event, HeaderMap)
+            else {k[9:]: v for k, v in event.items() if k.startswith("variable_")}
+        )
         return ExecuteResult(
             application=event.get("Application", app),
             response=event.get("Application-Response", ""),
@@ -178,6 +194,9 @@ class EslConnection:
     def _send_nowait(self, data: bytes) -> asyncio.Future[Message]:
         if self._closed.is_set():
             raise CallerGone()
+        if self._woke_at is not None:
+            self.step_overheads.append(time.perf_counter() - self._woke_at)
+            self._woke_at = None
         future = _new_future()
         # Append and write with no await in between: replies come back in this order.
         self._replies.append(future)
@@ -216,6 +235,7 @@ class EslConnection:
                 future = self._replies.popleft()
                 if not future.done():
                     future.set_result(message)
+                    self._woke_at = time.perf_counter()
             return
         if kind == "text/event-plain":
             self._on_event(message)
@@ -234,6 +254,7 @@ class EslConnection:
             future = self._executions.get(event.get("Application-UUID", ""))
             if future is not None and not future.done():
                 future.set_result(message)  # the waiter owns (and wipes) its secrets
+                self._woke_at = time.perf_counter()
                 return
         elif name == "CHANNEL_HANGUP":
             self.hangup_cause = event.get("Hangup-Cause")

@@ -89,6 +89,19 @@ class EslApplication:
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
+    async def warm_up(self) -> None:
+        """Open the store's connections now, not on the first calls (latency spikes)."""
+        client = getattr(self.store, "client", None)
+        ping = getattr(client, "ping", None)
+        if ping is None:
+            return
+        loop = asyncio.get_running_loop()
+        workers = getattr(self.io_pool, "_max_workers", 8)
+        await asyncio.gather(
+            *(loop.run_in_executor(self.io_pool, ping) for _ in range(workers)),
+            return_exceptions=True,
+        )
+
     async def handle(self, channel: CallChannel) -> None:
         await PaymentCall(self, channel).run()
 
@@ -124,6 +137,7 @@ class PaymentCall:
         self.executor: CommandExecutor | None = None
         self.result: PaymentResult | None = None
         self._told_hangup = False
+        self._writes: asyncio.Future[None] | None = None
 
     # -- the call --------------------------------------------------------------------
 
@@ -158,11 +172,8 @@ class PaymentCall:
         try:
             try:
                 await self._prepare_channel()
-                self.session = await self.app.io(
-                    self.app.store.set_state,
-                    self.session,
-                    SessionState.CAPTURING,
-                    self.app.clock(),
+                self._write(
+                    self.app.store.set_state, self.session, SessionState.CAPTURING, self.app.clock()
                 )
                 commands = self.plan.start()
             except CallerGone:
@@ -260,7 +271,7 @@ class PaymentCall:
                 fields["reason"] = report.reason
             if report.brand:
                 fields["brand"] = report.brand
-            await self.app.io(
+            self._write(
                 self.app.store.append_event,
                 SessionEvent.FIELD_COMPLETED,
                 self.session,
@@ -268,6 +279,30 @@ class PaymentCall:
                 **fields,
             )
         return commands
+
+    def _write(self, func: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """A bookkeeping write (state change, field event) off the call's critical path.
+
+        Writes of one call run in order, one after the other, in the background; the
+        result's write waits for them (`_drain`), so Redis always sees the states in
+        order and a step never waits for Redis.
+        """
+        previous = self._writes
+
+        async def chained() -> None:
+            if previous is not None:
+                await previous
+            try:
+                await self.app.io(func, *args, **kwargs)
+            except Exception as exc:
+                log.error("call %s: store write failed: %s", self.channel.uuid,
+                          type(exc).__name__)  # fmt: skip
+
+        self._writes = asyncio.ensure_future(chained())
+
+    async def _drain(self) -> None:
+        if self._writes is not None:
+            await self._writes
 
     def _caller_hung_up(self) -> list[Command]:
         if self._told_hangup or self.plan is None:
@@ -283,7 +318,7 @@ class PaymentCall:
 
     async def _process(self, command: ProcessPayment) -> list[Command]:
         assert self.plan is not None and self.session is not None and self.merchant is not None
-        self.session = await self.app.io(
+        self._write(
             self.app.store.set_state, self.session, SessionState.PROCESSING, self.app.clock()
         )
         request = self.session.request
@@ -336,6 +371,9 @@ class PaymentCall:
             outcome=command.outcome,
         )
         self.result = result
+        # Durability first: every earlier write has landed, then the result itself,
+        # before the caller hears anything about it.
+        await self._drain()
         self.session = await self.app.io(self.app.store.record_result, self.session, result, now)
         log.info(
             "call %s: session %s result %s%s",
@@ -380,18 +418,19 @@ class PaymentCall:
                     self.channel, target, self._headers(call_id), settings, call_id
                 )
                 how = "bridge"
-        self.session = await self.app.io(
+        self._write(
             self.app.store.set_state, self.session, SessionState.RETURNED, self.app.clock(), how=how
         )
 
     async def _close(self) -> None:
         if self.session is not None:
-            await self.app.io(
+            self._write(
                 self.app.store.append_event,
                 SessionEvent.SESSION_CLOSED,
                 self.session,
                 self.app.clock(),
             )
+        await self._drain()
 
     async def _refuse(self, session_id: str, reason: str) -> None:
         """No usable session: a short apology, then the call back with `failed`."""

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from payivr.esl.channel import CallerGone
 from payivr.esl.codec import ProtocolError
@@ -34,6 +35,8 @@ class ServerStats:
     completed: int = 0
     caller_gone: int = 0
     failed: int = 0
+    # The latest per-step overheads (seconds) of finished calls, for the benchmark.
+    step_overheads: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
 
 
 class OutboundServer:
@@ -116,6 +119,7 @@ class OutboundServer:
             with contextlib.suppress(Exception):
                 await conn.finish()
             self.stats.active -= 1
+            self.stats.step_overheads.extend(conn.step_overheads)
             if task is not None:
                 self._tasks.discard(task)
             log.debug("call %s: socket done in %.1fs", conn.uuid or "?", time.monotonic() - started)

@@ -17,7 +17,7 @@ from payivr.esl.server import OutboundServer
 log = logging.getLogger("payivr.esl")
 
 # Redis calls are short; a small pool keeps them off the event loop.
-IO_THREADS = 16
+IO_THREADS = 32
 
 
 @dataclass
@@ -61,6 +61,7 @@ async def serve(service: EslService, *, grace_s: float = 30.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    await service.app.warm_up()
     await service.server.start()
     await stop.wait()
     log.info("esl stopping: %d calls in progress", service.server.stats.active)
