@@ -1,12 +1,73 @@
-"""`payivr demo` with a real FreeSWITCH (FREESWITCH_BIN or `freeswitch` on PATH)."""
+"""`payivr demo` with a real FreeSWITCH (FREESWITCH_BIN or `freeswitch` on PATH).
+
+The whole product path: the contact center's SIPp UAC sends the signed INVITE to
+Kamailio, which relays it to FreeSWITCH; FreeSWITCH's payivr dialplan hands the call
+to the ESL application, which plays the prompts and collects the card. The UAC keys
+the sandbox card as RFC 2833 events from a generated pcap (increasing timestamps, so
+the repeated digits of 4111... survive) at times estimated from the prompts' lengths,
+then waits for the IVR's BYE with the signed result headers; the callback worker
+delivers the signed callback to a local receiver.
+"""
 
 from __future__ import annotations
 
+import json
+import secrets
+import wave
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from payivr.stack.ports import free_port, free_udp_block
+from payivr.stack.receiver import CallbackReceiver
+from payivr.stack.rtp_pcap import Keying, keyed_call
+from payivr.stack.sipp import Sipp, received_bye_headers, scenario, sipp_binary, write_injection
+
 if TYPE_CHECKING:
+    from payivr.core.config import MerchantConfig
     from payivr.stack.demo import DemoReport
+
+# Allowances around the prompts, in seconds: answer and socket set-up; the amount and
+# currency said by mod_say; how far into a field's prompt the caller starts keying.
+ANSWER_S = 1.5
+SAY_AMOUNT_S = 3.5
+INTO_PROMPT_S = 1.5
+BETWEEN_FIELDS_S = 1.0
+
+
+def prompt_seconds(prompts_dir: Path, language: str, prompt_id: str) -> float:
+    """Length of a built prompt (0 if it is missing)."""
+    try:
+        with wave.open(str(prompts_dir / language / f"{prompt_id}.wav"), "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (OSError, wave.Error):
+        return 0.0
+
+
+def caller_keying(
+    prompts_dir: Path, language: str, merchant: MerchantConfig, pan: str, cvv: str, today: date
+) -> list[Keying]:
+    """When the caller keys what: card, expiry, CVV (and 1 to confirm, if asked)."""
+
+    def length(prompt_id: str) -> float:
+        return prompt_seconds(prompts_dir, language, prompt_id)
+
+    start = ANSWER_S + length("greeting") + length("amount-intro") + SAY_AMOUNT_S + INTO_PROMPT_S
+    keyings = [Keying(start, pan + "#")]
+    t = start + len(pan + "#") * 0.3 + BETWEEN_FIELDS_S + INTO_PROMPT_S
+    keyings.append(Keying(t, f"12{(today.year + 3) % 100:02d}"))
+    t += 4 * 0.3 + BETWEEN_FIELDS_S + INTO_PROMPT_S
+    keyings.append(Keying(t, cvv))
+    if merchant.capture.confirm_card:
+        t += (
+            len(cvv) * 0.3
+            + BETWEEN_FIELDS_S
+            + length("confirm-card-ending")
+            + 3.0
+            + length("confirm-choice")
+        )
+        keyings.append(Keying(t, "1"))
+    return keyings
 
 
 def run_freeswitch_demo(
@@ -19,5 +80,120 @@ def run_freeswitch_demo(
     language: str | None,
     amount: int,
 ) -> DemoReport:
-    """Placeholder until the FreeSWITCH path lands (next commit)."""
-    raise NotImplementedError("the FreeSWITCH demo path is not written yet")
+    """The demo through FreeSWITCH and the ESL application (see module doc)."""
+    from payivr.core.config import load_config
+    from payivr.core.result import SIGNED_RESULT_HEADERS
+    from payivr.core.signature import verify, verify_callback
+    from payivr.stack.demo import (
+        DEMO_CARD,
+        DEMO_CVV,
+        DemoError,
+        DemoReport,
+        _stepper,
+        pick_merchant,
+        request_headers,
+    )
+    from payivr.stack.up import stack_down, stack_up
+
+    report = DemoReport(workdir=str(workdir))
+    step = _stepper(out)
+    merchant = pick_merchant(load_config(config_path))
+    receiver = CallbackReceiver().start()
+    sipp_dir = workdir / "sipp"
+    uac: Sipp | None = None
+    try:
+        step(f"starting the local stack with FreeSWITCH ({binary})")
+        state = stack_up(config_path, workdir, freeswitch=binary)
+        report.missing = list(state.missing)
+        config = load_config(state.config)
+        merchant = config.merchant(merchant.id) or merchant
+        lang = language or merchant.default_language
+        keyings = caller_keying(
+            config.services.esl.prompts_dir, lang, merchant, DEMO_CARD, DEMO_CVV, date.today()
+        )
+        sipp_dir.mkdir(parents=True, exist_ok=True)
+        pcap = keyed_call(sipp_dir / "caller.pcap", keyings)
+        text = scenario("uac-keyed-sale-expect-result-on-bye").read_text()
+        uac_scenario = sipp_dir / "uac-keyed-sale.xml"
+        uac_scenario.write_text(text.replace("@PCAP@", str(pcap)))
+
+        call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
+        headers = request_headers(merchant, call_id, receiver.url, lang, amount)
+        step(
+            "contact center (SIPp UAC) calls Kamailio; the caller keys the sandbox card "
+            f"{'*' * 12}{DEMO_CARD[-4:]} as RFC 2833 DTMF"
+        )
+        for name, value in headers:
+            out.write(f"  {name}: {value}\n")
+        injection = write_injection(sipp_dir / "request.csv", [f"{n}: {v}" for n, v in headers])
+        uac = Sipp(
+            "contact-center",
+            [
+                f"127.0.0.1:{state.ports['kamailio']}",
+                "-sf",
+                str(uac_scenario),
+                "-inf",
+                str(injection),
+                "-cid_str",
+                call_id,
+                "-m",
+                "1",
+                "-p",
+                str(free_port()),
+                "-mp",
+                str(free_udp_block()),
+                "-timeout",
+                "240s",
+                "-timeout_error",
+            ],
+            sipp_dir,
+        )
+        assert uac.argv[0] == sipp_binary()
+        uac.start()
+        rc = uac.wait(250)
+        if rc != 0:
+            raise DemoError(
+                f"the call did not end with the IVR's BYE (sipp exit {rc}); "
+                f"FreeSWITCH log: {workdir / 'logs' / 'freeswitch.log'}, ESL log: "
+                f"{workdir / 'logs' / 'esl.log'}\n" + uac.explain()
+            )
+        step("the IVR's BYE reached the contact center through Kamailio")
+        report.bye_headers = received_bye_headers(uac)
+        for name, value in report.bye_headers:
+            out.write(f"  {name}: {value}\n")
+        got = {k.lower(): v for k, v in report.bye_headers}
+        report.result = got.get("x-pay-result", "")
+        report.session_id = got.get("x-pay-session", "")
+        report.call_id = call_id
+        report.result_signature_ok = verify(
+            merchant.signing_secret.encode(),
+            {k: v for k, v in got.items() if k in SIGNED_RESULT_HEADERS},
+            call_id,
+            got.get("x-pay-signature", ""),
+            SIGNED_RESULT_HEADERS,
+        )
+        out.write(f"  signature: {'valid' if report.result_signature_ok else 'INVALID'}\n")
+
+        step("the callback worker delivers the signed callback")
+        callbacks = receiver.wait(1, 30)
+        if callbacks:
+            cb = callbacks[0]
+            report.callback_headers, report.callback_body = cb.headers, cb.body
+            report.callback_signature_ok = verify_callback(
+                merchant.callback_secret.encode(), cb.body, cb.headers.get("X-Payivr-Signature", "")
+            )
+            out.write("  " + json.dumps(json.loads(cb.body), indent=1).replace("\n", "\n  ") + "\n")
+            out.write(f"  signature: {'valid' if report.callback_signature_ok else 'INVALID'}\n")
+        else:
+            out.write("  no callback within 30 s\n")
+    finally:
+        if uac is not None:
+            uac.stop()
+        receiver.stop()
+        if not keep:
+            stack_down(workdir)
+    if report.missing:
+        step("what this demo did not run")
+        for item in report.missing:
+            out.write(f"  - {item}\n")
+    return report

@@ -12,6 +12,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from payivr.stack.ports import free_udp_block
+
 HEADER_FIELDS = 14
 PAD = "X-Demo-Pad: -"
 
@@ -109,7 +111,15 @@ def standin_freeswitch(port: int, workdir: Path) -> Sipp:
     """The UAS standing in for FreeSWITCH; answers Kamailio's OPTIONS probes (-aa)."""
     return Sipp(
         "freeswitch-standin",
-        ["-sf", str(scenario("uas-freeswitch-standin")), "-p", str(port), "-aa"],
+        [
+            "-sf",
+            str(scenario("uas-freeswitch-standin")),
+            "-p",
+            str(port),
+            "-aa",
+            "-mp",
+            str(free_udp_block()),
+        ],
         workdir,
     )
 
@@ -139,6 +149,8 @@ def contact_center(
             "1",
             "-p",
             str(local_port),
+            "-mp",
+            str(free_udp_block()),
             "-timeout",
             f"{timeout_s}s",
             "-timeout_error",
