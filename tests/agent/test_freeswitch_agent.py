@@ -1,0 +1,275 @@
+"""Agent mode with a real FreeSWITCH: SIPp caller -> FreeSWITCH -> SIPp agent.
+
+Skipped with the reason where FreeSWITCH is not installed (FREESWITCH_BIN, or
+`freeswitch` on PATH) or SIPp is missing. What it proves, from the agent's RTP:
+
+* while a payment runs, the agent's leg receives no RFC 2833 event but the masking
+  digit, and no DTMF tone energy in its audio, although the caller keys a card number;
+* after the payment (cancelled by the agent here, which also checks cancel on a real
+  call) DTMF reaches the agent again;
+* the result reaches the agent's phone as a SIP INFO.
+
+The timing does not depend on prompt lengths: the guard is on from the payment's
+start to its end, and the caller's card keys fall well inside that window.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from payivr.agent.dialplan import insert_agent_extension
+from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, Keying, decode_events, keyed_call
+from payivr.stack.up import find_freeswitch
+from tests.agent.harness import AgentStack, SseReader
+from tests.support.servers import free_port, wait_for_tcp
+
+HERE = Path(__file__).parent
+PAN = "4111111111111111"
+FREESWITCH = find_freeswitch()
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.freeswitch,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        FREESWITCH is None,
+        reason="FreeSWITCH is not installed here (set FREESWITCH_BIN or put freeswitch on "
+        "PATH; production hosts get it from the vendor's repository, see ansible/)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("sipp") is None, reason="needs sipp (apt-get install sip-tester)"
+    ),
+]
+
+LOW = (697, 770, 852, 941)
+HIGH = (1209, 1336, 1477, 1633)
+
+
+def alaw_sample(byte: int) -> int:
+    """One G.711 A-law byte to a 16-bit linear sample."""
+    a = byte ^ 0x55
+    t = (a & 0x0F) << 4
+    segment = (a & 0x70) >> 4
+    if segment == 0:
+        t += 8
+    else:
+        t = (t + 0x108) << (segment - 1)
+    return t if a & 0x80 else -t
+
+
+def goertzel(samples: list[int], freq: float, rate: int = 8000) -> float:
+    coeff = 2 * math.cos(2 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+def dtmf_tone_frames(pcma_payloads: list[bytes]) -> int:
+    """How many 20 ms frames carry a DTMF-like pair of tones (one low, one high)."""
+    hits = 0
+    for payload in pcma_payloads:
+        samples = [alaw_sample(b) for b in payload]
+        energy = sum(x * x for x in samples) * len(samples) / 2 + 1.0
+        if energy < 1e9:  # silence or near-silence
+            continue
+        low = max(goertzel(samples, f) for f in LOW)
+        high = max(goertzel(samples, f) for f in HIGH)
+        if low > 0.2 * energy and high > 0.2 * energy:
+            hits += 1
+    return hits
+
+
+class RtpSink:
+    """The agent phone's media port: records (arrival time, payload type, ts, payload)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.packets: list[tuple[float, int, int, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(2048)
+            except OSError:
+                continue
+            if len(data) > 12:
+                pt, ts = data[1] & 0x7F, int.from_bytes(data[4:8], "big")
+                self.packets.append((time.monotonic(), pt, ts, data[12:]))
+
+    def between(self, start: float, end: float) -> list[tuple[int, int, bytes]]:
+        return [(pt, ts, p) for t, pt, ts, p in self.packets if start <= t <= end]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def start_freeswitch(
+    workdir: Path, stack: AgentStack, sip_port: int, es_port: int
+) -> subprocess.Popen[bytes]:
+    from payivr.core.config import parse_config
+    from payivr.freeswitch.render import render_tree, template_values, write_tree
+    from payivr.freeswitch.settings import freeswitch_settings
+    from payivr.prompts_build import build_prompts
+
+    data = dict(stack.config.raw)
+    data = yaml.safe_load(yaml.safe_dump(data))
+    data["secrets_file"] = str(stack.config.path.parent / "secrets.yaml")
+    data["services"]["freeswitch_nodes"] = [f"sip:127.0.0.1:{sip_port}"]
+    data["services"]["esl"]["event_socket"]["port"] = es_port
+    config = parse_config(data, base_dir=stack.config.path.parent, path=stack.config.path)
+    settings = freeswitch_settings(config)
+    build_prompts(settings.prompts_dir, languages=["en"])
+    tree = render_tree(settings)
+    tree["dialplan/payivr.xml"] = insert_agent_extension(
+        tree["dialplan/payivr.xml"],
+        str(template_values(settings)["kamailio_addr_regex"]),
+        "127.0.0.1",
+        stack.settings.esl_listen_port,
+    )
+    conf = workdir / "fs" / "conf"
+    write_tree(tree, conf)
+    argv = [str(FREESWITCH), "-nf", "-nc", "-nonat", "-conf", str(conf)]
+    for name in ("log", "db", "run", "temp", "storage", "cache", "recordings", "certs"):
+        (workdir / "fs" / name).mkdir(parents=True, exist_ok=True)
+        argv += [f"-{name}", str(workdir / "fs" / name)]
+    log = (workdir / "fs" / "freeswitch.out").open("wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    wait_for_tcp(es_port, 30)
+    return proc
+
+
+def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
+    tmp_path: Path, redis_url: str
+) -> None:
+    stack = AgentStack(tmp_path, redis_url).start()
+    sip_port, es_port = free_port(), free_port()
+    fs = start_freeswitch(tmp_path, stack, sip_port, es_port)
+    sink = RtpSink()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        session_id = secrets.token_urlsafe(16)
+        stack.redis.hset(
+            f"payivr:session:{session_id}",
+            mapping={"id": session_id, "merchant": "acme", "mode": "agent"},
+        )
+        agent_port = free_port()
+        uas = (HERE / "sipp" / "uas-agent-sink-takes-info.xml").read_text()
+        (tmp_path / "uas.xml").write_text(uas.replace("SINK_PORT", str(sink.port)))
+        pcap = keyed_call(
+            tmp_path / "caller.pcap", [Keying(6.0, PAN + "#"), Keying(17.0, "5")], tail_s=2.0
+        )
+        uac = (HERE / "sipp" / "uac-agent-trunk-keys-then-bye.xml").read_text()
+        uac = (
+            uac.replace("SESSION_ID", session_id)
+            .replace("AGENT_URI", f"sip:1001@127.0.0.1:{agent_port}")
+            .replace("PCAP", str(pcap))
+            .replace("PAUSE_MS", "20000")
+        )
+        (tmp_path / "uac.xml").write_text(uac)
+        common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err"]
+        procs.append(
+            subprocess.Popen(
+                [
+                    "sipp",
+                    "-sf",
+                    "uas.xml",
+                    "-p",
+                    str(agent_port),
+                    *common,
+                    "-error_file",
+                    "uas.err",
+                    "-trace_msg",
+                    "-message_file",
+                    "agent_msgs.log",
+                ],
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    "sipp",
+                    f"127.0.0.1:{sip_port}",
+                    "-sf",
+                    "uac.xml",
+                    "-p",
+                    str(free_port()),
+                    "-mp",
+                    str(free_port()),
+                    *common,
+                    "-error_file",
+                    "uac.err",
+                    "-timeout",
+                    "60s",
+                ],
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        call = stack.find_call(agent="1001", timeout=15)
+        sse = SseReader(stack, call["call"])
+        r = stack.api(
+            "POST",
+            f"/v1/calls/{call['call']}/payments",
+            body={"operation": "sale", "order": "F6001", "amount": 1250},
+        )
+        assert r.status_code == 202, r.text
+        payment = r.json()["payment"]
+        sse.wait(lambda e: e.get("field") == "card_number" and e.get("status") == "waiting", 15)
+        guard_on = time.monotonic()
+        time.sleep(12.0)  # the caller keys the card number from ~6 s to ~11 s after the answer
+        assert (
+            stack.api("POST", f"/v1/calls/{call['call']}/payments/{payment}/cancel").status_code
+            == 202
+        )
+        result = sse.wait(lambda e: e["type"] == "payment.result", 15)
+        guard_off = time.monotonic()
+        assert result["result"]["reason"] == "cancelled-by-agent"
+        assert procs[1].wait(40) == 0, (tmp_path / "uac.err").read_text(errors="replace")
+
+        during = sink.between(guard_on, guard_off)
+        after = sink.between(guard_off, time.monotonic())
+        assert sum(1 for pt, _, _ in during if pt == PCMA_PT) > 100, "audio reached the agent"
+        masked = decode_events([p for p in during if p[0] == EVENT_PT])
+        assert set(masked) <= {"0"}, f"the agent got {masked!r} while the card was keyed"
+        assert dtmf_tone_frames([p for pt, _, p in during if pt == PCMA_PT]) == 0
+        assert "5" in decode_events([p for p in after if p[0] == EVENT_PT]), "DTMF flows again"
+        messages = (tmp_path / "agent_msgs.log").read_text(errors="replace")
+        assert "INFO sip:" in messages and "X-Pay-Result: cancelled" in messages
+        assert PAN not in messages and PAN not in stack.redis_dump()
+        assert PAN not in (tmp_path / "fs" / "freeswitch.out").read_text(errors="replace")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+        sink.close()
+        fs.terminate()
+        try:
+            fs.wait(15)
+        except subprocess.TimeoutExpired:
+            fs.kill()
+            fs.wait(5)
+        stack.close()
