@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
+from payivr.callbacks.acks import AckBatcher
 from payivr.callbacks.backoff import Backoff
 from payivr.callbacks.metrics import Metrics
 from payivr.callbacks.policy import CallbackPolicy
@@ -29,6 +30,7 @@ from payivr.store.outbox import LeasedEntry, Outbox, now_ms
 log = logging.getLogger("payivr.callbacks")
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+SUMMARY_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Worker:
         self._free = settings.threads
         self._free_lock = threading.Condition()
         self._next_sweep = 0.0
+        self._acks = AckBatcher(outbox)
 
     def stop(self) -> None:
         self._stop.set()
@@ -101,8 +104,10 @@ class Worker:
         """Take and deliver entries until stopped; survives Redis outages."""
         log.info("callback worker %s starting (%d threads)", self.consumer, self.settings.threads)
         pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="callback")
+        self._acks.start()
         pause = 0.1
         group_ready = False
+        next_summary = time.monotonic() + SUMMARY_EVERY_S
         try:
             while not self._stop.is_set():
                 try:
@@ -113,6 +118,10 @@ class Worker:
                         self._acquire_slot()
                         pool.submit(self._deliver, entry)
                     pause = 0.1
+                    if time.monotonic() >= next_summary:
+                        # One line a minute instead of one per delivery (thousands/s).
+                        next_summary = time.monotonic() + SUMMARY_EVERY_S
+                        log.info("callback worker %s: %s", self.consumer, self._summary())
                 except REDIS_ERRORS as exc:
                     log.warning(
                         "redis unavailable (%s); retrying in %.1fs", type(exc).__name__, pause
@@ -128,12 +137,26 @@ class Worker:
                     pause = min(pause * 2, 5.0)
         finally:
             pool.shutdown(wait=True)
-            log.info("callback worker %s stopped", self.consumer)
+            self._acks.close()
+            log.info("callback worker %s stopped: %s", self.consumer, self._summary())
+
+    def _summary(self) -> str:
+        m = self.metrics
+        return f"{m.delivered} delivered, {m.retried} retried, {sum(m.dead.values())} dead"
 
     def _free_slots(self) -> int:
+        """Wait for free delivery slots; under load, for a few at once, so that one
+        round of Redis calls takes a batch of work rather than a single entry."""
+        want = max(1, self.settings.threads // 4)
+        deadline = time.monotonic() + 0.005
         with self._free_lock:
-            while self._free == 0 and not self._stop.is_set():
-                self._free_lock.wait(0.5)
+            while not self._stop.is_set():
+                if self._free >= want:
+                    break
+                left = deadline - time.monotonic()
+                if self._free > 0 and left <= 0:
+                    break
+                self._free_lock.wait(left if self._free > 0 else 0.5)
             return self._free
 
     def _acquire_slot(self) -> None:
@@ -151,7 +174,7 @@ class Worker:
         if self._stop.is_set() or free == 0:
             return []
         lease = self.settings.lease_ms
-        taken = self.outbox.claim_due(free, now_ms(), lease)
+        taken, next_due = self.outbox.claim_due_and_next(free, now_ms(), lease)
         if len(taken) < free and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + max(self.settings.claim_idle_s / 2, 0.05)
             taken += self.outbox.reclaim_stale(
@@ -162,9 +185,8 @@ class Worker:
             if not taken:
                 # Wait for new entries, but not past the next due retry or sweep.
                 block = self.settings.block_ms
-                nxt = self.outbox.next_due_ms()
-                if nxt is not None:
-                    block = min(block, max(1, nxt - now_ms()))
+                if next_due is not None:
+                    block = min(block, max(1, next_due - now_ms()))
                 sweep_in = int((self._next_sweep - time.monotonic()) * 1000)
                 block = min(block, max(1, sweep_in))
             taken += self.outbox.read_new(self.consumer, free - len(taken), block, lease)
@@ -184,11 +206,11 @@ class Worker:
     def _record(self, entry: LeasedEntry, outcome: Outcome) -> None:
         now = now_ms()
         if outcome.kind == "delivered":
-            self._with_redis_retry(lambda: self.outbox.delivered(entry))
+            self._acks.add(entry)
             replayed = entry.window_start_ms != entry.result_at_ms
             latency = None if replayed else max(now - entry.result_at_ms, 0) / 1000.0
             self.metrics.observe_delivered(latency)
-            log.info(
+            log.debug(
                 "callback %s delivered (HTTP %s, attempt %d)",
                 entry.event_id,
                 outcome.status,

@@ -202,9 +202,15 @@ class Outbox:
 
     def claim_due(self, count: int, now_ms: int, lease_for_ms: int) -> list[LeasedEntry]:
         """Lease up to `count` entries whose next attempt (or expired lease) is due."""
+        return self.claim_due_and_next(count, now_ms, lease_for_ms)[0]
+
+    def claim_due_and_next(
+        self, count: int, now_ms: int, lease_for_ms: int
+    ) -> tuple[list[LeasedEntry], int | None]:
+        """claim_due, plus when the earliest entry left on the schedule becomes due."""
         deadline = now_ms + lease_for_ms
-        raw = self._claim_due(keys=self._keys, args=[now_ms, deadline, count])
-        return _leased(raw, deadline)
+        raw, first = self._claim_due(keys=self._keys, args=[now_ms, deadline, count])
+        return _leased(raw, deadline), (int(float(_s(first))) if first else None)
 
     def next_due_ms(self) -> int | None:
         """When the earliest scheduled entry becomes due (None: nothing scheduled)."""
@@ -212,9 +218,12 @@ class Outbox:
         return int(first[0][1]) if first else None
 
     # -- outcomes -------------------------------------------------------------------
-    def delivered(self, entry: LeasedEntry) -> bool:
-        """The endpoint answered 2xx: remove the entry for good."""
-        return bool(self._delivered(keys=self._keys, args=[keys.OUTBOX_GROUP, entry.id]))
+    def delivered(self, *entries: LeasedEntry) -> int:
+        """The endpoint answered 2xx: remove the entries for good (one round trip)."""
+        if not entries:
+            return 0
+        ids = [e.id for e in entries]
+        return int(self._delivered(keys=self._keys, args=[keys.OUTBOX_GROUP, *ids]))
 
     def retry_later(
         self, entry: LeasedEntry, next_at_ms: int, now_ms: int, status: str, error: str

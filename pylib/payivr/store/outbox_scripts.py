@@ -56,7 +56,8 @@ return out
 )
 
 # ARGV: now (ms), lease deadline (ms), count -- lease the entries whose time has come
-# (scheduled retries, and in-flight entries whose worker's lease ran out).
+# (scheduled retries, and in-flight entries whose worker's lease ran out). Returns
+# {entries, earliest score left (or false)} so the caller knows how long it may wait.
 CLAIM_DUE = (
     _COMMON
     + """
@@ -66,20 +67,25 @@ for _, id in ipairs(due) do
   local e = lease_entry(id, ARGV[2])
   if e then table.insert(out, e) end
 end
-return out
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {out, first[2] or false}
 """
 )
 
-# ARGV: group, id -- delivered (2xx): the entry is done. Unconditional: once the
-# merchant has it, nobody should send it again, whoever holds the lease.
+# ARGV: group, ids... -- delivered (2xx): the entries are done. Unconditional: once
+# the merchant has one, nobody should send it again, whoever holds the lease.
 DELIVERED = (
     _COMMON
     + """
-local id = ARGV[2]
-redis.call('ZREM', KEYS[2], id)
-redis.call('XACK', KEYS[1], ARGV[1], id)
-redis.call('DEL', state_key(id))
-return redis.call('XDEL', KEYS[1], id)
+local n = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  redis.call('DEL', state_key(id))
+  n = n + redis.call('XDEL', KEYS[1], id)
+end
+return n
 """
 )
 

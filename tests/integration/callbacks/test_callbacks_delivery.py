@@ -48,7 +48,7 @@ def test_delivers_signed_body_checkable_with_plain_hmac(
         CALLBACK_SECRET, parts["t"].encode() + b"." + got.body, hashlib.sha256
     ).hexdigest()
     assert hmac.compare_digest(parts["v1"], expected)
-    assert outbox_empty(redis_url)
+    assert outbox_empty(redis_url), Outbox(redis_from_url(redis_url)).rows()
 
 
 def test_500_twice_then_200_is_delivered_on_the_third_attempt(
@@ -62,7 +62,7 @@ def test_500_twice_then_200_is_delivered_on_the_third_attempt(
     assert endpoint.event_ids() == [result.event_id] * 3
     # Re-signed at each attempt, same body and event id each time.
     assert len({r.body for r in endpoint.received}) == 1
-    assert outbox_empty(redis_url)
+    assert outbox_empty(redis_url), Outbox(redis_from_url(redis_url)).rows()
 
 
 def test_endpoint_down_then_up_every_result_arrives(redis_url: str, config_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_endpoint_down_then_up_every_result_arrives(redis_url: str, config_path:
         with endpoint_running(port) as endpoint:
             assert wait_until(lambda: worker.metrics.delivered == 20)
             assert sorted(endpoint.event_ids()) == sorted(r.event_id for r in results)
-    assert outbox_empty(redis_url)
+    assert outbox_empty(redis_url), Outbox(redis_from_url(redis_url)).rows()
 
 
 def test_slow_endpoint_times_out_and_is_retried(
