@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 
 from payivr.core.config import MerchantConfig, parse_config
 from payivr.core.plan import CapturePlan, DigitsEntered, Field, ProcessorAnswered
@@ -135,3 +136,27 @@ def test_restart_and_cancelled_result() -> None:
     final = tracker.finished(result).to_dict()
     assert final["reason"] == "cancelled-by-agent"
     assert final["result"]["result"] == "cancelled"  # type: ignore[index]
+
+
+def test_live_digit_count_needs_freeswitch_logs_above_info(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    from payivr.agent.settings import load_agent_settings
+    from payivr.core.config import ConfigError
+    from tests.agent.harness import make_config
+
+    config = make_config(tmp_path, "redis://127.0.0.1:1/0")
+    settings, tokens = load_agent_settings(config, {})
+    assert settings.live_digit_count and len(tokens) == 2
+    assert settings.drop_dtmf_args() == "on mask_digits 0"
+    raw = dict(config.raw)
+    raw["services"] = {**raw["services"], "freeswitch": {"log_level": "info"}}  # type: ignore[dict-item]
+    with pytest.raises(ConfigError) as bad:
+        load_agent_settings(dataclasses.replace(config, raw=raw), {})
+    assert "services.agent_api.live_digit_count" in bad.value.problems[0]
+    agent = {**raw["services"]["agent_api"], "live_digit_count": False, "dtmf_mask": "silence"}  # type: ignore[index]
+    raw["services"] = {**raw["services"], "agent_api": agent}  # type: ignore[dict-item]
+    quiet, _ = load_agent_settings(dataclasses.replace(config, raw=raw), {})
+    assert quiet.drop_dtmf_args() == "on" and not quiet.live_digit_count

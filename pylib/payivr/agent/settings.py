@@ -117,6 +117,14 @@ def load_agent_settings(
         call_ttl_s=s.positive_int("call_ttl_s", 14400),
         require_session=s.get("require_session", bool, True),
     )
+    fs_log_level = services.section("freeswitch").data.get("log_level", "notice")
+    if settings.live_digit_count and fs_log_level in ("info", "debug"):
+        # Without sensitive_dtmf FreeSWITCH logs every key ("RECV DTMF 4:800") at INFO.
+        s.problem(
+            "live_digit_count",
+            f"needs FreeSWITCH's log level at notice or above (services.freeswitch.log_level "
+            f"is {fs_log_level}); or set live_digit_count: false",
+        )
     if settings.dtmf_mask == "file" and not settings.mask_file:
         s.problem("mask_file", "required when dtmf_mask is file")
     s.reject_unknown(
