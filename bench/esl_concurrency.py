@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -52,8 +53,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Queue) -> None:  # type: ignore[type-arg]
+def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Queue,  # type: ignore[type-arg]
+                nice: int = 0) -> None:  # fmt: skip
     """The ESL application alone in its process, logging at INFO to a file."""
+    if nice:
+        # On a shared box, a priority stands in for the core the application has to
+        # itself in production; the load generator keeps the default priority.
+        with contextlib.suppress(PermissionError):
+            os.nice(nice)
     import redis
 
     from payivr.core.logfilter import install_log_filter
@@ -137,7 +144,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(calls: int, step_s: float, peers: int, ramp_s: float) -> dict[str, object]:
+def run(calls: int, step_s: float, peers: int, ramp_s: float, nice: int = 0) -> dict[str, object]:
     import redis
 
     from payivr.core.processor import Operation
@@ -147,11 +154,15 @@ def run(calls: int, step_s: float, peers: int, ramp_s: float) -> dict[str, objec
     from tests.support.servers import RedisServer
 
     server = RedisServer().start()
+    if nice and server.proc is not None:
+        # The system under test is the application and its Redis: same priority.
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, server.proc.pid, nice)
     ctx = mp.get_context("spawn")
     try:
         port_q, stats_q, out_q = ctx.Queue(), ctx.Queue(), ctx.Queue()
         stop = ctx.Event()
-        app = ctx.Process(target=app_process, args=(server.url, port_q, stop, stats_q))
+        app = ctx.Process(target=app_process, args=(server.url, port_q, stop, stats_q, nice))
         app.start()
         port = port_q.get(timeout=30)
         store = RedisSessionStore(redis.Redis.from_url(server.url, decode_responses=True))
@@ -208,7 +219,11 @@ def run(calls: int, step_s: float, peers: int, ramp_s: float) -> dict[str, objec
         "elapsed_s": round(elapsed, 1),
         "steps_measured": len(times),
         # Seen by the application: message awaited -> next command written.
-        "step_overhead_ms": summary(list(stats["step_overheads"])),
+        "step_overhead_ms": summary([t for _, t in stats["step_overheads"]]),
+        "step_overhead_p99_ms_by_next_command": {
+            kind: summary([t for k, t in stats["step_overheads"] if k == kind])["p99"]
+            for kind in sorted({k for k, _ in stats["step_overheads"]})
+        },
         # Seen by the fake FreeSWITCH: includes both sides' socket and scheduling delays.
         "step_round_trip_ms": summary(times),
         "rss_idle_mib": round(idle / 1024, 1),
@@ -231,9 +246,11 @@ def main() -> int:
     )
     parser.add_argument("--peers", type=int, default=4, help="load-generator processes")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="spread call starts over this")
+    parser.add_argument("--app-nice", type=int, default=0, help="os.nice() of the app process")
     parser.add_argument("--check", action="store_true", help="exit 1 unless p99 < 20 ms")
     args = parser.parse_args()
-    report = run(args.calls, args.step_s, args.peers, args.ramp_s)
+    report = run(args.calls, args.step_s, args.peers, args.ramp_s, args.app_nice)
+    report["app_nice"] = args.app_nice
     print(json.dumps(report, indent=2))
     p99 = report["step_overhead_ms"]["p99"]  # type: ignore[index]
     ok = report["approved"] == args.calls and p99 < 20.0

@@ -60,7 +60,7 @@ class EslConnection:
         self.socket_mode = ""
         # Per-step overhead: from the message a step waited for (a reply, its
         # EXECUTE_COMPLETE) to the next command sent. Seconds, for stats/benchmarks.
-        self.step_overheads: list[float] = []
+        self.step_overheads: list[tuple[str, float]] = []
         self._woke_at: float | None = None
 
     # -- the CallChannel interface -------------------------------------------------
@@ -195,7 +195,7 @@ class EslConnection:
         if self._closed.is_set():
             raise CallerGone()
         if self._woke_at is not None:
-            self.step_overheads.append(time.perf_counter() - self._woke_at)
+            self.step_overheads.append((_label(data), time.perf_counter() - self._woke_at))
             self._woke_at = None
         future = _new_future()
         # Append and write with no await in between: replies come back in this order.
@@ -280,6 +280,21 @@ class EslConnection:
         for future in self._executions.values():
             if not future.done():
                 future.set_exception(CallerGone())
+
+
+def _label(command: bytes) -> str:
+    """What a command is, for overhead statistics: the application or API name."""
+    if command.startswith(b"sendmsg"):
+        start = command.find(b"execute-app-name: ")
+        if start >= 0:
+            end = command.find(b"\n", start)
+            return command[start + 18 : end].decode("ascii", "replace")
+        return "sendmsg"
+    return (
+        command.split(b" ", 2)[1 if command.startswith(b"api ") else 0]
+        .strip()
+        .decode("ascii", "replace")
+    )
 
 
 def _new_future() -> asyncio.Future[Message]:

@@ -36,7 +36,7 @@ class ServerStats:
     caller_gone: int = 0
     failed: int = 0
     # The latest per-step overheads (seconds) of finished calls, for the benchmark.
-    step_overheads: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    step_overheads: deque[tuple[str, float]] = field(default_factory=lambda: deque(maxlen=200_000))
 
 
 class OutboundServer:
