@@ -2,7 +2,10 @@
 
 `payivr prompts build` speaks every prompt of every language with espeak-ng and
 converts it with sox to what FreeSWITCH plays without transcoding on a G.711 call:
-8 kHz, mono, 16-bit signed PCM WAV, at `<prompts_dir>/<lang>/<prompt_id>.wav`.
+8 kHz, mono, 16-bit signed PCM WAV, at `<prompts_dir>/<lang>/<prompt_id>.wav`. It also
+speaks the currency names the ESL application plays (`currency-eur.wav`) and the
+words FreeSWITCH's say module for the language plays for numbers (`digits/7.wav`,
+`digits/hundred.wav`; `<prompts_dir>/<lang>` is the language's sound-prefix).
 
 Recorded prompts take precedence. A manifest (`<prompts_dir>/.generated.json`) lists
 the files this builder wrote, with a hash of their inputs and of their bytes. A WAV
@@ -22,7 +25,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from payivr.core.prompts import LANGUAGES, load_prompts
 
@@ -44,9 +50,22 @@ def currency_names(language: str) -> dict[str, str]:
     return {f"currency-{code.lower()}": str(name) for code, name in names.items()}
 
 
+def say_sounds(language: str) -> dict[str, str]:
+    """The files mod_say_<language> plays for numbers (data/say_sounds.yaml + digits)."""
+    text = (resources.files("payivr") / "data" / "say_sounds.yaml").read_text("utf-8")
+    words = (yaml.safe_load(text) or {}).get(language, {})
+    numbers = [*range(20), *range(20, 100, 10)]
+    sounds = {f"digits/{n}": str(n) for n in numbers}
+    sounds.update({str(k): str(v) for k, v in words.items()})
+    if language == "en":  # NAME_SPELLED (alphanumeric codes): ascii/<code>
+        sounds.update({f"ascii/{ord(c)}": c for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"})
+    return sounds
+
+
 def prompt_texts(language: str) -> dict[str, str]:
-    """Everything to speak in a language: the prompt catalogue plus currency names."""
-    return {**currency_names(language), **load_prompts(language)}
+    """Everything to speak in a language: the prompt catalogue, currency names and the
+    say module's number words."""
+    return {**say_sounds(language), **currency_names(language), **load_prompts(language)}
 
 
 class PromptBuildError(Exception):
