@@ -213,6 +213,11 @@ class AgentCall:
             pass
         except Exception:
             log.exception("call %s: payment %s failed", self.info.call, payment_id)
+            if self.payment is not None and self.payment.result is None:
+                # The panel must not wait forever: say the payment broke off.
+                self.publisher.put(
+                    self.payment.tracker.notice("internal-error", "the payment stopped: see logs")
+                )
         finally:
             await self.publisher.drain()
             self.payment = None
