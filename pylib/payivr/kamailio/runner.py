@@ -259,9 +259,10 @@ def running_kamailio(
     """Kamailio on the given sockets for the duration of a `with` block (tests, demo)."""
     rt = runtime_dir or default_runtime_dir()
     shm_mb = int(knobs.pop("shm_mb", 64))  # type: ignore[call-overload]
+    kemi_script = Path(str(knobs.pop("kemi_script", repo_kamailio_dir() / "payivr_kemi.py")))
     settings = KamailioSettings.from_config(
         config,
-        kemi_script=repo_kamailio_dir() / "payivr_kemi.py",
+        kemi_script=kemi_script,
         runtime_dir=rt,
         listen=listen,
         pylib=package_root(),
