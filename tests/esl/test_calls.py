@@ -323,7 +323,8 @@ def test_refused_refer_falls_back_to_a_bridge_through_kamailio(redis_url: str) -
             dial, headers = call.bridge
             call_id = re.match(r"\{sip_invite_call_id=([^}]+)\}", dial)
             assert call_id is not None
-            assert dial.endswith("sofia/payivr/queue@127.0.0.1:25093;fs_path=sip:127.0.0.1:5060")
+            kamailio = ";fs_path=sip:127.0.0.1:5060"
+            assert dial.endswith("sofia/payivr/sip:queue@127.0.0.1:25093" + kamailio)
             assert headers["X-Pay-Result"] == "declined"
             assert headers["X-Pay-Reason"] == "insufficient-funds"
             assert not set(INBOUND) & set(headers)
@@ -341,8 +342,9 @@ def test_return_by_bridge_when_refer_is_off(redis_url: str) -> None:
             call = await h.call(card(), session=session)
             assert call.refer is None and call.bridge is not None
             dial, headers = call.bridge
-            assert dial.endswith("sofia/payivr/queue@127.0.0.1;fs_path=sip:10.0.0.1:5060")
+            assert dial.endswith("sofia/payivr/sip:queue@127.0.0.1;fs_path=sip:10.0.0.1:5060")
             assert headers["X-Pay-Result"] == "approved" and "X-Pay-Auth-Code" in headers
+            assert call.variables["bridge_filter_dtmf"] == "true"
             assert_no_card_data(h, call)
 
     asyncio.run(scenario())

@@ -143,11 +143,17 @@ class EslConnection:
 
     # -- life cycle ----------------------------------------------------------------
 
-    async def handshake(self, *, linger_s: int, timeout: float = 5.0) -> None:
+    async def handshake(
+        self,
+        *,
+        linger_s: int,
+        timeout: float = 5.0,
+        events: tuple[str, ...] = SUBSCRIBED_EVENTS,
+    ) -> None:
         """connect, myevents, event filters, linger: pipelined, replies awaited in order."""
         self._reader_task = asyncio.create_task(self._read_loop(), name="esl-reader")
         commands = ["connect", "myevents"]
-        commands += [f"filter Event-Name {name}" for name in SUBSCRIBED_EVENTS]
+        commands += [f"filter Event-Name {name}" for name in events]
         commands.append(f"linger {linger_s}" if linger_s > 0 else "linger")
         futures = [self._send_nowait(encode_command(c)) for c in commands]
         replies = [await self._wait(f, timeout) for f in futures]

@@ -62,9 +62,13 @@ def stale_request_headers(
 
 
 def bridge_dial_string(target: str, settings: ReturnSettings, call_id: str) -> str:
-    """`{sip_invite_call_id=...}sofia/<profile>/<target>[;fs_path=<kamailio>]`."""
-    uri = target.split(":", 1)[1] if target.lower().startswith(("sip:", "sips:")) else target
-    dial = f"{{sip_invite_call_id={call_id}}}sofia/{settings.sofia_profile}/{uri}"
+    """`{sip_invite_call_id=...}sofia/<profile>/<target>[;fs_path=<kamailio>]`.
+
+    payivr picks the new leg's Call-ID so it can sign the headers with it (SPEC 3:
+    the returning call's Call-ID); `fs_path` routes the INVITE through Kamailio.
+    """
+    # mod_sofia takes the URI with its scheme (a sips: target stays on TLS).
+    dial = f"{{sip_invite_call_id={call_id}}}sofia/{settings.sofia_profile}/{target}"
     if settings.proxy:
         dial += f";fs_path={settings.proxy}"
     return dial
@@ -102,7 +106,10 @@ async def transfer_by_bridge(
     call_id: str,
 ) -> None:
     await channel.unset_variables(stale_request_headers(channel.channel_data, headers))
-    await channel.set_variables({f"sip_h_{name}": value for name, value in headers})
+    values = {f"sip_h_{name}": value for name, value in headers}
+    # No digit the caller keys from here on reaches the contact center's leg.
+    values["bridge_filter_dtmf"] = "true"
+    await channel.set_variables(values)
     await channel.execute("bridge", bridge_dial_string(target, settings, call_id))
     # The bridge is over (the other side hung up, or it failed): end our leg.
     await channel.hangup(settings.hangup_cause)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from payivr.esl.channel import CallerGone
 from payivr.esl.codec import ProtocolError
-from payivr.esl.connection import EslConnection
+from payivr.esl.connection import SUBSCRIBED_EVENTS, EslConnection
 
 log = logging.getLogger("payivr.esl")
 
@@ -50,12 +50,14 @@ class OutboundServer:
         port: int = 8084,
         linger_s: int = 10,
         handshake_timeout_s: float = 5.0,
+        events: tuple[str, ...] = SUBSCRIBED_EVENTS,
     ) -> None:
         self._handler = handler
         self.host = host
         self.port = port
         self.linger_s = linger_s
         self.handshake_timeout_s = handshake_timeout_s
+        self.events = events
         self.stats = ServerStats()
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,7 +101,9 @@ class OutboundServer:
         conn = EslConnection(reader, writer)
         started = time.monotonic()
         try:
-            await conn.handshake(linger_s=self.linger_s, timeout=self.handshake_timeout_s)
+            await conn.handshake(
+                linger_s=self.linger_s, timeout=self.handshake_timeout_s, events=self.events
+            )
             await self._handler(conn)
             self.stats.completed += 1
         except CallerGone:
