@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from payivr.core.config import Config, load_config
 from payivr.freeswitch.render import CDR_MODULES, render_tree, write_tree
 from payivr.freeswitch.settings import FreeswitchConfigError, freeswitch_settings
-
 from tests.conftest import EXAMPLE_CONFIG
 
 
