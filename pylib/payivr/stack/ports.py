@@ -60,3 +60,24 @@ def free_udp_block(size: int = 4) -> int:
                 s.close()
         return base
     raise RuntimeError("no free block of loopback UDP ports")
+
+
+def wait_for_listener(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> bool:
+    """True once something has bound host:port, found without connecting to it.
+
+    For servers that take every connection as real work (the ESL application treats a
+    connection as a call from FreeSWITCH): a failing bind shows the listener is there.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # SO_REUSEADDR: this probe never stops the server from binding meanwhile
+            # (two non-listening sockets with it may share a port); a listening one
+            # still makes the bind fail, which is the answer.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                return True
+        time.sleep(0.05)
+    return False

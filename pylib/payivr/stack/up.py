@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from payivr.stack.layout import StackLayout, prepare
-from payivr.stack.ports import wait_for_tcp
+from payivr.stack.ports import wait_for_listener, wait_for_tcp
 from payivr.stack.processes import Managed, StackState, spawn, stop
 
 FREESWITCH_HINT = (
@@ -190,7 +190,7 @@ def stack_up(
             )
             state.processes.append(esl)
             state.save()
-            if not wait_for_tcp(layout.ports["esl"], 10):
+            if not wait_for_listener(layout.ports["esl"], 10):
                 raise StackError("the ESL application did not listen:\n" + _log_tail(esl.log))
         else:
             state.missing.append("esl: `payivr esl serve` is not in this checkout yet")
