@@ -70,6 +70,7 @@ class AgentStack:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.service: AgentService | None = None
         self.http = requests.Session()
+        self.readers: list[SseReader] = []
 
     @property
     def base(self) -> str:
@@ -101,6 +102,8 @@ class AgentStack:
         return self
 
     def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
         if self.service is not None:
             self.submit(self.service.stop()).result(15)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -212,11 +215,12 @@ class SseReader:
         assert self._response.headers["Content-Type"].startswith("text/event-stream")
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
+        stack.readers.append(self)
 
     def _read(self) -> None:
         kind, data = "message", ""
         try:
-            for line in self._iter_lines():
+            for line in self._iter_lines():  # ends when the stream or the socket closes
                 self.raw.append(line)
                 if line.startswith("event: "):
                     kind = line[7:]
@@ -232,6 +236,8 @@ class SseReader:
                     if kind == "call.ended":
                         return
                     kind, data = "message", ""
+        except (requests.RequestException, OSError, AttributeError, ValueError):
+            pass  # the test closed the stream
         finally:
             self.ended.set()
 
@@ -251,3 +257,4 @@ class SseReader:
 
     def close(self) -> None:
         self._response.close()
+        self._thread.join(2)
