@@ -362,7 +362,18 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         metrics_port=c.port("metrics_port", 9464),
     )
     s.reject_unknown(
-        {"redis", "session_ttl_s", "kamailio", "freeswitch_nodes", "esl", "callbacks", "agent_api"}
+        # `freeswitch` and `agent_api` are read and validated by their own features
+        # (payivr.freeswitch.settings, payivr.agent.settings) from Config.raw.
+        {
+            "redis",
+            "session_ttl_s",
+            "kamailio",
+            "freeswitch_nodes",
+            "freeswitch",
+            "esl",
+            "callbacks",
+            "agent_api",
+        }
     )
     return ServicesConfig(
         redis=redis_cfg,
