@@ -16,8 +16,6 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as redis_exceptions
-
 from payivr.core.admission import Accept
 from payivr.core.session import Event, Session, event_fields
 from payivr.store import keys
@@ -62,6 +60,12 @@ class AdmissionStore:
     """Creates sessions for accepted calls. One instance per Kamailio worker process."""
 
     def __init__(self, client: redis.Redis, session_ttl_s: int) -> None:
+        # redis is imported here, in the worker after Kamailio's fork, not at module
+        # load in the main process: it imports logging, whose at-fork hooks complain
+        # when Kamailio forks without telling Python.
+        from redis import exceptions
+
+        self._errors = exceptions
         self._client = client
         self._ttl = str(session_ttl_s)
         self._maxlen = str(keys.EVENTS_MAXLEN)
@@ -111,11 +115,11 @@ class AdmissionStore:
         try:
             conn.send_packed_command([packed])
             return conn.read_response()
-        except redis_exceptions.NoScriptError:
+        except self._errors.NoScriptError:
             self._client.script_load(script)
             conn.send_packed_command([packed])
             return conn.read_response()
-        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError):
+        except (self._errors.ConnectionError, self._errors.TimeoutError):
             conn.disconnect()  # a half-read reply must not be taken by the next call
             raise
         finally:

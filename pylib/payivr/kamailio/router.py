@@ -60,17 +60,24 @@ class Router:
     # ----- entry points called by app_python3 -----
 
     def child_init(self, rank: int) -> int:
-        """Each worker opens its own Redis connection (never shared across a fork)."""
-        if self.store is None:
-            from payivr.store.connect import redis_client
+        """Nothing to do: Redis is opened on first use, in the worker that uses it.
 
-            client = redis_client(
-                self.config.services.redis,
-                socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-                connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-            )
-            self.store = AdmissionStore(client, self.config.services.session_ttl_s)
+        Kamailio also calls this in its main process before forking (PROC_INIT); a
+        connection (and the redis/logging imports) made there would be shared by every
+        worker.
+        """
         return 0
+
+    def _open_store(self) -> AdmissionStore:
+        from payivr.store.connect import redis_client
+
+        client = redis_client(
+            self.config.services.redis,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+            connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        )
+        self.store = AdmissionStore(client, self.config.services.session_ttl_s)
+        return self.store
 
     def ksr_request_route(self, msg: Any) -> int:
         """Every SIP request Kamailio receives."""
@@ -196,11 +203,9 @@ class Router:
 
         if now < self._redis_down_until:
             return None
-        if self.store is None:
-            self.child_init(-1)
-        assert self.store is not None
+        store = self.store or self._open_store()
         try:
-            return self.store.create_session(decision, session_id, now)
+            return store.create_session(decision, session_id, now)
         except redis.RedisError as exc:
             self._redis_down_until = now + REDIS_BACKOFF_S
             self.ksr.err(f"payivr: redis unavailable: {type(exc).__name__}\n")
