@@ -68,6 +68,20 @@ def test_card_keyed_by_rfc2833_is_approved_and_leaves_no_trace(tmp_path: Path) -
     assert files_containing(tmp_path / "stack", PAN[:12].encode()) == []
 
 
+@pytest.mark.timeout(300)
+def test_a_declined_card_comes_back_declined_with_its_reason(tmp_path: Path) -> None:
+    from payivr.stack.demo import run_demo
+
+    out = io.StringIO()
+    report = run_demo(config_with(tmp_path), tmp_path / "stack", out=out, card="4000000000000002")
+    bye = dict(report.bye_headers)
+    assert (bye.get("X-Pay-Result"), bye.get("X-Pay-Reason")) == ("declined", "card-declined"), (
+        out.getvalue()
+    )
+    assert "X-Pay-Auth-Code" not in bye and report.result_signature_ok
+    assert report.callback_signature_ok
+
+
 def _longest_zero_run_s(path: Path) -> float:
     with wave.open(str(path), "rb") as w:
         assert (w.getsampwidth(), w.getnchannels()) == (2, 1)

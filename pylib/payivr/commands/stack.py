@@ -36,6 +36,11 @@ def add_commands(sub: Any) -> None:
     demo.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     demo.add_argument("--language", choices=("es", "en", "pt", "nl"))
     demo.add_argument("--amount", type=int, default=1250, help="minor units (1250 = 12.50)")
+    demo.add_argument(
+        "--card",
+        default="4111111111111111",
+        help="a sandbox test card (SPEC 8), e.g. 4000000000000002 to see a decline",
+    )
     demo.add_argument("--keep", action="store_true", help="leave the stack running")
     demo.add_argument(
         "--no-freeswitch",
@@ -110,6 +115,7 @@ def _demo(args: argparse.Namespace) -> int:
             language=args.language,
             amount=args.amount,
             freeswitch=not args.no_freeswitch,
+            card=args.card,
         )
     except ConfigError as exc:
         for problem in exc.problems:

@@ -68,9 +68,16 @@ class DemoReport:
 
     @property
     def ok(self) -> bool:
+        """The result came back both ways, signed, and the same both ways (whatever it
+        was: a declined sandbox card is a successful demo of a decline)."""
+        bye = {k.lower(): v for k, v in self.bye_headers}
+        try:
+            callback_result = json.loads(self.callback_body)["result"]
+        except (ValueError, KeyError, TypeError):
+            return False
         return (
-            self.result == "approved"
-            and bool(self.bye_headers)
+            bool(self.result)
+            and bye.get("x-pay-result") == self.result == callback_result
             and self.callback_signature_ok
             and self.result_signature_ok
         )
@@ -113,17 +120,17 @@ def request_headers(
     return [*fields.items(), ("X-Pay-Signature", signature)]
 
 
-def _keys(merchant: MerchantConfig, today: date) -> str:
+def _keys(merchant: MerchantConfig, today: date, card: str = DEMO_CARD) -> str:
     """What the caller keys, one entry per line, in the plan's order."""
     expiry = f"12{(today.year + 3) % 100:02d}"
-    lines = [DEMO_CARD + "#", expiry, DEMO_CVV]
+    lines = [card + "#", expiry, DEMO_CVV]
     if merchant.capture.confirm_card:
         lines.append("1")
     return "\n".join(lines) + "\n"
 
 
 def drive_session(
-    config: Config, session_id: str, out: TextIO
+    config: Config, session_id: str, out: TextIO, card: str = DEMO_CARD
 ) -> tuple[PaymentRequest, PaymentResult]:
     """Run the capture plan for a stored session as `payivr simulate` does, with the
     session's states, events and result going through the Redis store."""
@@ -155,7 +162,7 @@ def drive_session(
 
     today = date.today()
     plan = CapturePlan(request, merchant, today)
-    keypad = Keypad(io.StringIO(_keys(merchant, today)), out)
+    keypad = Keypad(io.StringIO(_keys(merchant, today, card)), out)
     simulator = StoreSimulator(
         plan, request, load_prompts(request.language), keypad, out, merchant.processor.timeout_s
     )
@@ -182,8 +189,11 @@ def run_demo(
     language: str | None = None,
     amount: int = 1250,
     freeswitch: bool = True,
+    card: str = DEMO_CARD,
 ) -> DemoReport:
-    """The whole demo (module doc); stops the stack afterwards unless `keep`."""
+    """The whole demo (module doc); stops the stack afterwards unless `keep`.
+
+    `card` is a sandbox test card (SPEC 8) for the other outcomes, e.g. a decline."""
     from payivr.core.config import load_config
 
     fs_binary = find_freeswitch() if freeswitch else None
@@ -191,7 +201,14 @@ def run_demo(
         from payivr.stack.demo_freeswitch import run_freeswitch_demo
 
         return run_freeswitch_demo(
-            config_path, workdir, fs_binary, out=out, keep=keep, language=language, amount=amount
+            config_path,
+            workdir,
+            fs_binary,
+            out=out,
+            keep=keep,
+            language=language,
+            amount=amount,
+            card=card,
         )
     report = DemoReport(workdir=str(workdir))
     merchant = pick_merchant(load_config(config_path))
@@ -246,10 +263,9 @@ def run_demo(
         )
 
         step(
-            "the capture plan (as `payivr simulate` drives it), sandbox card "
-            f"{'*' * 12}{DEMO_CARD[-4:]}"
+            f"the capture plan (as `payivr simulate` drives it), sandbox card {'*' * 12}{card[-4:]}"
         )
-        _request, result = drive_session(config, report.session_id, out)
+        _request, result = drive_session(config, report.session_id, out, card)
         report.result = str(result.code)
 
         step("the IVR ends the call: BYE with the signed result headers, via Kamailio")

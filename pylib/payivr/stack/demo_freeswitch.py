@@ -79,13 +79,13 @@ def run_freeswitch_demo(
     keep: bool,
     language: str | None,
     amount: int,
+    card: str,
 ) -> DemoReport:
     """The demo through FreeSWITCH and the ESL application (see module doc)."""
     from payivr.core.config import load_config
     from payivr.core.result import SIGNED_RESULT_HEADERS
     from payivr.core.signature import verify, verify_callback
     from payivr.stack.demo import (
-        DEMO_CARD,
         DEMO_CVV,
         DemoError,
         DemoReport,
@@ -109,7 +109,7 @@ def run_freeswitch_demo(
         merchant = config.merchant(merchant.id) or merchant
         lang = language or merchant.default_language
         keyings = caller_keying(
-            config.services.esl.prompts_dir, lang, merchant, DEMO_CARD, DEMO_CVV, date.today()
+            config.services.esl.prompts_dir, lang, merchant, card, DEMO_CVV, date.today()
         )
         sipp_dir.mkdir(parents=True, exist_ok=True)
         pcap = keyed_call(sipp_dir / "caller.pcap", keyings)
@@ -121,7 +121,7 @@ def run_freeswitch_demo(
         headers = request_headers(merchant, call_id, receiver.url, lang, amount)
         step(
             "contact center (SIPp UAC) calls Kamailio; the caller keys the sandbox card "
-            f"{'*' * 12}{DEMO_CARD[-4:]} as RFC 2833 DTMF"
+            f"{'*' * 12}{card[-4:]} as RFC 2833 DTMF"
         )
         for name, value in headers:
             out.write(f"  {name}: {value}\n")

@@ -146,6 +146,17 @@ def _start_freeswitch(layout: StackLayout, binary: str) -> Managed:
     return proc
 
 
+def _wait_listening(proc: Managed, port: int, seconds: float) -> bool:
+    """Until the process listens on the port; False if it exits or the time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if wait_for_listener(port, 0.1):
+            return True
+        if not proc.alive():
+            return False
+    return False
+
+
 def _wait_alive(proc: Managed, seconds: float) -> None:
     """Fail early if a service dies right after its start (bad config, missing module)."""
     deadline = time.monotonic() + seconds
@@ -190,8 +201,17 @@ def stack_up(
             )
             state.processes.append(esl)
             state.save()
-            if not wait_for_listener(layout.ports["esl"], 10):
-                raise StackError("the ESL application did not listen:\n" + _log_tail(esl.log))
+            if not _wait_listening(esl, layout.ports["esl"], 10):
+                tail = _log_tail(esl.log, 8)
+                if binary:  # FreeSWITCH would send every call to the fallback
+                    raise StackError("the ESL application did not listen:\n" + tail)
+                # Without FreeSWITCH no call reaches it: run on, and say so.
+                stop(esl)
+                state.processes.remove(esl)
+                state.missing.append(
+                    f"esl: `payivr esl serve` did not start (log {esl.log}):\n" + tail
+                )
+                state.save()
         else:
             state.missing.append("esl: `payivr esl serve` is not in this checkout yet")
         worker = spawn(
