@@ -214,11 +214,14 @@ class Router:
     def _close_session(self, reason: str) -> None:
         ksr = self.ksr
         packed = ksr.pv.get(SESSION_AVP)
-        if not packed or self.store is None:
+        if not packed:
             return
         session_id, merchant, order = str(packed).split(" ", 2)
         try:
-            self.store.close_unrouted(session_id, merchant, order, time.time(), reason)
+            # A timeout's failure route runs in Kamailio's timer process, which may
+            # not have opened Redis yet.
+            store = self.store or self._open_store()
+            store.close_unrouted(session_id, merchant, order, time.time(), reason)
         except Exception as exc:  # Redis gone too: the session expires by its TTL
             ksr.err(f"payivr: could not close session {session_id}: {type(exc).__name__}\n")
 
