@@ -63,10 +63,11 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
             os.nice(nice)
     import redis
 
+    from payivr.core.config import RedisConfig
     from payivr.core.logfilter import install_log_filter
     from payivr.esl.options import EslOptions
     from payivr.esl.returning import ReturnSettings
-    from payivr.esl.service import build_service
+    from payivr.esl.service import EslService, build_service
     from payivr.wiring import build_services
     from tests.esl.harness import test_config
 
@@ -78,9 +79,15 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
     services = build_services(config, redis_client=client)
     options = EslOptions(listen_port=0, prompts_dir=Path("/var/lib/payivr/prompts"),
                          linger_s=5, returns=ReturnSettings())  # fmt: skip
-    service = build_service(config, services, options=options)
+
+    async def build() -> object:
+        from payivr.esl.async_store import AsyncRedisSessionStore, async_redis_client
+
+        store = AsyncRedisSessionStore(async_redis_client(RedisConfig(url=redis_url)))
+        return build_service(config, services, store=store, options=options)
 
     async def main() -> None:
+        service: EslService = await build()  # type: ignore[assignment]
         await service.app.warm_up()
         await service.server.start()
         port_q.put(service.server.port)
@@ -91,7 +98,7 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
                      "caller_gone": stats.caller_gone,
                      "step_overheads": list(stats.step_overheads)})  # fmt: skip
         await service.server.stop(grace_s=1)
-        service.shutdown_pools()
+        await service.close()
 
     if os.environ.get("BENCH_PROFILE"):
         import cProfile

@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from payivr.core.config import Config, load_config
+from payivr.core.config import Config, RedisConfig, load_config
 from payivr.core.processor import Operation
 from payivr.core.request import PaymentRequest, ReturnTarget
 from payivr.core.session import Session
 from payivr.esl.options import EslOptions
 from payivr.esl.returning import ReturnSettings
+from payivr.esl.server import OutboundServer
 from payivr.esl.service import EslService, build_service
 from payivr.wiring import Services, build_services
 from tests.esl.peer import CallScript, FakeCall, Input, run_call
@@ -70,16 +71,28 @@ class EslHarness:
             recordings_dir=Path("/var/lib/payivr/recordings"),
             returns=returns or ReturnSettings(proxy="sip:127.0.0.1:5060"),
         )
-        self.service: EslService = build_service(self.config, self.services, options=self.options)
+        self.redis_url = redis_url
+        self.service: EslService | None = None
         self.log = RecordingHandler()
 
     async def start(self) -> None:
+        # The asyncio Redis client belongs to the event loop that runs the test.
+        from payivr.esl.async_store import AsyncRedisSessionStore, async_redis_client
+
+        store = AsyncRedisSessionStore(async_redis_client(RedisConfig(url=self.redis_url)))
+        self.service = build_service(self.config, self.services, store=store, options=self.options)
         await self.service.app.warm_up()
         await self.service.server.start()
 
     async def stop(self) -> None:
+        assert self.service is not None
         await self.service.server.stop(grace_s=2)
-        self.service.shutdown_pools()
+        await self.service.close()
+
+    @property
+    def server(self) -> OutboundServer:
+        assert self.service is not None
+        return self.service.server
 
     def new_session(self, **changes: object) -> Session:
         now = datetime.now(UTC)
@@ -114,14 +127,14 @@ class EslHarness:
         headers = {"X-Pay-Merchant": "acme", "X-Pay-Order": "A1001",
                    "X-Payivr-Session": session_id}  # fmt: skip
         call_script = CallScript(sip_headers=headers, inputs=list(inputs), **script)  # type: ignore[arg-type]
-        call = await run_call(call_script, self.service.server.port, timeout=20)
+        call = await run_call(call_script, self.server.port, timeout=20)
         await self.idle()
         return call
 
     async def idle(self, timeout: float = 10.0) -> None:
         """Wait until the application has finished every call."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.service.server.stats.active:
+        while self.server.stats.active:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("the application did not finish its calls")
             await asyncio.sleep(0.01)

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,8 +54,9 @@ from payivr.core.processor import (
 from payivr.core.prompts import LANGUAGES, PromptId
 from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
 from payivr.core.session import Event as SessionEvent
-from payivr.core.session import Session, SessionState, SessionStore, new_event_id
+from payivr.core.session import Session, SessionState, new_event_id
 from payivr.core.signature import sign
+from payivr.esl.async_store import AsyncSessionStore
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.executor import CommandExecutor, Speech
 from payivr.esl.options import EslOptions
@@ -81,47 +82,36 @@ REDIS_ATTEMPTS = 3
 class EslApplication:
     """Process-wide dependencies; `handle` is the OutboundServer's call handler."""
 
-    store: SessionStore
+    store: AsyncSessionStore
     merchants: dict[str, MerchantConfig]
     processor_for: Callable[[str], Processor]
     options: EslOptions
-    io_pool: ThreadPoolExecutor
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def warm_up(self) -> None:
+    async def warm_up(self, connections: int = 16) -> None:
         """Open the store's connections now, not on the first calls (latency spikes)."""
-        client = getattr(self.store, "client", None)
-        ping = getattr(client, "ping", None)
-        if ping is None:
-            return
-        loop = asyncio.get_running_loop()
-        workers = getattr(self.io_pool, "_max_workers", 8)
-        await asyncio.gather(
-            *(loop.run_in_executor(self.io_pool, ping) for _ in range(workers)),
-            return_exceptions=True,
-        )
+        ping = getattr(self.store, "ping", None)
+        if ping is not None:
+            await asyncio.gather(*(ping() for _ in range(connections)), return_exceptions=True)
 
     async def handle(self, channel: CallChannel) -> None:
         await PaymentCall(self, channel).run()
 
-    async def io(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking store call in the I/O pool, retried briefly on Redis trouble."""
-        loop = asyncio.get_running_loop()
+    async def io(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """A store call, retried briefly when Redis is unreachable for a moment."""
         for attempt in range(REDIS_ATTEMPTS):
             try:
-                return await loop.run_in_executor(self.io_pool, lambda: func(*args, **kwargs))
+                return await func(*args, **kwargs)
             except (ConnectionError, TimeoutError, OSError) as exc:
                 if attempt == REDIS_ATTEMPTS - 1:
                     raise
                 log.warning("store call failed (%s), retrying", type(exc).__name__)
-                await asyncio.sleep(0.2 * (attempt + 1))
             except Exception as exc:
-                if type(exc).__module__.startswith("redis") and attempt < REDIS_ATTEMPTS - 1:
-                    log.warning("store call failed (%s), retrying", type(exc).__name__)
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                raise
+                if not type(exc).__module__.startswith("redis") or attempt == REDIS_ATTEMPTS - 1:
+                    raise
+                log.warning("store call failed (%s), retrying", type(exc).__name__)
+            await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
 
@@ -280,7 +270,7 @@ class PaymentCall:
             )
         return commands
 
-    def _write(self, func: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    def _write(self, func: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any) -> None:
         """A bookkeeping write (state change, field event) off the call's critical path.
 
         Writes of one call run in order, one after the other, in the background; the

@@ -8,16 +8,18 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from payivr.core.config import Config
+from payivr.esl.async_store import AsyncRedisSessionStore, AsyncSessionStore, async_redis_client
 from payivr.esl.driver import EslApplication
 from payivr.esl.options import EslOptions, esl_options
 from payivr.esl.server import OutboundServer
 
-log = logging.getLogger("payivr.esl")
+if TYPE_CHECKING:
+    from payivr.wiring import Services
 
-# Redis calls are short; a small pool keeps them off the event loop.
-IO_THREADS = 32
+log = logging.getLogger("payivr.esl")
 
 
 @dataclass
@@ -26,21 +28,38 @@ class EslService:
     server: OutboundServer
 
     def shutdown_pools(self) -> None:
-        self.app.io_pool.shutdown(wait=False, cancel_futures=True)
         self.app.processor_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def close(self) -> None:
+        self.shutdown_pools()
+        close = getattr(self.app.store, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
 
 def build_service(
-    config: Config, services: object, *, options: EslOptions | None = None, port: int | None = None
+    config: Config,
+    services: Services,
+    *,
+    store: AsyncSessionStore | None = None,
+    options: EslOptions | None = None,
+    port: int | None = None,
 ) -> EslService:
-    """The application and its server. `services` is a payivr.wiring.Services."""
+    """The application and its server.
+
+    `services` (payivr.wiring) gives the processors; the session store is the asyncio
+    one (payivr.esl.async_store) on the configured Redis unless `store` is given.
+    """
     options = options or esl_options(config)
+    if store is None:
+        client = async_redis_client(config.services.redis)
+        store = AsyncRedisSessionStore(client, ttl_s=config.services.session_ttl_s)
     app = EslApplication(
-        store=services.store,  # type: ignore[attr-defined]
+        store=store,
         merchants=dict(config.merchants),
-        processor_for=services.processor_for,  # type: ignore[attr-defined]
+        processor_for=services.processor_for,
         options=options,
-        io_pool=ThreadPoolExecutor(IO_THREADS, thread_name_prefix="payivr-io"),
         processor_pool=ThreadPoolExecutor(
             options.processor_threads, thread_name_prefix="payivr-processor"
         ),
@@ -66,4 +85,4 @@ async def serve(service: EslService, *, grace_s: float = 30.0) -> None:
     await stop.wait()
     log.info("esl stopping: %d calls in progress", service.server.stats.active)
     await service.server.stop(grace_s=grace_s)
-    service.shutdown_pools()
+    await service.close()
