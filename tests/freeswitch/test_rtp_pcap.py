@@ -122,3 +122,30 @@ def test_sipp_plays_the_pcap_and_every_digit_arrives(tmp_path: Path) -> None:
         sink.close()
     assert decode_events(received) == PAN + "#"
     assert sum(1 for pt, _, _ in received if pt == PCMA_PT) > 50  # the audio flowed too
+
+
+def test_the_demo_keys_each_field_after_its_prompt_without_overlap(tmp_path: Path) -> None:
+    import wave
+    from datetime import date
+
+    from payivr.core.config import load_config
+    from payivr.stack.demo_freeswitch import caller_keying
+    from tests.conftest import EXAMPLE_CONFIG
+
+    for prompt_id, seconds in (("greeting", 6.0), ("amount-intro", 1.5)):
+        (tmp_path / "en").mkdir(exist_ok=True)
+        with wave.open(str(tmp_path / "en" / f"{prompt_id}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\0\0" * int(8000 * seconds))
+    merchant = load_config(EXAMPLE_CONFIG).merchants["acme"]
+    keyings = caller_keying(tmp_path, "en", merchant, PAN, "123", date(2026, 11, 21))
+    assert [k.digits for k in keyings] == [PAN + "#", "1229", "123"]
+    assert keyings[0].start_s > 6.0 + 1.5  # not before the greeting and amount are over
+    ends = [k.start_s + len(k.digits) * k.every_ms / 1000 for k in keyings]
+    assert all(end < nxt.start_s for end, nxt in zip(ends, keyings[1:], strict=False))
+    packets = rtp_packets(keyings, ends[-1] + 1)  # raises if any two digits overlapped
+    assert decode_events((p.payload_type, p.timestamp, p.payload) for p in packets) == (
+        PAN + "#" + "1229" + "123"
+    )
