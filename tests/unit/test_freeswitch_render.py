@@ -214,3 +214,42 @@ def test_write_tree_is_private_and_idempotent(config: Config, tmp_path: Path) ->
     es = tmp_path / "autoload_configs" / "event_socket.conf.xml"
     assert es.stat().st_mode & 0o777 == 0o640
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_services_freeswitch_through_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["secrets_file"] = str((EXAMPLE_CONFIG.parent / data["secrets_file"]).resolve())
+    data["services"]["freeswitch"] = {
+        "srtp": "mandatory",
+        "log_level": "warning",
+        "rtp_ports": [20000, 20999],
+    }
+    path = tmp_path / "payivr.yaml"
+    path.write_text(yaml.safe_dump(data))
+    from payivr.cli import main
+
+    assert main(["freeswitch", "render", "--config", str(path), "--out", str(tmp_path / "fs")]) == 0
+    vars_xml = (tmp_path / "fs" / "vars.xml").read_text()
+    assert "rtp_secure_media_inbound=mandatory" in vars_xml
+    switch = params(
+        ET.fromstring(  # noqa: S314
+            (tmp_path / "fs" / "autoload_configs" / "switch.conf.xml").read_text()
+        )
+    )
+    assert (switch["loglevel"], switch["rtp-start-port"], switch["rtp-end-port"]) == (
+        "warning",
+        "20000",
+        "20999",
+    )
+    data["services"]["freeswitch"] = {"srtp": "sometimes", "log_level": "debug"}
+    path.write_text(yaml.safe_dump(data))
+    assert (
+        main(["freeswitch", "render", "--config", str(path), "--out", str(tmp_path / "fs2")]) == 2
+    )  # both problems reported, nothing written
+    assert not (tmp_path / "fs2").exists()
+    err = capsys.readouterr().err
+    assert "services.freeswitch.srtp" in err and "services.freeswitch.log_level" in err
