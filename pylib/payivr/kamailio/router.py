@@ -60,12 +60,15 @@ class Router:
     # ----- entry points called by app_python3 -----
 
     def child_init(self, rank: int) -> int:
-        """Nothing to do: Redis is opened on first use, in the worker that uses it.
+        """SIP workers (rank > 0) open Redis now, so the first call does not wait.
 
-        Kamailio also calls this in its main process before forking (PROC_INIT); a
-        connection (and the redis/logging imports) made there would be shared by every
-        worker.
+        Kamailio also calls this in its main process before forking (PROC_INIT, -127):
+        nothing is opened there, or the connection (and the redis/logging imports with
+        their at-fork hooks) would be shared by every worker. Other processes (the timer
+        process runs failure routes) open it on first use.
         """
+        if rank > 0:
+            self._open_store()
         return 0
 
     def _open_store(self) -> AdmissionStore:

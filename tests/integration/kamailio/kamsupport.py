@@ -240,8 +240,11 @@ def _read(path: Path) -> str:
 class SippUas:
     """A SIPp UAS standing in for a FreeSWITCH node, answering OPTIONS probes (-aa)."""
 
-    def __init__(self, scenario: str, port: int, workdir: Path) -> None:
+    def __init__(
+        self, scenario: str, port: int, workdir: Path, scenario_dir: Path = SIPP_DIR
+    ) -> None:
         self.scenario = scenario
+        self.scenario_dir = scenario_dir
         self.port = port
         self.workdir = workdir
         self.log_path = workdir / f"{scenario}-{port}.log"
@@ -253,7 +256,7 @@ class SippUas:
         cmd = [
             sipp_binary(),
             "-sf",
-            str(SIPP_DIR / f"{self.scenario}.xml"),
+            str(self.scenario_dir / f"{self.scenario}.xml"),
             "-i",
             "127.0.0.1",
             "-p",
