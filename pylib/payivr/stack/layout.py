@@ -18,7 +18,6 @@ import yaml
 from payivr.core.config import Config, load_config
 from payivr.stack.ports import free_ports
 
-ADVERTISE_HOST = "payivr-stack.test"  # a name for Warning headers only (RFC 6761 .test)
 PORT_NAMES = ("redis", "kamailio", "freeswitch", "esl", "event_socket", "metrics")
 
 
@@ -61,10 +60,7 @@ def loopback_config(base: Config, workdir: Path, ports: dict[str, int]) -> dict[
     redis.pop("sentinel", None)
     redis["password"] = ""
     kam = _section(services, "kamailio")
-    # Not 127.0.0.1: kamailio.cfg makes the advertised host an alias for every port,
-    # and the FreeSWITCH node shares 127.0.0.1 here, so Kamailio would take the node's
-    # Contact for itself and loop in-dialog requests (the ACK) back to itself.
-    kam["advertise_host"] = ADVERTISE_HOST
+    kam["advertise_host"] = "127.0.0.1"
     kam["listen"] = [
         {"proto": "udp", "host": "127.0.0.1", "port": ports["kamailio"]},
         {"proto": "tcp", "host": "127.0.0.1", "port": ports["kamailio"]},
