@@ -124,12 +124,9 @@ class Router:
             self._close_session("caller-cancelled")
             return STOP
         if ksr.tm.t_check_status("408|5[0-9][0-9]") > 0:
-            if ksr.tm.t_branch_timeout() > 0 and ksr.tm.t_branch_replied() < 0:
-                # Not a word from the node: take it out until an OPTIONS probe gets an
-                # answer. A node that answered (5xx, or 408 after a 100) is alive and
-                # only this call moves on; marking it would turn one slow call on a
-                # single-node set into a 503 for everyone until the next probe.
-                ksr.dispatcher.ds_mark_dst_state("ip")
+            # The node is not marked down here: on a one-node set one slow answer
+            # would become a 503 for everyone. The OPTIONS probes decide which nodes
+            # are alive; this call just moves on to the next one.
             if ksr.dispatcher.ds_next_dst() > 0:
                 ksr.tm.t_on_failure(FAILURE_ROUTE)
                 if ksr.tm.t_relay() > 0:

@@ -81,11 +81,12 @@ def test_dispatcher_probes_nodes_and_skips_dead_ones(
         fr_timer_ms=300,
         ds_ping_interval_s=1,
     ) as stack:
-        deadline = time.monotonic() + 5
-        while "OPTIONS" not in blackhole.methods() and time.monotonic() < deadline:
+        # ds_probing_threshold 2: two unanswered probes take the node out.
+        deadline = time.monotonic() + 6
+        while blackhole.methods().count("OPTIONS") < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "OPTIONS" in blackhole.methods(), "dispatcher sent no OPTIONS probe"
-        time.sleep(0.6)  # the probe's own timeout marks the node inactive
+        assert blackhole.methods().count("OPTIONS") >= 2, "dispatcher sent no OPTIONS probes"
+        time.sleep(0.6)  # the second probe's own timeout
         prefix = new_prefix()
 
         started = time.monotonic()
