@@ -253,3 +253,19 @@ def test_services_freeswitch_through_the_config_file(
     assert not (tmp_path / "fs2").exists()
     err = capsys.readouterr().err
     assert "services.freeswitch.srtp" in err and "services.freeswitch.log_level" in err
+
+
+def test_agent_mode_adds_the_secure_trunk_extension_before_payments(config: Config) -> None:
+    plain = tree_of(config)["dialplan/payivr.xml"]
+    assert plain.find(".//extension[@name='payivr-agent-trunk']") is None
+    raw = dict(config.raw)
+    raw["services"] = {**raw["services"], "agent_api": {"esl_listen_port": 8099}}  # type: ignore[dict-item]
+    dialplan = tree_of(dataclasses.replace(config, raw=raw))["dialplan/payivr.xml"]
+    names = [e.get("name") for e in dialplan.iter("extension")]
+    assert names.index("payivr-agent-trunk") < names.index("payivr-payment")
+    agent = dialplan.find(".//extension[@name='payivr-agent-trunk']")
+    assert agent is not None
+    sockets = [a.get("data") for a in agent.iter("action") if a.get("application") == "socket"]
+    assert sockets == ["127.0.0.1:8099 async full"]
+    addr = {r.get("field"): r.get("expression") for r in agent.iter("regex")}["network_addr"]
+    assert addr == r"^(127\.0\.0\.1)$"

@@ -155,6 +155,15 @@ def render_tree(s: FreeswitchSettings, share: Path | None = None) -> dict[str, s
     tree = {}
     for src, dest in _TREE:
         tree[dest] = fill((base / src).read_text(encoding="utf-8"), values, src)
+    if s.agent_socket is not None:
+        # Agent-assisted mode: the secure-trunk extension goes before payivr-payment
+        # (payivr.agent.dialplan owns its text; docs/agent-assisted.md).
+        from payivr.agent.dialplan import insert_agent_extension
+
+        host, port = s.agent_socket
+        tree["dialplan/payivr.xml"] = insert_agent_extension(
+            tree["dialplan/payivr.xml"], _addr_regex(s.kamailio_addresses), host, port
+        )
     language = (base / "freeswitch/conf/lang/language.xml").read_text(encoding="utf-8")
     for lang in LANGUAGES:
         lang_values = dict(

@@ -82,6 +82,8 @@ class FreeswitchSettings:
     event_socket_password: str
     prompts_dir: Path
     say_sounds: Mapping[str, str]
+    agent_socket: tuple[str, int] | None = None
+    """The agent service's outbound socket, when agent-assisted mode is configured."""
 
     @property
     def log_levels(self) -> str:
@@ -203,6 +205,7 @@ def freeswitch_settings(config: Config, node_uri: str | None = None) -> Freeswit
     sessions_per_second = _int(
         fs.get("sessions_per_second", 100), f"{where}.sessions_per_second", problems, 1, 10000
     )
+    agent_socket = _agent_socket(config, problems)
     if problems:
         raise FreeswitchConfigError(problems)
     return FreeswitchSettings(
@@ -226,7 +229,28 @@ def freeswitch_settings(config: Config, node_uri: str | None = None) -> Freeswit
         event_socket_password=password,
         prompts_dir=esl.prompts_dir,
         say_sounds=say,
+        agent_socket=agent_socket,
     )
+
+
+def _agent_socket(config: Config, problems: list[str]) -> tuple[str, int] | None:
+    """Where secure-trunk (agent-mode) calls go, if `services.agent_api` is configured.
+
+    Read through the agent feature's own settings loader, so both agree on defaults."""
+    services = config.raw.get("services") if isinstance(config.raw, Mapping) else None
+    if not isinstance(services, Mapping) or "agent_api" not in services:
+        return None
+    import os
+
+    from payivr.agent.settings import load_agent_settings
+    from payivr.core.config import ConfigError
+
+    try:
+        agent, _tokens = load_agent_settings(config, os.environ)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    return (_ip_literal(agent.esl_listen_host) or "127.0.0.1", agent.esl_listen_port)
 
 
 def _int(value: object, path: str, problems: list[str], low: int, high: int) -> int:
