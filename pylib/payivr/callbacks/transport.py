@@ -39,6 +39,7 @@ class _OneWrite:
     """
 
     _pending_body: bytes | None = None
+    _glue: bytes | None = None
 
     def request(
         self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any
@@ -56,9 +57,22 @@ class _OneWrite:
             self._pending_body = None
 
     def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
-        if self._pending_body is not None:
-            message_body, self._pending_body = self._pending_body, None
-        super().endheaders(message_body, encode_chunked=encode_chunked)  # type: ignore[misc]
+        body, self._pending_body = self._pending_body, None
+        if body is None:
+            super().endheaders(message_body, encode_chunked=encode_chunked)  # type: ignore[misc]
+            return
+        # http.client writes the head with one send(); glue the body to it.
+        self._glue = body
+        try:
+            super().endheaders(None, encode_chunked=encode_chunked)  # type: ignore[misc]
+        finally:
+            self._glue = None
+
+    def send(self, data: Any) -> None:
+        glue, self._glue = self._glue, None
+        if glue is not None:
+            data = bytes(data) + glue
+        super().send(data)  # type: ignore[misc]
 
 
 class _StrictHTTPConnection(_OneWrite, HTTPConnection):

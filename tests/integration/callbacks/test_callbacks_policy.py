@@ -109,3 +109,34 @@ def test_metrics_text_exposition() -> None:
     assert 'payivr_callbacks_result_to_delivery_seconds_bucket{le="0.025"} 1\n' in text
     assert "payivr_callbacks_result_to_delivery_seconds_count 1\n" in text
     assert "payivr_callbacks_dead_entries 1\n" in text
+
+
+def test_request_head_and_body_leave_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    import requests
+    from requests.structures import CaseInsensitiveDict
+
+    writes: list[int] = []
+    original = socket.socket.sendall
+    me = threading.get_ident()
+
+    def counting(self: socket.socket, data: bytes, *args: object) -> None:
+        if threading.get_ident() == me:  # the client's writes, not the endpoint's
+            writes.append(len(data))
+        original(self, data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "sendall", counting)
+    endpoint = Endpoint().start()
+    try:
+        body = b'{"event_id":"evt_1"}'
+        prepared = requests.PreparedRequest()
+        prepared.method, prepared.url, prepared.body = "POST", endpoint.url, body
+        prepared.headers = CaseInsensitiveDict({"Content-Length": str(len(body))})
+        session = guarded_session(allow_private=True)
+        assert session.get_adapter(endpoint.url).send(prepared, timeout=2).status_code == 200
+    finally:
+        endpoint.stop()
+    assert len(writes) == 1 and writes[0] > len(body)
+    assert endpoint.received[0].body == body
