@@ -227,6 +227,9 @@ def run(calls: int, step_s: float, peers: int, ramp_s: float, nice: int = 0) -> 
         "steps_measured": len(times),
         # Seen by the application: message awaited -> next command written.
         "step_overhead_ms": summary([t for _, t in stats["step_overheads"]]),
+        # The same without `exit`: that one follows the caller's hang-up (it waits for
+        # the last writes and CHANNEL_HANGUP_COMPLETE), no caller is waiting on it.
+        "in_call_step_overhead_ms": summary([t for k, t in stats["step_overheads"] if k != "exit"]),
         "step_overhead_p99_ms_by_next_command": {
             kind: summary([t for k, t in stats["step_overheads"] if k == kind])["p99"]
             for kind in sorted({k for k, _ in stats["step_overheads"]})
