@@ -59,6 +59,7 @@ class CallScript:
     sensitive_dtmf: bool = True  # set by the payivr dialplan before the socket
     refer_ok: bool = True
     hangup_during: tuple[str, int] | None = None  # (app, nth run) caller hangs up
+    drop_during: tuple[str, int] | None = None  # (app, nth run) the socket just closes
     linger_notice_first: bool = False  # notice before HANGUP_COMPLETE (both happen)
     app_delay_s: float = 0.0  # simulated duration of playback/say/collect
     recordings: tuple[str, ...] = ()  # recordings already running (e.g. by the CC trunk)
@@ -299,7 +300,14 @@ class FakeCall:
         self._app_runs[app] = self._app_runs.get(app, 0) + 1
         ids = {"Application": app, "Application_Data": arg, "Application_UUID": event_uuid}
         self.emit("CHANNEL_EXECUTE", **ids)
+        if self.script.drop_during == (app, self._app_runs[app]):
+            self.hungup = True  # FreeSWITCH went away: no events, no notices
+            if self._writer is not None:
+                self._writer.close()
+            return
         if self.script.hangup_during == (app, self._app_runs[app]):
+            if app in ("playback", "say"):
+                self.played.append((app, arg))  # started, then the caller left
             self._caller_hangup()
             self.emit("CHANNEL_EXECUTE_COMPLETE", Application_Response="_none_", **ids)
             await self._after_hangup()

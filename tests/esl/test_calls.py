@@ -263,6 +263,39 @@ def test_caller_hangs_up_while_the_result_is_said(redis_url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_caller_hangs_up_while_told_to_wait_for_processing(redis_url: str) -> None:
+    async def scenario() -> None:
+        async with Stack(redis_url) as h:
+            session = h.new_session()
+            # The 4th playback is "processing": the plan has already asked for the
+            # payment, so the processor's answer is still recorded (money may move).
+            call = await h.call(card(), session=session, hangup_during=("playback", 4))
+            assert played(call)[-1] == "processing"
+            stored = h.load(session.id)
+            assert stored.result is not None and stored.result.code == "approved"
+            assert len(h.outbox()) == 1
+            assert call.bye_headers is None
+            assert_no_error_noise(h)
+            assert_no_card_data(h, call)
+
+    asyncio.run(scenario())
+
+
+def test_socket_dropped_after_the_payment_was_asked_for(redis_url: str) -> None:
+    async def scenario() -> None:
+        async with Stack(redis_url) as h:
+            session = h.new_session()
+            # FreeSWITCH's socket dies during the "processing" prompt: the plan already
+            # handed over the card, so the payment still runs and its result is kept.
+            await h.call(card(), session=session, drop_during=("playback", 4))
+            stored = h.load(session.id)
+            assert stored.result is not None and stored.result.code == "approved"
+            assert len(h.outbox()) == 1
+            assert_no_error_noise(h)
+
+    asyncio.run(scenario())
+
+
 def test_processor_timeout(redis_url: str) -> None:
     async def scenario() -> None:
         async with Stack(redis_url) as h:

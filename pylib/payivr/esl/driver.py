@@ -214,8 +214,10 @@ class PaymentCall:
             try:
                 more = await self._step(command)
             except CallerGone:
-                # Whatever was still queued (prompts, the next Collect) is moot now.
-                pending.clear()
+                # Prompts and Collects still queued are moot now; a ProcessPayment the
+                # plan already issued is not (it waits for that answer), nor a Finish.
+                kept = [c for c in pending if isinstance(c, ProcessPayment | Finish)]
+                pending = deque(kept)
                 more = self._caller_hung_up()
             pending.extend(more)
 
