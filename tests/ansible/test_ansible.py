@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -182,3 +183,57 @@ def test_deployed_kamailio_rejects_malformed_and_relays_valid_invites(
         assert call_id(prefix) in uas.wait_for_calls(1)
     finally:
         uas.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_converged(converged: None) -> Iterator[None]:
+    """The redis role in Sentinel mode (inventories/ci-sentinel), converged twice."""
+    proc = subprocess.run(
+        [str(ANSIBLE_DIR / "ci-converge.sh"), "--sentinel"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+        env={**os.environ, "ANSIBLE_BIN_DIR": str(VENV_BIN)},
+    )
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    yield
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_role_deployed_sentinel_fails_over_and_a_rerun_keeps_the_new_primary(
+    sentinel_converged: None, tmp_path: Path
+) -> None:
+    """payivr's client follows a failover of the Sentinel set the role deployed, and a
+    later converge neither changes anything nor moves the primary back."""
+    import redis
+
+    from tests.ansible.test_sentinel_failover import assert_client_follows_failover
+
+    assert_client_follows_failover(
+        tmp_path,
+        sentinel_port=16390,
+        primary_port_=16381,
+        replica_port=16382,
+        master="payivr-ci",
+        password="ci-sentinel-password",
+    )
+    proc = _run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "inventories/ci-sentinel/hosts.yml",
+            "site.yml",
+            "--tags",
+            "redis",
+        ],
+        300,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    recap = proc.stdout[proc.stdout.index("PLAY RECAP") :]
+    counts = re.findall(r"changed=(\d+)", recap)
+    assert counts and all(c == "0" for c in counts), recap
+    sentinel = redis.Redis(host="127.0.0.1", port=16390, decode_responses=True)
+    assert int(sentinel.sentinel_get_master_addr_by_name("payivr-ci")[1]) == 16382

@@ -112,9 +112,9 @@ def sentinel_set(tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]:
             p.stop()
 
 
-def _config(tmp_path: Path, sentinel_port: int) -> Path:
+def _config(tmp_path: Path, sentinel_port: int, master: str, password: str) -> Path:
     (tmp_path / "secrets.yaml").write_text(
-        f"redis_password: {PASSWORD}\nacme_signing: s1\nacme_callback: c1\n"
+        f"redis_password: {password}\nacme_signing: s1\nacme_callback: c1\n"
     )
     path = tmp_path / "payivr.yaml"
     path.write_text(
@@ -123,7 +123,7 @@ def _config(tmp_path: Path, sentinel_port: int) -> Path:
         "  redis:\n"
         "    url: redis://127.0.0.1:6379/0\n"
         "    password: file:redis_password\n"
-        f"    sentinel: {{master: {MASTER}, nodes: ['127.0.0.1:{sentinel_port}']}}\n"
+        f"    sentinel: {{master: {master}, nodes: ['127.0.0.1:{sentinel_port}']}}\n"
         "merchants:\n"
         "  acme:\n"
         "    signing_secret: file:acme_signing\n"
@@ -142,49 +142,54 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.timeout(90)
-def test_payivr_redis_client_follows_a_sentinel_failover(
-    sentinel_set: tuple[Proc, Proc, Proc], tmp_path: Path
+def assert_client_follows_failover(
+    tmp_path: Path,
+    sentinel_port: int,
+    primary_port_: int,
+    replica_port: int,
+    master: str = MASTER,
+    password: str = PASSWORD,
 ) -> None:
+    """Write through payivr's client, force a failover, write again: the second
+    write must land on the promoted replica, next to the first."""
     import redis
 
     from payivr.core.config import load_config
     from payivr.store.connect import redis_client
 
-    primary, replica, sentinel = sentinel_set
-    sent = redis.Redis(host="127.0.0.1", port=sentinel.port, decode_responses=True)
+    sent = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True)
 
     def primary_port() -> int:
-        _host, port = sent.sentinel_get_master_addr_by_name(MASTER)
+        _host, port = sent.sentinel_get_master_addr_by_name(master)
         return int(port)
 
-    def role(node: Proc) -> dict[str, object]:
-        c = redis.Redis(host="127.0.0.1", port=node.port, password=PASSWORD, decode_responses=True)
+    def role(port: int) -> dict[str, object]:
+        c = redis.Redis(host="127.0.0.1", port=port, password=password, decode_responses=True)
         try:
             return dict(c.info("replication"))
         finally:
             c.close()
 
     def replica_known() -> bool:
-        info = sent.sentinel_slaves(MASTER)
-        return any(int(r["port"]) == replica.port and "s_down" not in r["flags"] for r in info)
+        info = sent.sentinel_slaves(master)
+        return any(int(r["port"]) == replica_port and "s_down" not in r["flags"] for r in info)
 
-    _wait(lambda: role(replica).get("master_link_status") == "up", 20, "the replica to sync")
+    _wait(lambda: role(replica_port).get("master_link_status") == "up", 20, "the replica to sync")
     _wait(replica_known, 20, "Sentinel to see the replica")
-    config = load_config(_config(tmp_path, sentinel.port))
+    config = load_config(_config(tmp_path, sentinel_port, master, password))
     client = redis_client(config.services.redis)
 
     client.xadd("payivr:outbox", {"entry": "before"})
-    assert primary_port() == primary.port
+    assert primary_port() == primary_port_
     # WAIT: the entry is on the replica before the failover, as with a real outbox
     # entry written some time before a primary fails.
     assert client.execute_command("WAIT", 1, 5000) == 1
 
-    sent.execute_command("SENTINEL", "FAILOVER", MASTER)
-    _wait(lambda: primary_port() == replica.port, 30, "the replica to be promoted")
+    sent.execute_command("SENTINEL", "FAILOVER", master)
+    _wait(lambda: primary_port() == replica_port, 30, "the replica to be promoted")
     # Until Sentinel has turned the old primary into a replica, a client holding a
     # connection to it could still write there (Redis's documented failover window).
-    _wait(lambda: role(primary).get("role") == "slave", 30, "the old primary to be demoted")
+    _wait(lambda: role(primary_port_).get("role") == "slave", 30, "the old primary to be demoted")
 
     # The same client object, no reconfiguration: writes must land on the new primary.
     deadline = time.monotonic() + 20
@@ -198,8 +203,19 @@ def test_payivr_redis_client_follows_a_sentinel_failover(
             time.sleep(0.2)
 
     new_primary = redis.Redis(
-        host="127.0.0.1", port=replica.port, password=PASSWORD, decode_responses=True
+        host="127.0.0.1", port=replica_port, password=password, decode_responses=True
     )
     assert new_primary.info("replication")["role"] == "master"
     entries = [fields["entry"] for _, fields in new_primary.xrange("payivr:outbox")]
     assert entries == ["before", "after"]
+    client.close()
+    new_primary.close()
+    sent.close()
+
+
+@pytest.mark.timeout(90)
+def test_payivr_redis_client_follows_a_sentinel_failover(
+    sentinel_set: tuple[Proc, Proc, Proc], tmp_path: Path
+) -> None:
+    primary, replica, sentinel = sentinel_set
+    assert_client_follows_failover(tmp_path, sentinel.port, primary.port, replica.port)
