@@ -54,6 +54,8 @@ def assert_no_card_data(h: EslHarness, call: FakeCall, *keyed: str) -> None:
     log_text = "\n".join(h.log.lines)
     redis_text = "\n".join(h.redis_dump())
     outbox_text = json.dumps(h.outbox())
+    # Events are never logged: no channel variable name appears in any log line.
+    assert "variable_" not in log_text
     for digits in (PAN, *keyed):
         assert digits not in log_text, "card digits in a log line"
         assert digits not in redis_text, "card digits in Redis"
