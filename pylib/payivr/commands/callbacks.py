@@ -28,6 +28,12 @@ def add_commands(sub: Any) -> None:
     _config_arg(work)
     work.add_argument("--consumer", default="", help="consumer name (default: host-pid)")
     work.add_argument("--threads", type=int, default=16, help="concurrent deliveries")
+    work.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes (one per core; process i serves metrics on port + i)",
+    )
     work.add_argument("--retry-for", type=float, help="seconds to keep retrying (default 86400)")
     work.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay (s)")
     work.add_argument("--backoff-max", type=float, default=900.0, help="longest delay (s)")
@@ -124,6 +130,11 @@ def cmd_work(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cfg = config.services.callbacks
+    port = cfg.metrics_port if args.metrics_port is None else args.metrics_port
+    if args.processes > 1:
+        from payivr.callbacks.supervisor import supervise
+
+        return supervise(lambda i: _child_argv(args, i, port), args.processes)
     settings = WorkerSettings(
         consumer=args.consumer,
         threads=max(1, args.threads),
@@ -140,7 +151,6 @@ def cmd_work(args: argparse.Namespace) -> int:
     outbox = _outbox(config, socket_timeout=settings.block_ms / 1000 + 5)
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
-    port = cfg.metrics_port if args.metrics_port is None else args.metrics_port
     server = None
     if port:
         server = serve_metrics(metrics, args.metrics_host, port, outbox.counts)
@@ -156,6 +166,45 @@ def cmd_work(args: argparse.Namespace) -> int:
         if server is not None:
             server.shutdown()
     return 0
+
+
+def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list[str]:
+    """The command line of worker process `index` of `--processes N`."""
+    argv = [
+        sys.executable,
+        "-m",
+        "payivr.cli",
+        "callbacks",
+        "work",
+        "--config",
+        args.config,
+        "--processes",
+        "1",
+        "--threads",
+        str(args.threads),
+        "--backoff-base",
+        str(args.backoff_base),
+        "--backoff-max",
+        str(args.backoff_max),
+        "--claim-idle",
+        str(args.claim_idle),
+        "--metrics-host",
+        args.metrics_host,
+        "--metrics-port",
+        str(metrics_port + index if metrics_port else 0),
+    ]
+    optional = {
+        "--retry-for": args.retry_for,
+        "--connect-timeout": args.connect_timeout,
+        "--read-timeout": args.read_timeout,
+        "--lease": args.lease,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.consumer:
+        argv += ["--consumer", f"{args.consumer}-{index}"]
+    return argv
 
 
 def _when(ms: int | None) -> str:

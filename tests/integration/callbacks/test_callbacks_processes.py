@@ -27,6 +27,19 @@ from tests.support.servers import RedisServer, free_port
 pytestmark = pytest.mark.integration
 
 
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (from /proc: no procps needed)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def outbox_empty(redis_url: str) -> bool:
     client = redis_from_url(redis_url)
     return client.xlen(keys.OUTBOX) == 0 and client.zcard(keys.OUTBOX_SCHEDULE) == 0
@@ -164,3 +177,35 @@ def test_default_lease_outlasts_one_attempt() -> None:
 
     s = WorkerSettings()
     assert s.lease_ms > (s.connect_timeout_s + s.read_timeout_s) * 1000
+
+
+def test_processes_option_runs_and_restarts_worker_processes(
+    redis_url: str, config_path: Path, endpoint: Endpoint, tmp_path: Path
+) -> None:
+    import os
+
+    log = tmp_path / "sup.log"
+    parent = spawn_worker(config_path, log, "--processes", "2")
+    try:
+        assert wait_until(lambda: log.read_text().count("starting") == 2, timeout=15)
+        results = record(redis_url, endpoint.url, n=100)
+        assert wait_until(
+            lambda: outbox_empty(redis_url) and len(endpoint.received) >= 100, timeout=20
+        )
+        # Kill one worker process: the supervisor starts another.
+        out = sp.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True, check=False)
+        children = [int(pid) for pid in out.stdout.split()]
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        assert wait_until(lambda: "restarting" in log.read_text(), timeout=10)
+        assert wait_until(lambda: log.read_text().count("starting") == 3, timeout=15)
+        more = record(redis_url, endpoint.url, n=20)
+        assert wait_until(lambda: outbox_empty(redis_url), timeout=20)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(30) == 0
+    finally:
+        stop_process(parent)
+    counts = collections.Counter(endpoint.event_ids())
+    assert set(counts) == {r.event_id for r in results + more}
+    assert set(counts.values()) == {1}
+    assert "callback supervisor stopped" in log.read_text()
