@@ -193,8 +193,7 @@ def test_processes_option_runs_and_restarts_worker_processes(
             lambda: outbox_empty(redis_url) and len(endpoint.received) >= 100, timeout=20
         )
         # Kill one worker process: the supervisor starts another.
-        out = sp.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True, check=False)
-        children = [int(pid) for pid in out.stdout.split()]
+        children = child_pids(parent.pid)
         assert len(children) == 2
         os.kill(children[0], signal.SIGKILL)
         assert wait_until(lambda: "restarting" in log.read_text(), timeout=10)
