@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
-VENV_BIN = Path(os.environ.get("ANSIBLE_BIN_DIR", str(REPO / ".venv" / "bin")))
+# Ansible's commands: beside the running interpreter (the venv pytest runs in), or
+# ANSIBLE_BIN_DIR, or on PATH.
+VENV_BIN = Path(os.environ.get("ANSIBLE_BIN_DIR", str(Path(sys.executable).parent)))
 CI_ROOT = Path("/opt/payivr-ci")
 KAMAILIO_PORT = 15060
 FREESWITCH_PORT = 15080
@@ -33,7 +36,8 @@ def _tool(name: str) -> str | None:
     candidate = VENV_BIN / name
     if candidate.exists():
         return str(candidate)
-    return shutil.which(name)
+    found = shutil.which(name)
+    return found
 
 
 ANSIBLE_PLAYBOOK = _tool("ansible-playbook")
