@@ -190,9 +190,8 @@ class PaymentCall:
 
     def _wipe_plan(self) -> None:
         """Card data the plan may still hold when the call ends abnormally."""
-        wipe = getattr(self.plan, "wipe", None)
-        if callable(wipe):
-            wipe()
+        if self.plan is not None:
+            self.plan.wipe()
 
     async def _prepare_channel(self) -> None:
         data = self.channel.channel_data
