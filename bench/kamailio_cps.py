@@ -168,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Kamailio debug level (2 = info: one line per accepted call)",
     )
     parser.add_argument(
+        "--fr-timer-ms",
+        type=int,
+        default=2000,
+        help="Kamailio's wait for a node's first answer (the production default is 2000)",
+    )
+    parser.add_argument(
         "--kemi-script",
         type=Path,
         default=REPO / "kamailio" / "payivr_kemi.py",
@@ -201,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             log_level=args.log_level,
             shm_mb=256,
             kemi_script=args.kemi_script,
+            fr_timer_ms=args.fr_timer_ms,
         ) as kam:
             for rate in (int(r) for r in args.rates.split(",")):
                 run = run_rate(port, kam, client, rate, args.seconds, workdir)
