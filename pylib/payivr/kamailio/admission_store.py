@@ -67,6 +67,7 @@ class AdmissionStore:
 
         self._errors = exceptions
         self._client = client
+        self._conn = client.connection_pool.make_connection()
         self._ttl = str(session_ttl_s)
         self._maxlen = str(keys.EVENTS_MAXLEN)
         self._admit_sha = hashlib.sha1(ADMIT_SCRIPT.encode()).hexdigest().encode()  # noqa: S324
@@ -110,8 +111,10 @@ class AdmissionStore:
         packed = b"*%d\r\n" % len(parts) + b"".join(
             b"$%d\r\n%s\r\n" % (len(part), part) for part in parts
         )
-        pool = self._client.connection_pool
-        conn = pool.get_connection("EVALSHA")
+        # One connection of this worker's own, outside the pool: the pool's per-call
+        # lock and readiness poll cost a syscall each, and a worker runs one call at
+        # a time anyway. It (re)connects on first send after a failure.
+        conn = self._conn
         try:
             conn.send_packed_command([packed])
             return conn.read_response()
@@ -122,8 +125,6 @@ class AdmissionStore:
         except (self._errors.ConnectionError, self._errors.TimeoutError):
             conn.disconnect()  # a half-read reply must not be taken by the next call
             raise
-        finally:
-            pool.release(conn)
 
     def close_unrouted(
         self, session_id: str, merchant: str, order: str, now: float, reason: str
