@@ -11,10 +11,13 @@ import asyncio
 import json
 import logging
 import re
+import time
 
 import pytest
 
+from payivr.core.processor import ChargeRequest, ProcessorAnswer, ResultCode, idempotency_key
 from payivr.core.result import SIGNED_RESULT_HEADERS
+from payivr.core.sandbox import SandboxProcessor
 from payivr.core.signature import verify
 from payivr.esl.returning import ReturnSettings
 from tests.esl import transcripts
@@ -307,6 +310,87 @@ def test_processor_timeout(redis_url: str) -> None:
             assert call.bye_headers["X-Pay-Reason"] == "processor-timeout"
             assert "result-failed" in played(call)
             assert_no_card_data(h, call, "4000000000000259")
+
+    asyncio.run(scenario())
+
+
+class ReverseSpy:
+    """The sandbox, with every reverse() call kept; `charge_delay_s` makes it an
+    adapter that ignores its timeout and answers `approved` late."""
+
+    def __init__(self, charge_delay_s: float = 0.0) -> None:
+        self.inner = SandboxProcessor()
+        self.charge_delay_s = charge_delay_s
+        self.reversals: list[ChargeRequest] = []
+
+    def charge(self, request: ChargeRequest) -> ProcessorAnswer:
+        if self.charge_delay_s:
+            time.sleep(self.charge_delay_s)
+        return self.inner.charge(request)
+
+    def reverse(self, request: ChargeRequest) -> ProcessorAnswer:
+        self.reversals.append(request)
+        return ProcessorAnswer(ResultCode.APPROVED, raw_code="VOIDED")
+
+
+def session_hash(h: EslHarness, session_id: str) -> dict[str, str]:
+    return h.client.hgetall(f"payivr:session:{session_id}")
+
+
+def test_processor_timeout_is_reversed_and_the_reversal_recorded(redis_url: str) -> None:
+    async def scenario() -> None:
+        async with Stack(redis_url) as h:
+            spy = ReverseSpy()
+            h.services.processors["acme"] = spy
+            session = h.new_session()
+            call = await h.call(card("4000000000000259"), session=session)
+            bye = call.bye_headers or {}
+            assert (bye["X-Pay-Result"], bye["X-Pay-Reason"]) == ("failed", "processor-timeout")
+            assert len(spy.reversals) == 1
+            assert spy.reversals[0].idempotency_key == idempotency_key("acme", "A1001")
+            stored = session_hash(h, session.id)
+            assert stored["processor_raw_code"] == "payivr:timeout"
+            assert stored["reversal"] == "reversed"
+            assert stored["reversal_raw_code"] == "VOIDED"
+            assert h.load(session.id).state.value == "returned"  # the hash is still whole
+            assert_no_card_data(h, call, "4000000000000259")
+
+    asyncio.run(scenario())
+
+
+def test_approved_charge_needs_no_reversal_and_keeps_the_raw_code(redis_url: str) -> None:
+    async def scenario() -> None:
+        async with Stack(redis_url) as h:
+            spy = ReverseSpy()
+            h.services.processors["acme"] = spy
+            session = h.new_session()
+            call = await h.call(card(), session=session)
+            assert (call.bye_headers or {})["X-Pay-Result"] == "approved"
+            assert spy.reversals == []
+            stored = session_hash(h, session.id)
+            assert stored["processor_raw_code"] == "00"
+            assert "reversal" not in stored
+
+    asyncio.run(scenario())
+
+
+def test_adapter_ignoring_its_timeout_is_failed_then_voided_late(redis_url: str) -> None:
+    async def scenario() -> None:
+        async with Stack(redis_url) as h:
+            # Budget: 2 x 0.3 s + 1 s grace; this adapter answers "approved" after 2 s.
+            spy = ReverseSpy(charge_delay_s=2.0)
+            h.services.processors["acme"] = spy
+            session = h.new_session()
+            call = await h.call(card(), session=session)
+            bye = call.bye_headers or {}
+            assert (bye["X-Pay-Result"], bye["X-Pay-Reason"]) == ("failed", "processor-timeout")
+            assert "X-Pay-Auth-Code" not in bye
+            stored = session_hash(h, session.id)
+            assert len(spy.reversals) == 1  # the late approval was voided
+            assert stored["processor_raw_code"] == "payivr:timeout"
+            assert (stored["reversal"], stored["reversal_raw_code"]) == ("reversed", "VOIDED")
+            assert h.load(session.id).result.code == "failed"  # type: ignore[union-attr]
+            assert_no_card_data(h, call)
 
     asyncio.run(scenario())
 

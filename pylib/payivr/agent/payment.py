@@ -94,6 +94,8 @@ class AgentPayment:
         self.result: PaymentResult | None = None
         self._interrupt: str | None = None  # "restart" or "cancel", set by control()
         self._cancelled = False
+        # The processor's raw code and the reversal's outcome, stored with the result.
+        self._processor_fields: dict[str, str] | None = None
 
     @property
     def id(self) -> str:
@@ -255,10 +257,12 @@ class AgentPayment:
             card=command.card,
             token=request.token if not request.operation.captures_card else None,
             token_reference=request.token if request.operation.returns_token else None,
+            cvv=command.cvv,
         )
         try:
             outcome = await asyncio.to_thread(charge_and_settle, self.ctx.processor, charge)
             answer: ProcessorAnswer = outcome.answer
+            self._processor_fields = outcome.session_fields()
         finally:
             if command.cvv is not None:
                 command.cvv.wipe()
@@ -277,7 +281,9 @@ class AgentPayment:
             outcome=outcome,
         )
         # One transaction: result on the session, outbox entry for the callback, event.
-        self.session = await self._store(self.ctx.store.record_result, self.session, result, now)
+        self.session = await self._store(
+            self.ctx.store.record_result, self.session, result, now, self._processor_fields
+        )
         self.result = result
         # The card span is over: the agent's leg gets DTMF and audio back before the
         # agent sees the result (and can start the next payment).

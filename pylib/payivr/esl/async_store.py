@@ -10,6 +10,7 @@ milliseconds on the steps' tail (docs/esl.md, benchmark).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,7 +20,13 @@ from payivr.core.result import PaymentResult, callback_body
 from payivr.core.session import Event, Session, SessionState
 from payivr.store import keys
 from payivr.store.outbox import add_entry_to, entry_fields
-from payivr.store.redis_store import DEFAULT_TTL_S, STATE_EVENTS, add_event_to
+from payivr.store.redis_store import (
+    ANNOTATE_SCRIPT,
+    DEFAULT_TTL_S,
+    STATE_EVENTS,
+    add_event_to,
+    check_annotations,
+)
 
 SOCKET_TIMEOUT_S = 3.0
 
@@ -34,8 +41,14 @@ class AsyncSessionStore(Protocol):
     ) -> Session: ...
 
     async def record_result(
-        self, session: Session, result: PaymentResult, now: datetime
+        self,
+        session: Session,
+        result: PaymentResult,
+        now: datetime,
+        annotations: Mapping[str, str] | None = None,
     ) -> Session: ...
+
+    async def annotate(self, session_id: str, **fields: str) -> bool: ...
 
     async def append_event(
         self, name: Event, session: Session, now: datetime, **fields: str
@@ -81,13 +94,21 @@ class AsyncRedisSessionStore:
         return updated
 
     async def record_result(
-        self, session: Session, result: PaymentResult, now: datetime
+        self,
+        session: Session,
+        result: PaymentResult,
+        now: datetime,
+        annotations: Mapping[str, str] | None = None,
     ) -> Session:
-        """Result and `done` on the session, the outbox entry, `payment.result`: one
+        """Result and `done` on the session (with `annotations`: the processor's raw
+        code and the reversal's outcome), the outbox entry, `payment.result`: one
         transaction."""
+        flat = check_annotations(annotations or {})
         done = replace(session, state=SessionState.DONE, result=result, updated_at=_second(now))
         async with self.client.pipeline(transaction=True) as pipe:
             self._write(pipe, done)
+            if flat:
+                pipe.hset(keys.session_key(session.id), mapping=dict(annotations or {}))
             if session.request.callback_url:
                 add_entry_to(
                     pipe,
@@ -106,6 +127,14 @@ class AsyncRedisSessionStore:
             add_event_to(pipe, Event.PAYMENT_RESULT, done, now, self.events_maxlen, **extra)
             await pipe.execute()
         return done
+
+    async def annotate(self, session_id: str, **fields: str) -> bool:
+        """Operator-only fields added after the result (see RedisSessionStore.annotate)."""
+        flat = check_annotations(fields)
+        if not flat:
+            return True
+        key = keys.session_key(session_id)
+        return bool(await self.client.eval(ANNOTATE_SCRIPT, 1, key, *flat))
 
     async def append_event(
         self, name: Event, session: Session, now: datetime, **fields: str

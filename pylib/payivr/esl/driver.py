@@ -45,12 +45,7 @@ from payivr.core.plan import (
     SayDigits,
     UnmaskRecording,
 )
-from payivr.core.processor import (
-    ChargeRequest,
-    Processor,
-    ProcessorAnswer,
-    idempotency_key,
-)
+from payivr.core.processor import ChargeRequest, Processor, idempotency_key
 from payivr.core.prompts import LANGUAGES, PromptId
 from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
 from payivr.core.session import Event as SessionEvent
@@ -60,7 +55,7 @@ from payivr.esl.async_store import AsyncSessionStore
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.executor import CommandExecutor, Speech
 from payivr.esl.options import EslOptions
-from payivr.esl.processing import charge_with_timeout
+from payivr.esl.processing import Settlement, settle_with_timeout
 from payivr.esl.recordings import RecordingMasker
 from payivr.esl.returning import (
     bye_variables,
@@ -127,6 +122,8 @@ class PaymentCall:
         self.executor: CommandExecutor | None = None
         self.result: PaymentResult | None = None
         self._told_hangup = False
+        # The processor's raw code and the reversal's outcome, recorded with the result.
+        self._settlement: Settlement | None = None
         self._writes: asyncio.Future[None] | None = None
 
     # -- the call --------------------------------------------------------------------
@@ -322,9 +319,11 @@ class PaymentCall:
             timeout_s=self.merchant.processor.timeout_s, card=command.card,
             token=None if token_is_reference else command.token,
             token_reference=request.token if token_is_reference else None,
+            cvv=command.cvv,
         )  # fmt: skip
         try:
-            answer = await self._charge(charge)
+            self._settlement = await self._charge(charge)
+            answer = self._settlement.answer
         finally:
             # The plan wipes the card when it gets the answer; this makes sure of it
             # even if something above raised first.
@@ -341,10 +340,10 @@ class PaymentCall:
         )
         return self.plan.handle(ProcessorAnswered(answer))
 
-    async def _charge(self, charge: ChargeRequest) -> ProcessorAnswer:
+    async def _charge(self, charge: ChargeRequest) -> Settlement:
         assert self.merchant is not None
         processor = self.app.processor_for(self.merchant.id)
-        return await charge_with_timeout(
+        return await settle_with_timeout(
             processor, charge, self.app.processor_pool, self.channel, self._caller_hung_up
         )
 
@@ -365,7 +364,13 @@ class PaymentCall:
         # Durability first: every earlier write has landed, then the result itself,
         # before the caller hears anything about it.
         await self._drain()
-        self.session = await self.app.io(self.app.store.record_result, self.session, result, now)
+        settled = self._settlement
+        annotations = settled.session_fields() if settled is not None else None
+        self.session = await self.app.io(
+            self.app.store.record_result, self.session, result, now, annotations
+        )
+        if settled is not None and settled.late is not None:
+            self._write(self._record_late_reversal, self.session.id, settled.late)
         log.info(
             "call %s: session %s result %s%s",
             self.channel.uuid,
@@ -379,6 +384,12 @@ class PaymentCall:
                 await self.channel.set_variables(
                     {**bye_variables(self._headers(dialog_call_id(self.channel, "")))}
                 )
+
+    async def _record_late_reversal(
+        self, session_id: str, late: asyncio.Future[dict[str, str]]
+    ) -> None:
+        """The reversal done after payivr gave up on the processor, on the session."""
+        await self.app.store.annotate(session_id, **(await late))
 
     def _headers(self, call_id: str) -> list[tuple[str, str]]:
         assert self.result is not None and self.merchant is not None and self.session is not None

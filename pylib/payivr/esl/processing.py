@@ -1,10 +1,16 @@
 """The processor call: a worker thread, the merchant's timeout, a caller who hangs up.
 
 Processors are synchronous (payivr.core.processor); the call runs in a dedicated
-thread pool so 500 calls waiting on processors never block the event loop. The
-merchant's timeout is enforced here as well as in the adapter; on a timeout a reversal
-is sent in the background (by idempotency key, without card data), since the late
-request may still charge.
+thread pool so 500 calls waiting on processors never block the event loop. The whole
+settlement runs in that thread (`payivr.processors.charge_and_settle`): a timeout or
+an untrustworthy answer becomes `failed` and is followed at once by a reversal, whose
+outcome the driver records with the result (`Settlement.session_fields()`).
+
+The merchant's timeout is enforced here as well: an adapter that ignores
+`ChargeRequest.timeout_s` is given up on after the charge's and the reversal's
+budgets; the answer is then `failed`/`processor-timeout`, the session says
+`reversal: pending`, and `Settlement.late` finishes in the background with the real
+reversal's outcome (the late request may still charge, so it is voided too).
 """
 
 from __future__ import annotations
@@ -13,41 +19,71 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from payivr.core.processor import (
-    ChargeRequest,
-    Processor,
-    ProcessorAnswer,
-    ProcessorTimeout,
-    ResultCode,
-)
+from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer, ResultCode
 from payivr.esl.channel import CallChannel
+from payivr.processors.outcome import (
+    RAW_ADAPTER_ERROR,
+    RAW_TIMEOUT,
+    ChargeOutcome,
+    charge_and_settle,
+    failed,
+)
 
 log = logging.getLogger("payivr.esl")
 
-# Extra time past the merchant's timeout before payivr stops waiting for an adapter
-# that failed to honour ChargeRequest.timeout_s itself.
+# Extra time past the merchant's timeouts (charge, then reversal) before payivr stops
+# waiting for an adapter that failed to honour ChargeRequest.timeout_s itself.
 PROCESSOR_GRACE_S = 1.0
+REVERSAL_PENDING = "pending"
 
 
-async def charge_with_timeout(
+@dataclass(frozen=True)
+class Settlement:
+    """What the processor call came to.
+
+    `outcome.answer` is what the caller hears; `late` is set only when payivr gave up
+    waiting: it resolves to the session fields of the reversal done afterwards.
+    """
+
+    outcome: ChargeOutcome
+    late: asyncio.Future[dict[str, str]] | None = None
+
+    @property
+    def answer(self) -> ProcessorAnswer:
+        return self.outcome.answer
+
+    def session_fields(self) -> dict[str, str]:
+        """For the session hash, in the result's transaction (no card data)."""
+        fields = self.outcome.session_fields()
+        if self.late is not None:
+            fields["reversal"] = REVERSAL_PENDING
+        return fields
+
+
+def settle_budget_s(charge: ChargeRequest) -> float:
+    """How long the charge and its possible reversal may take, each on its timeout."""
+    return 2 * charge.timeout_s + PROCESSOR_GRACE_S
+
+
+async def settle_with_timeout(
     processor: Processor,
     charge: ChargeRequest,
     pool: Executor,
     channel: CallChannel,
     on_hangup: Callable[[], object],
-) -> ProcessorAnswer:
-    """The processor's answer, or failed/processor-timeout.
+) -> Settlement:
+    """The settled outcome of the charge (never `approved` unless the processor said so).
 
     A caller hanging up meanwhile triggers `on_hangup` (the plan hears of it) and the
-    answer is still awaited: money may move, so the truth is recorded.
+    outcome is still awaited: money may move, so the truth is recorded.
     """
     loop = asyncio.get_running_loop()
-    work = loop.run_in_executor(pool, _charge_in_thread, processor, charge)
+    work = loop.run_in_executor(pool, _settle_in_thread, processor, charge)
     hangup = asyncio.ensure_future(_wait_hangup(channel))
-    deadline = loop.time() + charge.timeout_s + PROCESSOR_GRACE_S
+    deadline = loop.time() + settle_budget_s(charge)
     try:
         waiting: set[asyncio.Future[Any]] = {work, hangup}
         done, _ = await asyncio.wait(
@@ -57,31 +93,58 @@ async def charge_with_timeout(
             on_hangup()
             await asyncio.wait({work}, timeout=max(0.0, deadline - loop.time()))
         if work.done():
-            return work.result()
+            return Settlement(work.result())
     finally:
         hangup.cancel()
     log.warning("call %s: processor gave no answer in %.1fs", channel.uuid, charge.timeout_s)
-    loop.run_in_executor(pool, _reverse_in_thread, processor, replace(charge, card=None))
-    return ProcessorAnswer(ResultCode.FAILED, "processor-timeout")
+    late = asyncio.ensure_future(_void_late(work, processor, charge, pool))
+    return Settlement(ChargeOutcome(failed("processor-timeout", RAW_TIMEOUT)), late)
 
 
-def _charge_in_thread(processor: Processor, charge: ChargeRequest) -> ProcessorAnswer:
+def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> ChargeOutcome:
     try:
-        return processor.charge(charge)
-    except ProcessorTimeout:
-        return ProcessorAnswer(ResultCode.FAILED, "processor-timeout")
-    except Exception as exc:
-        # The type only: an adapter's message could echo request fields.
-        log.error("processor error: %s", type(exc).__name__)
-        return ProcessorAnswer(ResultCode.FAILED, "processor-error")
+        return charge_and_settle(processor, charge)
+    except Exception as exc:  # charge_and_settle catches the adapters'; this is a bug
+        log.error("processor settlement error: %s", type(exc).__name__)
+        return ChargeOutcome(failed("processor-error", RAW_ADAPTER_ERROR))
 
 
-def _reverse_in_thread(processor: Processor, charge: ChargeRequest) -> None:
+async def _void_late(
+    work: asyncio.Future[ChargeOutcome],
+    processor: Processor,
+    charge: ChargeRequest,
+    pool: Executor,
+) -> dict[str, str]:
+    """After giving up on an adapter: whatever it finally did is voided and recorded.
+
+    The caller was told `failed`, so a late approval must be reversed; a settlement
+    that already reversed is taken as it is. Bounded: an adapter that never returns
+    is reversed anyway, by idempotency key, without card data.
+    """
+    fields = {"processor_raw_code": RAW_TIMEOUT}
     try:
-        answer = processor.reverse(charge)
-        log.info("reversal after timeout: %s", answer.code)
+        outcome = await asyncio.wait_for(asyncio.shield(work), settle_budget_s(charge))
+    except TimeoutError:
+        outcome = None
+    if outcome is not None and outcome.reversal is not None:
+        return {**outcome.session_fields(), **fields}
+    if outcome is not None and outcome.answer.code is not ResultCode.APPROVED:
+        return {**fields, "reversal": "not-needed"}  # it refused: nothing to void
+    loop = asyncio.get_running_loop()
+    reversal = await loop.run_in_executor(
+        pool, _reverse_in_thread, processor, replace(charge, card=None, cvv=None)
+    )
+    status = "reversed" if reversal.code is ResultCode.APPROVED else "reversal-failed"
+    log.warning("late reversal %s: order=%s raw=%s", status, charge.order, reversal.raw_code)
+    return {**fields, "reversal": status, "reversal_raw_code": reversal.raw_code or ""}
+
+
+def _reverse_in_thread(processor: Processor, charge: ChargeRequest) -> ProcessorAnswer:
+    try:
+        return processor.reverse(charge)
     except Exception as exc:
         log.error("reversal after timeout failed: %s", type(exc).__name__)
+        return failed("processor-error", f"payivr:{type(exc).__name__}")
 
 
 async def _wait_hangup(channel: CallChannel) -> None:

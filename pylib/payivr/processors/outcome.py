@@ -29,8 +29,17 @@ RAW_BAD_SIGNATURE = "payivr:bad-response-signature"
 RAW_MALFORMED = "payivr:malformed-response"
 RAW_CONNECTION_LOST = "payivr:connection-lost"
 RAW_HTTP_5XX = "payivr:http-5xx"
+# An adapter that raised instead of answering (a bug): the request may have left.
+RAW_ADAPTER_ERROR = "payivr:adapter-error"
 AMBIGUOUS_RAW_CODES = frozenset(
-    {RAW_TIMEOUT, RAW_BAD_SIGNATURE, RAW_MALFORMED, RAW_CONNECTION_LOST, RAW_HTTP_5XX}
+    {
+        RAW_TIMEOUT,
+        RAW_BAD_SIGNATURE,
+        RAW_MALFORMED,
+        RAW_CONNECTION_LOST,
+        RAW_HTTP_5XX,
+        RAW_ADAPTER_ERROR,
+    }
 )
 
 
@@ -70,13 +79,19 @@ class ChargeOutcome:
 def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOutcome:
     """Charge; on a timeout or an untrustworthy answer, report `failed` and reverse.
 
-    A timeout is reported as `failed`/`processor-timeout`. The reversal gets its own
-    `request.timeout_s`; its failure is recorded, never raised.
+    A timeout is reported as `failed`/`processor-timeout`; an adapter that raises
+    anything else as `failed`/`processor-error` (and reversed too: its request may have
+    left). The reversal gets its own `request.timeout_s`; its failure is recorded,
+    never raised.
     """
     try:
         answer = processor.charge(request)
     except ProcessorTimeout:
         answer = failed("processor-timeout", RAW_TIMEOUT)
+    except Exception as exc:
+        # The type only: an adapter's message could echo request fields.
+        log.error("processor error: %s", type(exc).__name__)
+        answer = failed("processor-error", RAW_ADAPTER_ERROR)
     if answer.code is ResultCode.APPROVED or not needs_reversal(answer):
         return ChargeOutcome(answer)
     log.warning(

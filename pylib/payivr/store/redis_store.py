@@ -16,6 +16,7 @@ tests/integration/store scan Redis after a full flow to prove it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,33 @@ STATE_EVENTS: dict[SessionState, Event] = {
     SessionState.DONE: Event.PAYMENT_RESULT,
     SessionState.RETURNED: Event.CALL_RETURNED,
 }
+
+
+# HSET on an existing session only: a late annotation must not resurrect an expired
+# session as a hash of a few fields that Session.from_hash cannot read.
+ANNOTATE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  return 1
+end
+return 0
+"""
+
+# Operator-only fields a caller may add to a session hash beside Session.to_hash()
+# (payivr.processors.ChargeOutcome.session_fields()). Session.from_hash ignores them.
+ANNOTATION_FIELDS = frozenset({"processor_raw_code", "reversal", "reversal_raw_code"})
+
+
+def check_annotations(fields: Mapping[str, str]) -> list[str]:
+    """Flat ``[field, value, ...]`` for HSET; refuses names that would overwrite the
+    session's own fields (only ANNOTATION_FIELDS are accepted)."""
+    unknown = sorted(set(fields) - ANNOTATION_FIELDS)
+    if unknown:
+        raise ValueError(f"not a session annotation: {', '.join(unknown)}")
+    flat: list[str] = []
+    for name, value in fields.items():
+        flat.extend((name, str(value)))
+    return flat
 
 
 def _ms(moment: datetime) -> int:
@@ -127,12 +155,24 @@ class RedisSessionStore:
         pipe.execute()
         return updated
 
-    def record_result(self, session: Session, result: PaymentResult, now: datetime) -> Session:
+    def record_result(
+        self,
+        session: Session,
+        result: PaymentResult,
+        now: datetime,
+        annotations: Mapping[str, str] | None = None,
+    ) -> Session:
         """One transaction: result and state `done` on the session, the outbox entry
-        (when the request has a callback URL) and the `payment.result` event."""
+        (when the request has a callback URL) and the `payment.result` event.
+
+        `annotations` (ANNOTATION_FIELDS: the processor's raw code, the reversal's
+        outcome) go on the session hash in the same transaction."""
+        flat = check_annotations(annotations or {})
         done = replace(session, state=SessionState.DONE, result=result, updated_at=_second(now))
         pipe = self.client.pipeline(transaction=True)
         self._write(pipe, done)
+        if flat:
+            pipe.hset(keys.session_key(session.id), mapping=dict(annotations or {}))
         if session.request.callback_url:
             add_entry_to(
                 pipe,
@@ -151,6 +191,16 @@ class RedisSessionStore:
         add_event_to(pipe, Event.PAYMENT_RESULT, done, now, self.events_maxlen, **extra)
         pipe.execute()
         return done
+
+    def annotate(self, session_id: str, **fields: str) -> bool:
+        """Add operator-only fields (ANNOTATION_FIELDS) to a stored session.
+
+        For what is learnt after the result was recorded (a late reversal). False when
+        the session no longer exists (expired): nothing is written then."""
+        flat = check_annotations(fields)
+        if not flat:
+            return True
+        return bool(self.client.eval(ANNOTATE_SCRIPT, 1, keys.session_key(session_id), *flat))
 
     def append_event(self, name: Event, session: Session, now: datetime, **fields: str) -> None:
         """Append an event that is not a state change (field.completed, session.closed).
