@@ -193,3 +193,84 @@ def _read_until(fd: int, marker: bytes, timeout: float = 10.0) -> bytes:
                 break
             data += chunk
     return data
+
+
+def test_processor_timeout_is_reversed_and_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(
+        "4000000000000259#\n1230\n737\n", "--processor-timeout", "0.05",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert code == 1 and "result:    failed" in out
+    assert "raw code:  payivr:timeout" in out
+    assert "reversal:  reversed (00)" in out  # the sandbox voids what it may have done
+    assert_no_card_data(out)
+
+
+def test_approved_payment_needs_no_reversal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run("4111111111111111#\n1230\n737\n", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 0 and "raw code:  00" in out and "reversal" not in out
+
+
+class RecordingProcessor:
+    """Keeps what each charge carried (as checked at charge time) and the request."""
+
+    def __init__(self) -> None:
+        self.requests: list[object] = []
+        self.cvv_seen: list[str | None] = []
+
+    def charge(self, request: object) -> object:
+        from payivr.core.processor import ChargeRequest, ProcessorAnswer, ResultCode
+
+        assert isinstance(request, ChargeRequest)
+        self.requests.append(request)
+        self.cvv_seen.append(request.cvv.reveal() if request.cvv is not None else None)
+        return ProcessorAnswer(ResultCode.APPROVED, auth_code="123456", raw_code="00")
+
+    def reverse(self, request: object) -> object:
+        raise AssertionError("no reversal expected")
+
+
+def test_token_sale_cvv_reaches_the_processor_and_is_wiped_after() -> None:
+    import dataclasses
+    import datetime as dt
+
+    from payivr.commands.simulate import Keypad, Simulator
+    from payivr.core.config import load_config
+    from payivr.core.plan import CapturePlan
+    from payivr.core.prompts import load_prompts
+    from payivr.core.request import parse_request
+    from payivr.core.sandbox import sandbox_token
+
+    config = load_config(EXAMPLE_CONFIG)
+    acme = config.merchants["acme"]
+    merchant = dataclasses.replace(
+        acme, capture=dataclasses.replace(acme.capture, token_sale_cvv=True)
+    )
+    token = sandbox_token("acme", "4111111111111111")
+    fields = {
+        "x-pay-merchant": "acme", "x-pay-operation": "token_sale", "x-pay-order": "TS1",
+        "x-pay-amount": "990", "x-pay-token": token,
+    }  # fmt: skip
+    request = parse_request(fields, merchant, call_id="simulate-TS1")
+    out = io.StringIO()
+    processor = RecordingProcessor()
+    simulator = Simulator(
+        CapturePlan(request, merchant, dt.date(2026, 11, 21)),
+        request,
+        load_prompts(request.language),
+        Keypad(io.StringIO("737\n"), out),
+        out,
+        1.0,
+        processor,  # type: ignore[arg-type]
+    )
+    outcome = simulator.run()
+    assert str(outcome.code) == "approved"
+    assert processor.cvv_seen == ["737"]
+    sent = processor.requests[0]
+    assert sent.card is None and sent.token == token  # type: ignore[attr-defined]
+    assert sent.cvv.wiped  # type: ignore[attr-defined]
+    assert "737" not in out.getvalue()

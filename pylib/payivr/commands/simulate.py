@@ -47,8 +47,8 @@ from payivr.core.plan import (
 from payivr.core.processor import (
     ChargeRequest,
     Operation,
+    Processor,
     ProcessorAnswer,
-    ProcessorTimeout,
     ResultCode,
     idempotency_key,
 )
@@ -57,6 +57,7 @@ from payivr.core.request import PaymentRequest, parse_request
 from payivr.core.result import Outcome
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.secrets import SecretDigits
+from payivr.processors.outcome import ChargeOutcome, charge_and_settle
 
 KEYPAD = frozenset("0123456789#*")
 HANGUP = "hangup"
@@ -260,6 +261,7 @@ class Simulator:
         keypad: Keypad,
         out: TextIO,
         timeout_s: float,
+        processor: Processor | None = None,
     ) -> None:
         self.plan = plan
         self.request = request
@@ -267,8 +269,10 @@ class Simulator:
         self.keypad = keypad
         self.out = out
         self.timeout_s = timeout_s
-        self.processor = SandboxProcessor()
+        self.processor: Processor = processor or SandboxProcessor()
         self.outcome: Outcome | None = None
+        # The settled processor call: its raw code and any reversal, shown with the result.
+        self.settled: ChargeOutcome | None = None
 
     def run(self) -> Outcome:
         self._note(
@@ -333,12 +337,17 @@ class Simulator:
             card=payment.card,
             token=payment.token,
             token_reference=request.token if request.operation.returns_token else None,
+            cvv=payment.cvv,
         )
         self._note("processing (sandbox)...")
         try:
-            return self.processor.charge(charge)
-        except ProcessorTimeout:
-            return ProcessorAnswer(ResultCode.FAILED, "processor-timeout")
+            # As the ESL application does: a timeout or an untrustworthy answer is
+            # `failed`, and the processor is asked at once to void what it may have done.
+            self.settled = charge_and_settle(self.processor, charge)
+        finally:
+            if payment.cvv is not None:
+                payment.cvv.wipe()
+        return self.settled.answer
 
     def _print_result(self, outcome: Outcome) -> None:
         # The masked form of SPEC 7 (X-Pay-Card): the last four only.
@@ -353,6 +362,11 @@ class Simulator:
         ]
         if outcome.token:
             lines.append(f"token:     {outcome.token}")
+        if self.settled is not None:
+            fields = self.settled.session_fields()
+            lines.append(f"raw code:  {fields['processor_raw_code'] or '-'}")
+            if "reversal" in fields:
+                lines.append(f"reversal:  {fields['reversal']} ({fields['reversal_raw_code']})")
         self.out.write("\n".join(["", "== payment result ==", *lines, ""]) + "\n")
 
     def _say(self, text: str) -> None:
