@@ -151,3 +151,38 @@ def test_add_create_to_in_this_interpreter(client: redis.Redis) -> None:
     pipe.execute()
     assert RedisSessionStore(client).load(session.id) == session
     assert sys.version_info >= (3, 11)
+
+
+def test_record_result_with_annotations_and_a_later_annotate(client: redis.Redis) -> None:
+    store = RedisSessionStore(client, ttl_s=300)
+    session = make_session()
+    store.create(session)
+    now = datetime.now(UTC)
+    fields = {"processor_raw_code": "payivr:timeout", "reversal": "pending"}
+    done = store.record_result(session, approved(session), now, fields)
+    raw = client.hgetall(keys.session_key(session.id))
+    assert raw["processor_raw_code"] == "payivr:timeout" and raw["reversal"] == "pending"
+    assert store.load(session.id) == done  # the extra fields do not disturb the session
+    assert store.annotate(session.id, reversal="reversed", reversal_raw_code="0400")
+    raw = client.hgetall(keys.session_key(session.id))
+    assert (raw["reversal"], raw["reversal_raw_code"]) == ("reversed", "0400")
+    # A later state change rewrites the session's own fields and keeps the annotations.
+    store.set_state(done, SessionState.RETURNED, now)
+    assert client.hget(keys.session_key(session.id), "reversal") == "reversed"
+
+
+def test_annotate_never_resurrects_an_expired_session(client: redis.Redis) -> None:
+    store = RedisSessionStore(client)
+    assert store.annotate("gone-session", reversal="reversed") is False
+    assert not client.exists(keys.session_key("gone-session"))
+
+
+def test_annotations_cannot_overwrite_session_fields(client: redis.Redis) -> None:
+    store = RedisSessionStore(client)
+    session = make_session()
+    store.create(session)
+    with pytest.raises(ValueError, match="not a session annotation"):
+        store.annotate(session.id, state="done")
+    with pytest.raises(ValueError):
+        store.record_result(session, approved(session), datetime.now(UTC), {"result": "x"})
+    assert store.load(session.id) == session
