@@ -213,11 +213,21 @@ def _when(ms: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
+def _redis_down(exc: Exception) -> int:
+    print(f"redis unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 3
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    import redis
+
     config = _load(args.config)
     if config is None:
         return 2
-    rows = _outbox(config).rows()
+    try:
+        rows = _outbox(config).rows()
+    except redis.RedisError as exc:
+        return _redis_down(exc)
     if args.state:
         rows = [r for r in rows if r.state == args.state]
     if args.json:
@@ -257,17 +267,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import redis
+
     config = _load(args.config)
     if config is None:
         return 2
     from payivr.store.outbox import now_ms
 
     outbox = _outbox(config)
-    if args.all_dead:
-        n = outbox.replay_all_dead(now_ms())
-        print(f"requeued {n} dead callback(s)")
-        return 0
-    what = outbox.replay(args.event_id, now_ms())
+    try:
+        if args.all_dead:
+            n = outbox.replay_all_dead(now_ms())
+            print(f"requeued {n} dead callback(s)")
+            return 0
+        what = outbox.replay(args.event_id, now_ms())
+    except redis.RedisError as exc:
+        return _redis_down(exc)
     messages = {
         "requeued": "requeued (was dead); a worker sends it with the same event id",
         "due-now": "was waiting for a retry; due now",

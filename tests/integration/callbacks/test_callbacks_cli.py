@@ -161,3 +161,14 @@ def test_verify_accepts_a_good_signature_and_refuses_a_tampered_body(
         "300",
     )
     assert stale.returncode == 1
+
+
+def test_list_and_replay_say_so_when_redis_is_down(tmp_path: Path) -> None:
+    from tests.integration.callbacks.cbsupport import write_config
+    from tests.support.servers import free_port
+
+    config_path = write_config(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+    for args in (("list",), ("replay", "--all-dead")):
+        out = run_cli(config_path, *args)
+        assert out.returncode == 3 and "redis unavailable" in out.stderr
+        assert "Traceback" not in out.stderr
