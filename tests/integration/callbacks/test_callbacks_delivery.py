@@ -191,3 +191,37 @@ def test_record_result_on_an_unknown_group_still_delivers(
     assert redis_from_url(redis_url).xinfo_groups(keys.OUTBOX) == []
     with worker_thread(redis_url, config_path) as worker:
         assert wait_until(lambda: worker.metrics.delivered == 2)
+
+
+def test_tls_certificates_are_verified(redis_url: str, config_path: Path, tmp_path: Path) -> None:
+    """An https endpoint with a self-signed certificate is not trusted: retried, with
+    the verification failure as the last error, and never delivered."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    endpoint = Endpoint().start()
+    assert endpoint._server is not None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    endpoint._server.socket = context.wrap_socket(endpoint._server.socket, server_side=True)
+    try:
+        (result,) = record(redis_url, f"https://127.0.0.1:{endpoint.port}/cb")
+        outbox = Outbox(redis_from_url(redis_url))
+        with worker_thread(redis_url, config_path) as worker:
+            assert wait_until(lambda: worker.metrics.retried >= 2, timeout=10)
+        (row,) = outbox.rows()
+        assert row.event_id == result.event_id and row.state == "retrying"
+        assert "CERTIFICATE_VERIFY_FAILED" in row.last_error
+        assert worker.metrics.delivered == 0 and endpoint.received == []
+    finally:
+        endpoint.stop()
