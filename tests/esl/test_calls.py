@@ -8,6 +8,7 @@ searched for the keyed digits: none may be there.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -15,7 +16,13 @@ import time
 
 import pytest
 
-from payivr.core.processor import ChargeRequest, ProcessorAnswer, ResultCode, idempotency_key
+from payivr.core.processor import (
+    ChargeRequest,
+    Operation,
+    ProcessorAnswer,
+    ResultCode,
+    idempotency_key,
+)
 from payivr.core.result import SIGNED_RESULT_HEADERS
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.signature import verify
@@ -390,6 +397,43 @@ def test_adapter_ignoring_its_timeout_is_failed_then_voided_late(redis_url: str)
             assert stored["processor_raw_code"] == "payivr:timeout"
             assert (stored["reversal"], stored["reversal_raw_code"]) == ("reversed", "VOIDED")
             assert h.load(session.id).result.code == "failed"  # type: ignore[union-attr]
+            assert_no_card_data(h, call)
+
+    asyncio.run(scenario())
+
+
+class CvvRecorder(ReverseSpy):
+    """Approves, keeping what the security code of each charge was at charge time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charges: list[ChargeRequest] = []
+        self.cvv_seen: list[str | None] = []
+
+    def charge(self, request: ChargeRequest) -> ProcessorAnswer:
+        self.charges.append(request)
+        self.cvv_seen.append(request.cvv.reveal() if request.cvv is not None else None)
+        return ProcessorAnswer(ResultCode.APPROVED, auth_code="123456", raw_code="00")
+
+
+def test_token_sale_cvv_is_sent_to_the_processor_then_wiped(redis_url: str) -> None:
+    async def scenario() -> None:
+        stack = Stack(redis_url)
+        acme = stack.h.config.merchants["acme"]
+        acme = dataclasses.replace(
+            acme, capture=dataclasses.replace(acme.capture, token_sale_cvv=True)
+        )
+        stack.h.config = dataclasses.replace(stack.h.config, merchants={"acme": acme})
+        async with stack as h:
+            recorder = CvvRecorder()
+            h.services.processors["acme"] = recorder
+            session = h.new_session(operation=Operation.TOKEN_SALE, token="tok_abc")
+            call = await h.call([Keys(CVV)], session=session)
+            assert (call.bye_headers or {})["X-Pay-Result"] == "approved"
+            assert recorder.cvv_seen == [CVV]
+            sent = recorder.charges[0]
+            assert sent.card is None and sent.token == "tok_abc"
+            assert sent.cvv is not None and sent.cvv.wiped
             assert_no_card_data(h, call)
 
     asyncio.run(scenario())

@@ -108,8 +108,17 @@ def settings_from_options(options: Mapping[str, object]) -> HttpConnectorSetting
 
 
 def request_body(request: ChargeRequest, *, operation: str) -> dict[str, object]:
-    """The documented request object (holds card digits for card operations)."""
+    """The documented request object (holds card digits for card operations).
+
+    A token sale's `card` is null, or carries only `cvv` when the caller keyed one
+    (`capture.token_sale_cvv`), as the contract allows."""
     card: dict[str, str | None] | None = None
+    cvv = request.cvv
+    if operation != "reverse" and request.card is None and cvv is not None:
+        if cvv.wiped:
+            raise ValueError("the security code was already wiped")
+        if len(cvv):
+            card = {"number": None, "expiry": None, "cvv": cvv.reveal()}
     if operation != "reverse" and request.card is not None:
         c = request.card
         if c.wiped:

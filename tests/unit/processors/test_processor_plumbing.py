@@ -217,3 +217,52 @@ def test_plain_refusals_are_not_reversed() -> None:
     assert charge_and_settle(p, request()).answer == declined and p.reversed == 0
     assert not needs_reversal(failed("processor-error", "SIS0042"))
     assert needs_reversal(failed("processor-error", RAW_BAD_SIGNATURE))
+
+
+def token_sale_with_cvv(cvv: str = "582") -> ChargeRequest:
+    """A token sale as the ESL driver builds it with capture.token_sale_cvv on."""
+    return ChargeRequest(
+        merchant="acme",
+        order="1234AB",
+        operation=Operation.TOKEN_SALE,
+        amount=1250,
+        currency="EUR",
+        description=None,
+        idempotency_key=idempotency_key("acme", "1234AB"),
+        timeout_s=1.0,
+        token="tok_abc",
+        cvv=SecretDigits(cvv),
+    )
+
+
+def test_redsys_token_sale_sends_the_keyed_cvv_with_the_identifier() -> None:
+    p = charge_parameters(TERMINAL, token_sale_with_cvv())
+    assert (p["DS_MERCHANT_IDENTIFIER"], p["DS_MERCHANT_CVV2"]) == ("tok_abc", "582")
+    assert "DS_MERCHANT_PAN" not in p and "DS_MERCHANT_EXPIRYDATE" not in p
+    assert "DS_MERCHANT_CVV2" not in cancellation_parameters(TERMINAL, token_sale_with_cvv())
+
+
+def test_redsys_token_sale_refuses_a_wiped_cvv() -> None:
+    r = token_sale_with_cvv()
+    assert r.cvv is not None
+    r.cvv.wipe()
+    with pytest.raises(ParameterError) as info:
+        charge_parameters(TERMINAL, r)
+    assert "582" not in str(info.value)
+
+
+def test_connector_token_sale_body_carries_only_the_cvv() -> None:
+    body = request_body(token_sale_with_cvv(), operation="token_sale")
+    assert body["card"] == {"number": None, "expiry": None, "cvv": "582"}
+    assert body["token"] == "tok_abc"
+    assert request_body(token_sale_with_cvv(), operation="reverse")["card"] is None
+    without = request_body(request(Operation.TOKEN_SALE, card=False, token="t"), operation="x")
+    assert without["card"] is None
+
+
+def test_connector_token_sale_refuses_a_wiped_cvv() -> None:
+    r = token_sale_with_cvv()
+    assert r.cvv is not None
+    r.cvv.wipe()
+    with pytest.raises(ValueError):
+        request_body(r, operation="token_sale")

@@ -6,8 +6,10 @@ and `DS_MERCHANT_DIRECTPAYMENT=moto`, which marks the operation as a telephone o
 (out of SCA scope, so no 3-D Secure step). Tokenisation asks Redsys for a reference
 with `DS_MERCHANT_IDENTIFIER=REQUIRED` plus the credential-on-file fields
 (`DS_MERCHANT_COF_INI=S`, `DS_MERCHANT_COF_TYPE`); a token sale sends the stored
-reference in `DS_MERCHANT_IDENTIFIER` with `DS_MERCHANT_COF_INI=N`. A zero-amount
-verification is an authorisation of amount 0 that requests a reference.
+reference in `DS_MERCHANT_IDENTIFIER` with `DS_MERCHANT_COF_INI=N`, plus
+`DS_MERCHANT_CVV2` when the merchant has the caller key the security code for token
+sales (`capture.token_sale_cvv`). A zero-amount verification is an authorisation of
+amount 0 that requests a reference.
 
 The dictionaries built here hold card digits: callers encode them, send them and drop
 them at once, and never log them.
@@ -103,6 +105,11 @@ def charge_parameters(terminal: Terminal, request: ChargeRequest) -> dict[str, s
         params["DS_MERCHANT_IDENTIFIER"] = request.token
         params["DS_MERCHANT_COF_INI"] = "N"
         params["DS_MERCHANT_COF_TYPE"] = terminal.cof_type
+        cvv = request.cvv
+        if cvv is not None and cvv.wiped:
+            raise ParameterError("the security code was already wiped")
+        if cvv is not None and len(cvv):
+            params["DS_MERCHANT_CVV2"] = cvv.reveal()
     card = request.card
     if op.captures_card and card is None:
         raise ParameterError(f"{op.value} without card details")
