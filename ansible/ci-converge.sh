@@ -18,7 +18,7 @@ cd "$here"
 
 if [[ "${1:-}" == "--stop" ]]; then
     # Only the processes the converge started, by their pid files.
-    for pidfile in "$root"/run/payivr/*.pid "$root"/run/redis-server.pid \
+    for pidfile in "$root"/run/payivr/*.pid "$root"/run/redis/redis-server.pid "$root"/run/redis-server.pid \
                    "$root"/sentinel/run/*/redis-sentinel.pid "$root"/sentinel/run/*/redis-server.pid; do
         [[ -e "$pidfile" ]] && start-stop-daemon --stop --pidfile "$pidfile" --retry TERM/10/KILL/5 --oknodo --remove-pidfile >/dev/null || true
     done

@@ -142,6 +142,7 @@ def test_converge_twice_changes_nothing_the_second_time(converged: None) -> None
     assert recap and "changed=0" in recap[-1] and "failed=0" in recap[-1], recap
 
 
+@pytest.mark.timeout(660)  # the converge runs in the fixture when this test runs alone
 def test_secrets_file_is_not_world_readable(converged: None) -> None:
     secrets = CI_ROOT / "etc" / "secrets.yaml"
     mode = secrets.stat().st_mode & 0o777
@@ -150,6 +151,7 @@ def test_secrets_file_is_not_world_readable(converged: None) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(720)
 def test_deployed_kamailio_rejects_malformed_and_relays_valid_invites(
     converged: None, tmp_path: Path
 ) -> None:
@@ -206,7 +208,7 @@ def sentinel_converged(converged: None) -> Iterator[None]:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_role_deployed_sentinel_fails_over_and_a_rerun_keeps_the_new_primary(
     sentinel_converged: None, tmp_path: Path
 ) -> None:
