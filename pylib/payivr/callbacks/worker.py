@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
@@ -93,6 +93,11 @@ class Worker:
         self._free_lock = threading.Condition()
         self._next_sweep = 0.0
         self._acks = AckBatcher(outbox)
+        # Entries being delivered: id -> the lease this worker holds (renewed while
+        # the attempt lasts). Outcome writes and renewals take the lock, so an
+        # outcome always presents the lease Redis currently has.
+        self._leases: dict[str, int] = {}
+        self._lease_lock = threading.Lock()
 
     def stop(self) -> None:
         self._stop.set()
@@ -108,6 +113,8 @@ class Worker:
         pause = 0.1
         group_ready = False
         next_summary = time.monotonic() + SUMMARY_EVERY_S
+        renew_every = max(self.settings.lease_ms / 3000, 0.05)
+        next_renew = time.monotonic() + renew_every
         try:
             while not self._stop.is_set():
                 try:
@@ -116,8 +123,13 @@ class Worker:
                         group_ready = True
                     for entry in self._take():
                         self._acquire_slot()
+                        with self._lease_lock:
+                            self._leases[entry.id] = entry.lease_ms
                         pool.submit(self._deliver, entry)
                     pause = 0.1
+                    if time.monotonic() >= next_renew:
+                        next_renew = time.monotonic() + renew_every
+                        self._renew_leases()
                     if time.monotonic() >= next_summary:
                         # One line a minute instead of one per delivery (thousands/s).
                         next_summary = time.monotonic() + SUMMARY_EVERY_S
@@ -139,6 +151,23 @@ class Worker:
             pool.shutdown(wait=True)
             self._acks.close()
             log.info("callback worker %s stopped: %s", self.consumer, self._summary())
+
+    def _renew_leases(self) -> None:
+        """Extend the leases of the entries still being delivered (see RENEW)."""
+        with self._lease_lock:
+            if not self._leases:
+                return
+            deadline = now_ms() + self.settings.lease_ms
+            held = dict(self._leases)
+            renewed = self.outbox.renew(held, deadline)
+            for entry_id in held:
+                if entry_id in renewed:
+                    self._leases[entry_id] = deadline
+                else:
+                    # Only if this process stalled longer than a lease: another
+                    # worker may have taken the entry over; its outcome wins.
+                    log.warning("lost the lease of outbox entry %s", entry_id)
+                    self._leases.pop(entry_id, None)
 
     def _summary(self) -> str:
         m = self.metrics
@@ -201,11 +230,15 @@ class Worker:
             # Never let one entry kill a pool thread; the lease brings it back later.
             log.exception("callback %s: unexpected error", entry.event_id)
         finally:
+            with self._lease_lock:
+                self._leases.pop(entry.id, None)
             self._release_slot()
 
     def _record(self, entry: LeasedEntry, outcome: Outcome) -> None:
         now = now_ms()
         if outcome.kind == "delivered":
+            with self._lease_lock:
+                self._leases.pop(entry.id, None)  # renewals stop; the removal is unconditional
             self._acks.add(entry)
             replayed = entry.window_start_ms != entry.result_at_ms
             latency = None if replayed else max(now - entry.result_at_ms, 0) / 1000.0
@@ -224,8 +257,9 @@ class Worker:
         if next_at is None:
             self._park(entry, now, outcome, "retry-window-exhausted")
             return
-        if self._with_redis_retry(
-            lambda: self.outbox.retry_later(entry, next_at, now, outcome.status, outcome.error)
+        if self._under_current_lease(
+            entry,
+            lambda held: self.outbox.retry_later(held, next_at, now, outcome.status, outcome.error),
         ):
             self.metrics.observe_retried()
         log.info(
@@ -237,13 +271,24 @@ class Worker:
         )
 
     def _park(self, entry: LeasedEntry, now: int, outcome: Outcome, reason: str) -> None:
-        if self._with_redis_retry(
-            lambda: self.outbox.park_dead(
-                entry, now, outcome.status, outcome.error, reason, attempted=outcome.attempted
-            )
+        if self._under_current_lease(
+            entry,
+            lambda held: self.outbox.park_dead(
+                held, now, outcome.status, outcome.error, reason, attempted=outcome.attempted
+            ),
         ):
             self.metrics.observe_dead(reason)
         log.warning("callback %s dead: %s (%s)", entry.event_id, reason, outcome.error)
+
+    def _under_current_lease(self, entry: LeasedEntry, op: Callable[[LeasedEntry], bool]) -> bool:
+        """Run an outcome write with the lease this worker holds now (renewals may have
+        moved it since the entry was taken); False if the lease was lost."""
+        with self._lease_lock:
+            lease = self._leases.pop(entry.id, None)
+            if lease is None:
+                return False
+            held = replace(entry, lease_ms=lease)
+            return self._with_redis_retry(lambda: op(held))
 
     def _with_redis_retry(self, op: Callable[[], bool]) -> bool:
         """Record an outcome, riding out a short Redis blip; if Redis stays away the

@@ -145,6 +145,7 @@ class Outbox:
         self._park_dead = client.register_script(scripts.PARK_DEAD)
         self._replay_dead = client.register_script(scripts.REPLAY_DEAD)
         self._retry_now = client.register_script(scripts.RETRY_NOW)
+        self._renew = client.register_script(scripts.RENEW)
         self._keys = [keys.OUTBOX, keys.OUTBOX_SCHEDULE, keys.OUTBOX_DEAD]
 
     # -- setup ----------------------------------------------------------------------
@@ -261,6 +262,16 @@ class Outbox:
                 ],
             )
         )
+
+    def renew(self, leases: Mapping[str, int], new_deadline_ms: int) -> set[str]:
+        """Extend the leases {entry id: current lease} to `new_deadline_ms`; returns
+        the ids renewed (the others are no longer this worker's)."""
+        if not leases:
+            return set()
+        args: list[object] = [new_deadline_ms]
+        for entry_id, lease in leases.items():
+            args += [entry_id, lease]
+        return {_s(i) for i in self._renew(keys=self._keys, args=args)}
 
     # -- operators ------------------------------------------------------------------
     def _scan(self, stream: str, batch: int = 500) -> Iterator[tuple[str, dict[str, str]]]:

@@ -132,6 +132,27 @@ return 1
 """
 )
 
+# ARGV: new lease deadline (ms), then id, current lease, id, current lease, ...
+# -- a live worker extends the leases of the entries it is still delivering, so that
+# a slow endpoint (one that trickles its answer past the lease) never makes another
+# worker send the same entry while the first attempt is still going on. Returns the
+# ids renewed; an id missing from the answer was lost (its lease had run out).
+RENEW = (
+    _COMMON
+    + """
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if owns(id, ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[2], ARGV[1], id)
+    redis.call('HSET', state_key(id), 'lease', ARGV[1])
+    table.insert(out, id)
+  end
+end
+return out
+"""
+)
+
 # ARGV: dead id, now (ms) -- put a dead entry back in the outbox with the same event
 # id and body and a fresh retry window; returns the new outbox id (or false).
 REPLAY_DEAD = """

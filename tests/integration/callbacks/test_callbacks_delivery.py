@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,21 @@ def test_tls_certificates_are_verified(redis_url: str, config_path: Path, tmp_pa
         assert worker.metrics.delivered == 0 and endpoint.received == []
     finally:
         endpoint.stop()
+
+
+def test_a_slow_attempt_keeps_its_lease_no_second_worker_sends_it(
+    redis_url: str, config_path: Path, endpoint: Endpoint
+) -> None:
+    """The endpoint takes 2.5 s to answer, the lease is 0.9 s: the worker renews it,
+    so the other worker, idle and polling, never sends the entry meanwhile."""
+    endpoint.behaviour = lambda _e, _n: (200, 2.5)
+    (result,) = record(redis_url, endpoint.url)
+    settings = fast_settings(lease_s=0.9, read_timeout_s=5.0)
+    with (
+        worker_thread(redis_url, config_path, replace(settings, consumer="one")) as one,
+        worker_thread(redis_url, config_path, replace(settings, consumer="two")) as two,
+    ):
+        assert wait_until(lambda: one.metrics.delivered + two.metrics.delivered == 1, timeout=10)
+        time.sleep(1.0)  # time for a wrongful second send to show up
+    assert endpoint.event_ids() == [result.event_id]
+    assert outbox_empty(redis_url)
