@@ -46,11 +46,18 @@ def add_commands(sub: Any) -> None:
 
 
 def check_config(args: argparse.Namespace) -> int:
+    """The core config, then every feature's own section (payivr.feature_checks):
+    every problem listed at once with its path; exit status 2 if there is any."""
+    from payivr.feature_checks import check_features
+
     try:
         config = load_config(args.file)
+        problems = check_features(config)
     except ConfigError as exc:
-        print(f"{args.file}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
+        problems = exc.problems
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
     print(f"{args.file}: ok ({len(config.merchants)} merchant(s): {', '.join(config.merchants)})")

@@ -24,6 +24,13 @@ from pathlib import Path
 from payivr.core.config import Config
 from payivr.esl.returning import ReturnSettings
 
+# The keys of `services.esl`: the core's (payivr.core.config.EslConfig) and the ones
+# read here; `payivr check-config` reports any other (payivr.feature_checks).
+CORE_KEYS = frozenset({"listen_host", "listen_port", "event_socket", "prompts_dir"})
+OPTION_KEYS = frozenset({"linger_s", "recordings_dir", "processor_threads", "return"})
+RETURN_KEYS = frozenset({"use_refer", "sofia_profile", "proxy"})
+EVENT_SOCKET_KEYS = frozenset({"host", "port", "password"})
+
 
 @dataclass(frozen=True)
 class EslOptions:

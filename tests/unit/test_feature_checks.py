@@ -1,0 +1,94 @@
+"""`payivr check-config` validates every feature's own section (payivr.feature_checks)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from payivr.core.config import Config, load_config
+from payivr.feature_checks import FEATURE_CHECKS, check_features
+from tests.unit.helpers import EXAMPLE, example_data
+
+
+def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
+    shutil.copy(EXAMPLE.parent / "secrets.example.yaml", tmp_path / "secrets.example.yaml")
+    path = tmp_path / "payivr.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def one_mistake_per_feature() -> dict[str, Any]:
+    data = example_data()
+    services = data["services"]
+    services["esl"]["linger_s"] = -1  # read by payivr.esl.options
+    services["esl"]["lingr_s"] = 5  # a typo: nobody reads it
+    services["freeswitch"] = {"srtp": "sometimes"}
+    services["agent_api"] = {"dtmf_mask": "loud"}
+    return data
+
+
+EXPECTED = (
+    "services.esl.linger_s: must be a non-negative integer",
+    "services.esl.lingr_s: unknown setting",
+    "services.freeswitch.srtp: one of",
+    "services.agent_api.dtmf_mask:",
+)
+
+
+def test_example_config_has_no_feature_problems() -> None:
+    assert check_features(load_config(EXAMPLE), {}) == []
+
+
+def test_check_config_lists_every_feature_problem_and_exits_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, one_mistake_per_feature())
+    out = subprocess.run(
+        [sys.executable, "-m", "payivr.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"{len(EXPECTED)} problem(s)" in out.stderr
+    for expected in EXPECTED:
+        assert expected in out.stderr
+    assert "ok" not in out.stdout
+
+
+def test_unknown_keys_under_esl_return_and_event_socket(tmp_path: Path) -> None:
+    data = example_data()
+    data["services"]["esl"]["return"] = {"use_refer": True, "proxxy": "sip:127.0.0.1"}
+    data["services"]["esl"]["event_socket"]["pasword"] = "x"
+    problems = check_features(load_config(write_config(tmp_path, data)), {})
+    assert problems == [
+        "services.esl.return.proxxy: unknown setting",
+        "services.esl.event_socket.pasword: unknown setting",
+    ]
+
+
+def test_a_feature_that_cannot_be_imported_does_not_hide_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def needs_a_missing_module(config: Config, environ: object) -> list[str]:
+        raise ModuleNotFoundError("No module named 'nothere'", name="nothere")
+
+    checks = {"broken": needs_a_missing_module, **FEATURE_CHECKS}
+    monkeypatch.setattr("payivr.feature_checks.FEATURE_CHECKS", checks)
+    config = load_config(write_config(tmp_path, one_mistake_per_feature()))
+    problems = check_features(config, {})
+    assert problems[0] == "broken: cannot be checked, a module is missing (nothere)"
+    for expected in EXPECTED:
+        assert any(p.startswith(expected) for p in problems[1:]), expected
+
+
+def test_each_problem_is_listed_once(tmp_path: Path) -> None:
+    # The FreeSWITCH settings read the agent settings too: their problem is not doubled.
+    data = example_data()
+    data["services"]["agent_api"] = {"dtmf_mask": "loud"}
+    problems = check_features(load_config(write_config(tmp_path, data)), {})
+    assert len(problems) == 1 and problems[0].startswith("services.agent_api.dtmf_mask:")
