@@ -48,8 +48,18 @@ def redis_client(
     if settings.sentinel is not None:
         from redis.sentinel import Sentinel
 
+        # The Sentinels' own password, once the config has one (the Ansible role can
+        # set requirepass on Sentinels: redis_sentinel_password).
+        sentinel_secret = getattr(settings.sentinel, "password", None)
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": connect_timeout,
+            "socket_connect_timeout": connect_timeout,
+        }
+        if sentinel_secret:
+            sentinel_kwargs["password"] = sentinel_secret.value()
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.sentinel.nodes),
+            sentinel_kwargs=sentinel_kwargs,
             socket_timeout=connect_timeout,
             socket_connect_timeout=connect_timeout,
         )
