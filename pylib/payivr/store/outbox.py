@@ -287,9 +287,17 @@ class Outbox:
     def rows(self) -> list[OutboxRow]:
         """Every entry not yet delivered: pending, in flight, retrying, and dead."""
         out: list[OutboxRow] = []
-        for mid, f in self._scan(keys.OUTBOX):
-            state = _pairs(self.client.hgetall(keys.outbox_state_key(mid)))
-            score = self.client.zscore(keys.OUTBOX_SCHEDULE, mid)
+        entries = list(self._scan(keys.OUTBOX))
+        details: list[Any] = []
+        for start in range(0, len(entries), 500):  # one round trip per 500 entries
+            pipe = self.client.pipeline(transaction=False)
+            for mid, _f in entries[start : start + 500]:
+                pipe.hgetall(keys.outbox_state_key(mid))
+                pipe.zscore(keys.OUTBOX_SCHEDULE, mid)
+            details.extend(pipe.execute())
+        for i, (mid, f) in enumerate(entries):
+            state = _pairs(details[2 * i])
+            score = details[2 * i + 1]
             attempts = int(state.get("attempts", "0"))
             if score is None:
                 kind = "pending"
