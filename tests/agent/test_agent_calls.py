@@ -267,3 +267,27 @@ def test_a_call_not_admitted_for_the_merchant_is_refused(
     assert fake.returned_to_dialplan, "refused calls go back to the dialplan (exit)"
     assert fake.bridge is None
     assert agent_stack.api("GET", "/v1/calls?agent=1001").status_code == 404
+
+
+def test_processor_timeout_is_failed_reversed_and_recorded(agent_stack: AgentStack) -> None:
+    stack = agent_stack
+    timeout_card = "4000000000000259"  # the sandbox waits timeout_s (2 s), then times out
+    fake, done = stack.call([Keys(timeout_card + "#"), Keys(EXPIRY), Keys(CVV)])
+    call = stack.find_call()
+    sse = SseReader(stack, call["call"])
+    payment = start_payment(stack, call["call"], "T4001")
+    result = sse.wait(lambda e: e["type"] == "payment.result", timeout=15)
+    assert (result["result"]["result"], result["result"]["reason"]) == (
+        "failed",
+        "processor-timeout",
+    )
+    stored = {
+        k.decode(): v.decode() for k, v in stack.redis.hgetall(f"payivr:session:{payment}").items()
+    }
+    # The sandbox voids what it may have done; that is on the session for operators.
+    assert stored["processor_raw_code"] == "payivr:timeout"
+    assert (stored["reversal"], stored["reversal_raw_code"]) == ("reversed", "00")
+    stack.on_loop(fake.hang_up_now)
+    done.result(10)
+    for text in (stack.redis_dump(), "\n".join(sse.raw)):
+        assert timeout_card not in text and timeout_card[:12] not in text
