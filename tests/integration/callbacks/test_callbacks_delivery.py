@@ -232,11 +232,11 @@ def test_tls_certificates_are_verified(redis_url: str, config_path: Path, tmp_pa
 def test_a_slow_attempt_keeps_its_lease_no_second_worker_sends_it(
     redis_url: str, config_path: Path, endpoint: Endpoint
 ) -> None:
-    """The endpoint takes 2.5 s to answer, the lease is 0.9 s: the worker renews it,
+    """The endpoint takes 3 s to answer, the lease is 1.2 s: the worker renews it,
     so the other worker, idle and polling, never sends the entry meanwhile."""
-    endpoint.behaviour = lambda _e, _n: (200, 2.5)
+    endpoint.behaviour = lambda _e, _n: (200, 3.0)
     (result,) = record(redis_url, endpoint.url)
-    settings = fast_settings(lease_s=0.9, read_timeout_s=5.0)
+    settings = fast_settings(lease_s=1.2, read_timeout_s=5.0)
     with (
         worker_thread(redis_url, config_path, replace(settings, consumer="one")) as one,
         worker_thread(redis_url, config_path, replace(settings, consumer="two")) as two,
