@@ -126,14 +126,21 @@ async def _void_late(
         outcome = await asyncio.wait_for(asyncio.shield(work), settle_budget_s(charge))
     except TimeoutError:
         outcome = None
+    except asyncio.CancelledError:
+        if not work.cancelled():
+            raise  # this task itself is being cancelled
+        outcome = None  # the pool shut down under the charge
     if outcome is not None and outcome.reversal is not None:
         return {**outcome.session_fields(), **fields}
     if outcome is not None and outcome.answer.code is not ResultCode.APPROVED:
         return {**fields, "reversal": "not-needed"}  # it refused: nothing to void
     loop = asyncio.get_running_loop()
-    reversal = await loop.run_in_executor(
-        pool, _reverse_in_thread, processor, replace(charge, card=None, cvv=None)
-    )
+    try:
+        reversal = await loop.run_in_executor(
+            pool, _reverse_in_thread, processor, replace(charge, card=None, cvv=None)
+        )
+    except RuntimeError:  # the pool was shut down (the service is stopping)
+        reversal = failed("processor-error", "payivr:shutdown")
     status = "reversed" if reversal.code is ResultCode.APPROVED else "reversal-failed"
     log.warning("late reversal %s: order=%s raw=%s", status, charge.order, reversal.raw_code)
     return {**fields, "reversal": status, "reversal_raw_code": reversal.raw_code or ""}
