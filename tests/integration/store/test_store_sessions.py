@@ -186,3 +186,27 @@ def test_annotations_cannot_overwrite_session_fields(client: redis.Redis) -> Non
     with pytest.raises(ValueError):
         store.record_result(session, approved(session), datetime.now(UTC), {"result": "x"})
     assert store.load(session.id) == session
+
+
+def test_result_annotations_land_with_the_result_and_later_ones_only_on_live_sessions(
+    client: redis.Redis,
+) -> None:
+    store = RedisSessionStore(client)
+    session = make_session("https://cb.example.com/pay")
+    store.create(session)
+    result = approved(session)
+    store.record_result(session, result, datetime.now(UTC), {"processor_raw_code": "0000"})
+    key = keys.session_key(session.id)
+    assert client.hget(key, "processor_raw_code") == "0000"
+    assert store.load(session.id).result == result  # type: ignore[union-attr]
+    assert store.annotate(session.id, reversal="reversed") is True
+    assert client.hget(key, "reversal") == "reversed"
+    # Only the operator fields: a session's own fields cannot be overwritten this way.
+    with pytest.raises(ValueError):
+        store.annotate(session.id, state="approved")
+    with pytest.raises(ValueError):
+        store.record_result(session, result, datetime.now(UTC), {"result": "x"})
+    # An expired session is not brought back as a stub.
+    client.delete(key)
+    assert store.annotate(session.id, reversal="reversed") is False
+    assert not client.exists(key)
