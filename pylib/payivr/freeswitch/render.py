@@ -135,7 +135,7 @@ def template_values(s: FreeswitchSettings) -> dict[str, str]:
         ),
         "esl_nodes": '      <node type="allow" cidr="127.0.0.1/32"/>\n'
         '      <node type="allow" cidr="::1/128"/>',
-        "rtp_timeout_s": "30",
+        "media_timeout_ms": "30000",
         "tls_enabled": "true" if s.tls_enabled else "false",
         "tls_only": "true" if s.tls_enabled and s.tls_only else "false",
         "tls_port": str(s.tls_port),
