@@ -11,11 +11,27 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from payivr.core.config_types import (
+    CallbacksConfig,
+    CaptureConfig,
+    Config,
+    EslConfig,
+    EventSocketConfig,
+    KamailioConfig,
+    Listen,
+    MerchantConfig,
+    ProcessorConfig,
+    RateLimitConfig,
+    RedisConfig,
+    SentinelConfig,
+    ServicesConfig,
+    SigningConfig,
+    TlsConfig,
+)
 from payivr.core.configread import Reader, Secret, SecretResolver
 
 LANGUAGES = ("es", "en", "pt", "nl")
@@ -35,6 +51,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EslConfig",
+    "EventSocketConfig",
     "KamailioConfig",
     "Listen",
     "MerchantConfig",
@@ -42,6 +59,7 @@ __all__ = [
     "RateLimitConfig",
     "RedisConfig",
     "Secret",
+    "SentinelConfig",
     "ServicesConfig",
     "SigningConfig",
     "TlsConfig",
@@ -66,160 +84,6 @@ def is_host_name(value: str) -> bool:
         return True
     except ValueError:
         return bool(HOST_NAME.match(value))
-
-
-@dataclass(frozen=True)
-class SigningConfig:
-    required: bool = True
-    window_s: int = 300
-
-
-@dataclass(frozen=True)
-class CaptureConfig:
-    attempts: int = 3
-    confirm_card: bool = False
-    cvv_optional: bool = False
-    token_sale_cvv: bool = False
-    digit_timeout_ms: int = 5000
-    field_timeout_ms: int = 15000
-
-
-@dataclass(frozen=True)
-class ProcessorConfig:
-    """`type` picks the adapter; `options` are its own settings (validated by it).
-
-    Option values written as `env:NAME` / `file:KEY` arrive here resolved, as Secret.
-    """
-
-    type: str = "sandbox"
-    timeout_s: float = 10.0
-    options: Mapping[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MerchantConfig:
-    id: str
-    name: str
-    signing_secret: Secret
-    callback_secret: Secret
-    sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    signing: SigningConfig
-    processor: ProcessorConfig
-    currencies: tuple[str, ...]
-    default_currency: str
-    brands: frozenset[str]
-    max_amount: int
-    callback_hosts: tuple[str, ...]
-    allow_http_callbacks: bool
-    allow_private_callback_addresses: bool
-    return_hosts: tuple[str, ...]
-    default_return: str
-    default_language: str
-    capture: CaptureConfig
-    record_ivr_leg: bool = False
-
-    def source_allowed(self, address: str) -> bool:
-        """Is a request from this IP address (a CTI trunk) allowed for this merchant?"""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.sources)
-
-    def callback_host_allowed(self, host: str) -> bool:
-        return host.lower() in self.callback_hosts
-
-    def return_host_allowed(self, host: str) -> bool:
-        return host.lower() in self.return_hosts
-
-
-@dataclass(frozen=True)
-class SentinelConfig:
-    master: str
-    nodes: tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    url: str = "redis://127.0.0.1:6379/0"
-    password: Secret | None = None
-    sentinel: SentinelConfig | None = None
-
-
-@dataclass(frozen=True)
-class Listen:
-    proto: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = 5061
-    certificate: str = ""
-    private_key: str = ""
-
-
-@dataclass(frozen=True)
-class RateLimitConfig:
-    per_source_per_s: int = 500
-    per_merchant_per_s: int = 1000
-    retry_after_s: int = 5
-
-
-@dataclass(frozen=True)
-class KamailioConfig:
-    advertise_host: str = "127.0.0.1"
-    listen: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 5060),)
-    tls: TlsConfig = TlsConfig()
-    rate_limit: RateLimitConfig = RateLimitConfig()
-
-
-@dataclass(frozen=True)
-class EventSocketConfig:
-    host: str
-    port: int
-    password: Secret
-
-
-@dataclass(frozen=True)
-class EslConfig:
-    listen_host: str
-    listen_port: int
-    event_socket: EventSocketConfig
-    prompts_dir: Path
-
-
-@dataclass(frozen=True)
-class CallbacksConfig:
-    retry_for_s: int = 86400
-    connect_timeout_s: float = 3.0
-    read_timeout_s: float = 10.0
-    metrics_port: int = 9464
-
-
-@dataclass(frozen=True)
-class ServicesConfig:
-    redis: RedisConfig
-    session_ttl_s: int
-    kamailio: KamailioConfig
-    freeswitch_nodes: tuple[str, ...]
-    esl: EslConfig
-    callbacks: CallbacksConfig
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path
-    services: ServicesConfig
-    merchants: Mapping[str, MerchantConfig]
-    raw: Mapping[str, object] = field(repr=False, default_factory=dict)
-    """The YAML as read (secrets unresolved): for features that read their own section."""
-
-    def merchant(self, merchant_id: str) -> MerchantConfig | None:
-        return self.merchants.get(merchant_id)
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
