@@ -14,6 +14,7 @@ call. SIPp (caller and callee) shares the machine's cores with Kamailio and Redi
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import secrets
 import subprocess
@@ -210,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             fr_timer_ms=args.fr_timer_ms,
         ) as kam:
             for rate in (int(r) for r in args.rates.split(",")):
+                load = os.getloadavg()[0]
                 run = run_rate(port, kam, client, rate, args.seconds, workdir)
                 runs.append(run)
                 print(
                     f"offered {run.rate:5d}/s: {run.ok}/{run.calls} ok, {run.failed} failed, "
                     f"{run.sessions} sessions, {run.achieved:7.1f} calls/s, Kamailio CPU "
                     f"{run.cpu_ms_per_call:.3f} ms/call "
-                    f"({100 * run.kamailio_cpu_s / run.seconds:.0f}% of one core)",
+                    f"({100 * run.kamailio_cpu_s / run.seconds:.0f}% of one core); "
+                    f"load average before {load:.1f} on {os.cpu_count()} cores",
                     flush=True,
                 )
     finally:
