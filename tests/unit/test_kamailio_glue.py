@@ -66,6 +66,8 @@ def test_reply_headers_carry_warning_and_retry_after() -> None:
         'Warning: 399 h "X-Pay-Amount: not \\"12.50\\""\r\n'
     )
     assert reply_headers(unavailable("Redis", "down", 5), "h").endswith("Retry-After: 5\r\n")
+    masked = reply_headers(bad_request("X-Pay-Merchant", "4111111111111111 unknown"), "h")
+    assert "4111111111111111" not in masked and "X-Pay-Merchant: " in masked
 
 
 @pytest.mark.parametrize(

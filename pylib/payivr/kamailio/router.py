@@ -23,7 +23,13 @@ from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
 from payivr.kamailio.admission_store import AdmissionStore, Outcome
 from payivr.kamailio.settings import DISPATCHER_SET
-from payivr.kamailio.sipmsg import payment_headers, reply_headers, unknown_payment_headers, uri_host
+from payivr.kamailio.sipmsg import (
+    mask_card_digits,
+    payment_headers,
+    reply_headers,
+    unknown_payment_headers,
+    uri_host,
+)
 
 # Dispatcher algorithm 4: round-robin over the active nodes of the set.
 DS_ROUND_ROBIN = 4
@@ -192,9 +198,12 @@ class Router:
             self._close_session("relay-failed")
             ksr.sl.sl_reply_error()
             return STOP
+        # Masked: an order id or a Call-ID may be any run of digits a CTI chose.
         ksr.info(
-            f"payivr: accepted call-id={request.call_id} session={session_id} "
-            f"merchant={request.merchant} order={request.order}\n"
+            mask_card_digits(
+                f"payivr: accepted call-id={request.call_id} session={session_id} "
+                f"merchant={request.merchant} order={request.order}\n"
+            )
         )
         return STOP
 
@@ -284,11 +293,13 @@ class Router:
 
     def _log_rejection(self, rejection: Rejection) -> None:
         ksr = self.ksr
-        # Call-ID and source only: requests carry no card data, and the problem text
-        # names headers, never their values beyond ids the core chose to quote.
+        # Call-ID, source and the problem; PAN-like digit runs masked (the problem
+        # may quote a value, such as an unknown merchant id, that a CTI got wrong).
         ksr.info(
-            f"payivr: rejected call-id={ksr.kx.get_callid()} from {ksr.kx.get_srcip()}: "
-            f"{rejection}\n"
+            mask_card_digits(
+                f"payivr: rejected call-id={ksr.kx.get_callid()} from {ksr.kx.get_srcip()}: "
+                f"{rejection}\n"
+            )
         )
 
 

@@ -39,9 +39,24 @@ def unknown_payment_headers(headers: list[tuple[str, str]]) -> set[str]:
     return {name for name, _ in headers if name.lower() not in REQUEST_HEADERS}
 
 
+def mask_card_digits(text: str) -> str:
+    """Mask PAN-like digit runs (a CTI may put a card number in any header).
+
+    Imported on first use, in a Kamailio worker: payivr.core.logfilter imports logging,
+    which must not be loaded before Kamailio forks (its at-fork hooks complain).
+    """
+    from payivr.core.logfilter import mask_digits
+
+    return mask_digits(text)
+
+
 def reply_headers(rejection: Rejection, host: str) -> str:
-    """The header lines a rejection carries: Warning (SPEC 4), Retry-After for 503."""
-    text = f"Warning: {rejection.warning(host)}\r\n"
+    """The header lines a rejection carries: Warning (SPEC 4), Retry-After for 503.
+
+    The Warning quotes what the core says is wrong, which may echo a value (a merchant
+    id): PAN-like digit runs are masked, so no card number goes back out in SIP.
+    """
+    text = f"Warning: {mask_card_digits(rejection.warning(host))}\r\n"
     if rejection.retry_after is not None:
         text += f"Retry-After: {rejection.retry_after}\r\n"
     return text

@@ -126,18 +126,25 @@ def test_many_calls_each_get_their_own_session(stack: Stack) -> None:
     }
 
 
-def test_no_card_data_in_redis_or_kamailio_log(stack: Stack) -> None:
+def test_no_card_data_in_redis_warning_or_kamailio_log(stack: Stack) -> None:
+    # A CTI that (wrongly) puts a card number in a payment header is refused, and the
+    # digits appear nowhere: not in the Warning, not in Redis, not in Kamailio's log.
     prefix = new_prefix()
-    # A CTI that (wrongly) puts a card number in a payment header is refused with 400,
-    # and the digits appear nowhere: not in the Warning, not in Redis, not in the log.
-    call = signed_sale(call_id(prefix), **{"X-Pay-Token": CARD_DIGITS[0]})
-    result = stack.uac("uac-card-number-in-token-expect-400", [call], prefix)
-    assert result.returncode == 0, result.explain()
+    token = signed_sale(call_id(prefix), **{"X-Pay-Token": CARD_DIGITS[0]})
+    in_token = stack.uac("uac-card-number-in-token-expect-400", [token], prefix)
+    prefix = new_prefix()
+    merchant = signed_sale(call_id(prefix), **{"X-Pay-Merchant": CARD_DIGITS[1]})
+    as_merchant = stack.uac("uac-unknown-merchant-expect-404", [merchant], prefix)
+
+    assert in_token.returncode == 0, in_token.explain()
+    assert as_merchant.returncode == 0, as_merchant.explain()
     time.sleep(0.2)
     dump = " ".join(str(stack.redis.dump(k)) for k in stack.redis.scan_iter("*"))
     for digits in CARD_DIGITS:
         assert digits not in dump
         assert digits not in stack.kamailio.log_text()
+        assert digits not in in_token.log + as_merchant.log  # the Warnings SIPp received
+    assert "X-Pay-Merchant: " in as_merchant.log
     assert stack.session_keys() == []
 
 
