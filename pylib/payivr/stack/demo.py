@@ -19,7 +19,7 @@ import io
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -99,9 +99,15 @@ def pick_merchant(config: Config) -> MerchantConfig:
 
 
 def request_headers(
-    merchant: MerchantConfig, call_id: str, callback_url: str, language: str | None, amount: int
+    merchant: MerchantConfig,
+    call_id: str,
+    callback_url: str,
+    language: str | None,
+    amount: int,
+    extra: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """A signed sale (SPEC 2 and 3), as a CTI would send it."""
+    """A signed sale (SPEC 2 and 3), as a CTI would send it (`extra`: more request
+    headers, e.g. X-Pay-Return, signed with the rest)."""
     from payivr.core.request import SIGNED_REQUEST_HEADERS
     from payivr.core.signature import sign
 
@@ -114,6 +120,7 @@ def request_headers(
         "X-Pay-Language": language or merchant.default_language,
         "X-Pay-Callback-Url": callback_url,
         "X-Pay-Timestamp": str(int(time.time())),
+        **(extra or {}),
     }
     lowered = {k.lower(): v for k, v in fields.items()}
     signature = sign(merchant.signing_secret.encode(), lowered, call_id, SIGNED_REQUEST_HEADERS)

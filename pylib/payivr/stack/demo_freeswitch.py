@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import secrets
 import wave
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -24,7 +26,7 @@ from payivr.stack.rtp_pcap import Keying, keyed_call
 from payivr.stack.sipp import Sipp, received_bye_headers, scenario, sipp_binary, write_injection
 
 if TYPE_CHECKING:
-    from payivr.core.config import MerchantConfig
+    from payivr.core.config import Config, MerchantConfig
     from payivr.stack.demo import DemoReport
 
 # Allowances around the prompts, in seconds: answer and socket set-up; the amount and
@@ -70,6 +72,77 @@ def caller_keying(
     return keyings
 
 
+@dataclass
+class KeyedCall:
+    """A payment call placed by the contact center's UAC, the caller keying a card."""
+
+    call_id: str
+    headers: list[tuple[str, str]]
+    keyings: list[Keying]
+    uac: Sipp
+
+
+def start_keyed_call(
+    kamailio_port: int,
+    config: Config,
+    merchant: MerchantConfig,
+    sipp_dir: Path,
+    *,
+    card: str,
+    callback_url: str,
+    language: str | None = None,
+    amount: int = 1250,
+    extra_headers: Mapping[str, str] | None = None,
+    scenario_name: str = "uac-keyed-sale-expect-result-on-bye",
+    timeout_s: int = 120,
+) -> KeyedCall:
+    """Start the UAC of a signed payment call to Kamailio whose caller keys `card`
+    (then the expiry and CVV) as RFC 2833 events at times estimated from the prompts.
+
+    The scenario must carry the `@PCAP@` placeholder; the caller is `call.uac`
+    (wait for it, then read its trace with `received_bye_headers`).
+    """
+    from payivr.stack.demo import DEMO_CVV, request_headers
+
+    lang = language or merchant.default_language
+    keyings = caller_keying(
+        config.services.esl.prompts_dir, lang, merchant, card, DEMO_CVV, date.today()
+    )
+    sipp_dir.mkdir(parents=True, exist_ok=True)
+    pcap = keyed_call(sipp_dir / "caller.pcap", keyings)
+    text = scenario(scenario_name).read_text()
+    uac_scenario = sipp_dir / f"{scenario_name}.xml"
+    uac_scenario.write_text(text.replace("@PCAP@", str(pcap)))
+    call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
+    headers = request_headers(merchant, call_id, callback_url, lang, amount, extra_headers)
+    injection = write_injection(sipp_dir / "request.csv", [f"{n}: {v}" for n, v in headers])
+    uac = Sipp(
+        "contact-center",
+        [
+            f"127.0.0.1:{kamailio_port}",
+            "-sf",
+            str(uac_scenario),
+            "-inf",
+            str(injection),
+            "-cid_str",
+            call_id,
+            "-m",
+            "1",
+            "-p",
+            str(free_port()),
+            "-mp",
+            str(free_udp_block()),
+            "-timeout",
+            f"{timeout_s}s",
+            "-timeout_error",
+        ],
+        sipp_dir,
+    )
+    assert uac.argv[0] == sipp_binary()
+    uac.start()
+    return KeyedCall(call_id, headers, keyings, uac)
+
+
 def run_freeswitch_demo(
     config_path: Path,
     workdir: Path,
@@ -85,14 +158,7 @@ def run_freeswitch_demo(
     from payivr.core.config import load_config
     from payivr.core.result import SIGNED_RESULT_HEADERS
     from payivr.core.signature import verify, verify_callback
-    from payivr.stack.demo import (
-        DEMO_CVV,
-        DemoError,
-        DemoReport,
-        _stepper,
-        pick_merchant,
-        request_headers,
-    )
+    from payivr.stack.demo import DemoError, DemoReport, _stepper, pick_merchant
     from payivr.stack.up import stack_down, stack_up
 
     report = DemoReport(workdir=str(workdir))
@@ -107,50 +173,24 @@ def run_freeswitch_demo(
         report.missing = list(state.missing)
         config = load_config(state.config)
         merchant = config.merchant(merchant.id) or merchant
-        lang = language or merchant.default_language
-        keyings = caller_keying(
-            config.services.esl.prompts_dir, lang, merchant, card, DEMO_CVV, date.today()
-        )
-        sipp_dir.mkdir(parents=True, exist_ok=True)
-        pcap = keyed_call(sipp_dir / "caller.pcap", keyings)
-        text = scenario("uac-keyed-sale-expect-result-on-bye").read_text()
-        uac_scenario = sipp_dir / "uac-keyed-sale.xml"
-        uac_scenario.write_text(text.replace("@PCAP@", str(pcap)))
-
-        call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
-        headers = request_headers(merchant, call_id, receiver.url, lang, amount)
         step(
             "contact center (SIPp UAC) calls Kamailio; the caller keys the sandbox card "
             f"{'*' * 12}{card[-4:]} as RFC 2833 DTMF"
         )
-        for name, value in headers:
-            out.write(f"  {name}: {value}\n")
-        injection = write_injection(sipp_dir / "request.csv", [f"{n}: {v}" for n, v in headers])
-        uac = Sipp(
-            "contact-center",
-            [
-                f"127.0.0.1:{state.ports['kamailio']}",
-                "-sf",
-                str(uac_scenario),
-                "-inf",
-                str(injection),
-                "-cid_str",
-                call_id,
-                "-m",
-                "1",
-                "-p",
-                str(free_port()),
-                "-mp",
-                str(free_udp_block()),
-                "-timeout",
-                "240s",
-                "-timeout_error",
-            ],
+        call = start_keyed_call(
+            state.ports["kamailio"],
+            config,
+            merchant,
             sipp_dir,
+            card=card,
+            callback_url=receiver.url,
+            language=language,
+            amount=amount,
         )
-        assert uac.argv[0] == sipp_binary()
-        uac.start()
-        rc = uac.wait(250)
+        uac, call_id = call.uac, call.call_id
+        for name, value in call.headers:
+            out.write(f"  {name}: {value}\n")
+        rc = uac.wait(130)
         if rc != 0:
             raise DemoError(
                 f"the call did not end with the IVR's BYE (sipp exit {rc}); "

@@ -183,15 +183,19 @@ def stack_up(
     try:
         state.processes.append(_start_redis(layout))
         state.save()
-        if before_kamailio is not None:
-            before_kamailio(layout)
-        state.processes.append(_start_kamailio(layout))
-        state.save()
+        # FreeSWITCH before Kamailio: Kamailio's first OPTIONS probes then find the
+        # node up. Started the other way round, the probes sent while FreeSWITCH was
+        # loading marked the node down, and calls got "FreeSWITCH: no node available"
+        # until the next probe round (ds_ping_interval, 10 s).
         binary = find_freeswitch() if freeswitch is True else (freeswitch or None)
         if binary:
             state.processes.append(_start_freeswitch(layout, binary))
         else:
             state.missing.append("freeswitch: not found. " + FREESWITCH_HINT)
+        state.save()
+        if before_kamailio is not None:
+            before_kamailio(layout)
+        state.processes.append(_start_kamailio(layout))
         state.save()
         if importlib.util.find_spec("payivr.commands.esl") is not None:
             esl = spawn(
