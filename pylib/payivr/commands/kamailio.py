@@ -38,6 +38,12 @@ def add_commands(sub: Any) -> None:
     )
     run.add_argument("--log-level", type=int, default=2, help="Kamailio debug level (2: info)")
     run.add_argument("--shm-mb", type=int, default=64)
+    run.add_argument(
+        "--kamailio-dir",
+        type=Path,
+        default=None,
+        help="directory with kamailio.cfg and payivr_kemi.py (default: the checkout's)",
+    )
     run.set_defaults(handler=run_kamailio)
 
     defines = ksub.add_parser(
@@ -106,9 +112,10 @@ def run_kamailio(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     runtime = args.runtime_dir or default_runtime_dir()
+    kamailio_dir = args.kamailio_dir or repo_kamailio_dir()
     settings = KamailioSettings.from_config(
         config,
-        kemi_script=repo_kamailio_dir() / "payivr_kemi.py",
+        kemi_script=kamailio_dir / "payivr_kemi.py",
         runtime_dir=runtime,
         listen=sockets,
         pylib=package_root(),
@@ -119,7 +126,7 @@ def run_kamailio(args: argparse.Namespace) -> int:
         ds_ping_interval_s=args.ds_ping_interval,
         log_level=args.log_level,
     )
-    process = KamailioProcess(settings, config, shm_mb=args.shm_mb)
+    process = KamailioProcess(settings, config, kamailio_dir=kamailio_dir, shm_mb=args.shm_mb)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

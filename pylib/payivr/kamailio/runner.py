@@ -166,6 +166,11 @@ class KamailioProcess:
 
     def start(self, timeout: float = 15.0, *, foreground_log: bool = False) -> KamailioProcess:
         """Write the generated files, start Kamailio, wait until it answers OPTIONS."""
+        if not (self.kamailio_dir / "kamailio.cfg").is_file():
+            raise RuntimeError(
+                f"{self.kamailio_dir}/kamailio.cfg not found: run from a checkout, or pass "
+                "the directory holding kamailio.cfg and payivr_kemi.py (--kamailio-dir)"
+            )
         write_files(self.settings, self.runtime_dir)
         log = None if foreground_log else open(self.log_path, "wb")  # noqa: SIM115
         try:
