@@ -171,8 +171,14 @@ def assert_client_follows_failover(
             c.close()
 
     def replica_known() -> bool:
+        # Sentinel promotes only a replica it has fresh INFO from, with its link up.
         info = sent.sentinel_slaves(master)
-        return any(int(r["port"]) == replica_port and "s_down" not in r["flags"] for r in info)
+        return any(
+            int(r["port"]) == replica_port
+            and "s_down" not in r["flags"]
+            and r.get("master-link-status") == "ok"
+            for r in info
+        )
 
     _wait(lambda: role(replica_port).get("master_link_status") == "up", 20, "the replica to sync")
     _wait(replica_known, 20, "Sentinel to see the replica")
@@ -185,7 +191,15 @@ def assert_client_follows_failover(
     # entry written some time before a primary fails.
     assert client.execute_command("WAIT", 1, 5000) == 1
 
-    sent.execute_command("SENTINEL", "FAILOVER", master)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            sent.execute_command("SENTINEL", "FAILOVER", master)
+            break
+        except redis.ResponseError as exc:  # NOGOODSLAVE until its view is fresh
+            if "NOGOODSLAVE" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     _wait(lambda: primary_port() == replica_port, 30, "the replica to be promoted")
     # Until Sentinel has turned the old primary into a replica, a client holding a
     # connection to it could still write there (Redis's documented failover window).
