@@ -67,7 +67,7 @@ class AdmissionStore:
 
         self._errors = exceptions
         self._client = client
-        self._conn = client.connection_pool.make_connection()
+        self._conn: Any = client.connection_pool.make_connection()
         self._ttl = str(session_ttl_s)
         self._maxlen = str(keys.EVENTS_MAXLEN)
         self._admit_sha = hashlib.sha1(ADMIT_SCRIPT.encode()).hexdigest().encode()  # noqa: S324
