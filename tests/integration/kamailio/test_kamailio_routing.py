@@ -35,6 +35,20 @@ def test_bye_from_the_ivr_reaches_the_caller(tmp_path: Path, redis_url: str) -> 
         assert stack.uas.errors().count("Aborting") == 0
 
 
+def test_refer_from_the_ivr_reaches_the_caller_only_for_allowlisted_targets(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with stack_running(tmp_path, redis_url, uas_scenario="uas-freeswitch-refers-back") as stack:
+        prefix = new_prefix()
+        result = stack.uac("uac-sale-expect-refer-from-ivr", [signed_sale(call_id(prefix))], prefix)
+
+        assert result.returncode == 0, result.explain()
+        assert "refer-to=" in result.log and "evil" not in result.log
+        assert stack.uas is not None
+        assert "refused-refer warning=" in stack.uas.log()
+        assert stack.uas.errors().count("Aborting") == 0
+
+
 def test_failover_from_a_dead_node_to_a_live_one(
     tmp_path: Path, redis_url: str, blackhole: Blackhole
 ) -> None:
