@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,6 +109,82 @@ def test_argument_specs_reject_bad_input_before_any_change(tmp_path: Path) -> No
     assert "redis_mode" in out and "clustered" in out
     assert "Validating arguments against arg spec" in out
     assert "changed=0" in out
+
+
+RENDER_PLAY = """\
+- hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: Build the lists from the inventory
+      ansible.builtin.include_role:
+        name: payivr
+        tasks_from: inventory_lists.yml
+        public: true
+    - name: Write the services section of the config document
+      ansible.builtin.copy:
+        content: "{{{{ payivr_config_document.services | to_json }}}}"
+        dest: {out}
+        mode: "0600"
+      delegate_to: localhost
+"""
+
+
+def _services_for(tmp_path: Path, inventory: Path | str, host: str, *extra: str) -> dict:
+    assert ANSIBLE_PLAYBOOK is not None
+    out = tmp_path / f"{host}.json"
+    play = tmp_path / f"render-{host}.yml"
+    play.write_text(RENDER_PLAY.format(host=host, out=out))
+    proc = _run(
+        [
+            ANSIBLE_PLAYBOOK,
+            "-i",
+            str(inventory),
+            str(play),
+            "-e",
+            f"ansible_python_interpreter={VENV_BIN / 'python'}",
+            *extra,
+        ],
+        60,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    services: dict = json.loads(out.read_text())
+    return services
+
+
+@needs_ansible
+def test_dispatcher_set_and_sentinels_come_from_the_example_inventory(tmp_path: Path) -> None:
+    services = _services_for(
+        tmp_path,
+        "inventories/example/hosts.yml",
+        "sip-edge1",
+        "-e",
+        "vault_redis_password=x vault_acme_signing=y vault_acme_callback=z",
+    )
+    assert services["freeswitch_nodes"] == ["sip:10.10.0.31:5080", "sip:10.10.0.32:5080"]
+    assert services["redis"]["sentinel"] == {
+        "master": "payivr",
+        "nodes": ["10.10.0.21:26379", "10.10.0.22:26379", "10.10.0.23:26379"],
+    }
+    assert services["redis"]["password"] == "file:redis_password"
+    assert services["kamailio"]["listen"][0] == {"proto": "udp", "host": "10.10.0.11", "port": 5060}
+
+
+@needs_ansible
+def test_an_existing_redis_and_per_host_sip_ports_come_from_the_inventory(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n"
+        "    payivr_redis:\n      hosts:\n        r1: {redis_mode: external, "
+        "redis_external_host: 192.0.2.9, redis_external_port: 6390}\n"
+        "    payivr_edge:\n      hosts:\n        e1: {ansible_host: 192.0.2.5}\n"
+        "    payivr_media:\n      hosts:\n        m1: {ansible_host: 192.0.2.6}\n"
+        "        m2: {ansible_host: 192.0.2.7, payivr_freeswitch_sip_port: 5090}\n"
+    )
+    services = _services_for(
+        tmp_path, inventory, "e1", "-e", '{"payivr_merchants": {}, "payivr_secrets": {}}'
+    )
+    assert services["redis"] == {"url": "redis://192.0.2.9:6390/0"}
+    assert services["freeswitch_nodes"] == ["sip:192.0.2.6:5080", "sip:192.0.2.7:5090"]
 
 
 def _converge_enabled() -> bool:
