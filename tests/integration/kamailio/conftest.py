@@ -20,12 +20,14 @@ from payivr.store.connect import redis_from_url
 from tests.integration.kamailio.kamsupport import Call, SippResult, SippUas, run_uac, write_config
 from tests.support.servers import RedisServer, free_port
 
-if shutil.which("kamailio", path="/usr/sbin:/usr/bin") is None or shutil.which("sipp") is None:
-    pytest.skip(
-        "kamailio and sipp are needed (apt-get install kamailio "
-        "kamailio-python3-modules sip-tester)",
-        allow_module_level=True,
-    )
+
+def require_kamailio_and_sipp() -> None:
+    """Skip (naming the packages to install) where Kamailio or SIPp is missing."""
+    if shutil.which("kamailio", path="/usr/sbin:/usr/bin") is None or shutil.which("sipp") is None:
+        pytest.skip(
+            "kamailio and sipp are needed (apt-get install kamailio "
+            "kamailio-python3-modules sip-tester)"
+        )
 
 
 class Blackhole:
@@ -91,6 +93,7 @@ def stack_running(
     **knobs: object,
 ) -> Iterator[Stack]:
     """Start a UAS (unless None), Kamailio with the UAS port plus `node_ports` as nodes."""
+    require_kamailio_and_sipp()
     uas = None
     ports = list(node_ports or [])
     if uas_scenario is not None:

@@ -12,6 +12,7 @@ import pytest
 
 from payivr.kamailio.runner import sip_options_ok
 from payivr.kamailio.settings import Socket
+from tests.integration.kamailio.conftest import require_kamailio_and_sipp
 from tests.integration.kamailio.kamsupport import write_config
 from tests.support.servers import free_port
 
@@ -23,6 +24,7 @@ def payivr(*args: str) -> list[str]:
 
 
 def test_run_serves_on_the_given_port_and_stops_cleanly(tmp_path: Path, redis_url: str) -> None:
+    require_kamailio_and_sipp()
     config = write_config(tmp_path, redis_url=redis_url, nodes=["sip:127.0.0.1:5080"])
     port = free_port()
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ import pytest
 from payivr.core.config import load_config
 from payivr.kamailio.runner import modules_dir, running_kamailio
 from payivr.kamailio.settings import KamailioSettings, Socket
+from tests.integration.kamailio.conftest import require_kamailio_and_sipp
 from tests.integration.kamailio.kamsupport import write_config
 from tests.support.servers import free_port
 
@@ -73,6 +74,7 @@ def options_over_tls(port: int) -> bytes:
 def test_tls_listener_from_config(tmp_path: Path, redis_url: str) -> None:
     if not (Path(modules_dir()) / "tls.so").is_file():
         pytest.skip("Kamailio's tls module is needed (apt-get install kamailio-tls-modules)")
+    require_kamailio_and_sipp()
     cert, key = self_signed(tmp_path)
     path = write_config(tmp_path, redis_url=redis_url, nodes=["sip:127.0.0.1:5080"])
     tls_port = free_port()
