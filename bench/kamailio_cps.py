@@ -17,6 +17,7 @@ import argparse
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -180,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "kamailio" / "payivr_kemi.py",
         help="the KEMI script to load (e.g. a profiling wrapper)",
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, SIPp errors)"
+    )
     args = parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="payivr-bench-"))
-    print(f"work directory (SIPp errors, Kamailio log): {workdir}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="payivr-bench-kamailio-"))
+    print(f"work directory (SIPp errors, Kamailio log; --keep keeps it): {workdir}", flush=True)
     (workdir / "redis").mkdir()
     redis_srv = RedisServer(workdir=workdir / "redis").start()
     uas = SippUas("uas-answers-fast", free_port(), workdir, scenario_dir=SIPP).start()
@@ -225,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         uas.stop()
         redis_srv.cleanup()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     clean = [r for r in runs if r.clean]
     if not clean:
