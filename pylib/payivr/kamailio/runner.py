@@ -274,8 +274,12 @@ def running_kamailio(
         modules_dir=modules_dir(),
         **knobs,
     )
-    process = KamailioProcess(settings, config, shm_mb=shm_mb).start()
     try:
-        yield process
+        process = KamailioProcess(settings, config, shm_mb=shm_mb).start()
+        try:
+            yield process
+        finally:
+            process.stop()
     finally:
-        process.stop()
+        if runtime_dir is None:  # ours: nothing in it is wanted afterwards
+            shutil.rmtree(rt, ignore_errors=True)
