@@ -196,8 +196,15 @@ class AgentFakeCall(FakeCall):
             return "-ERR No such channel!\n"
         if name == "uuid_drop_dtmf":
             parts = tail.split(" ")
+            # As FreeSWITCH 1.10.12 (mod_commands.c): four arguments or -USAGE, "off"
+            # included; a mask of non-DTMF characters sends nothing.
+            if len(parts) < 3 or parts[1] not in ("mask_digits", "mask_file"):
+                return "-USAGE: <uuid> [on | off ] [ mask_digits <digits> | mask_file <file>]\n"
             if parts[0] == "on":
-                self.drop_dtmf = parts[2] if len(parts) > 2 else ""
+                mask = parts[2]
+                if parts[1] == "mask_digits":
+                    mask = "".join(c for c in mask if c in "0123456789*#ABCD")
+                self.drop_dtmf = mask
             elif parts[0] == "off":
                 self.drop_dtmf = None
             else:

@@ -159,4 +159,6 @@ def test_live_digit_count_needs_freeswitch_logs_above_info(tmp_path: Path) -> No
     agent = {**raw["services"]["agent_api"], "live_digit_count": False, "dtmf_mask": "silence"}  # type: ignore[index]
     raw["services"] = {**raw["services"], "agent_api": agent}  # type: ignore[dict-item]
     quiet, _ = load_agent_settings(dataclasses.replace(config, raw=raw), {})
-    assert quiet.drop_dtmf_args() == "on" and not quiet.live_digit_count
+    # Four arguments, as FreeSWITCH 1.10 requires; "-" is no DTMF key: nothing is sent.
+    assert quiet.drop_dtmf_args() == "on mask_digits -" and not quiet.live_digit_count
+    assert quiet.drop_dtmf_off_args() == "off mask_digits -"

@@ -154,7 +154,10 @@ class AgentCall:
         assert self.info is not None
         await self.deps.bus.update_call(self.info.call, state="connected")
         with contextlib.suppress(CallerGone):
-            await self.conn.execute("bridge", dial)
+            # No event-lock: with it FreeSWITCH holds every payment application sent
+            # during the bridge until the bridge ends (seen with FreeSWITCH 1.10.12:
+            # the first prompt of a payment never played).
+            await self.conn.execute("bridge", dial, event_lock=False)
 
     async def _commands(self) -> None:
         assert self.info is not None

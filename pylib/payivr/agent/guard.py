@@ -59,7 +59,9 @@ class AgentLegGuard:
                 elif what == "mute":
                     await self._api(f"uuid_audio {self.agent_uuid} stop")
                 elif what == "drop_dtmf":
-                    await self._api(f"uuid_drop_dtmf {self.agent_uuid} off")
+                    await self._api(
+                        f"uuid_drop_dtmf {self.agent_uuid} {self.settings.drop_dtmf_off_args()}"
+                    )
             except CallerGone:
                 return
 

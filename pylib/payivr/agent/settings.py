@@ -38,6 +38,8 @@ from payivr.core.configread import Reader, Secret, SecretResolver
 
 DTMF_MASKS = ("tones", "silence", "file")
 MIN_TOKEN_LENGTH = 24  # bearer tokens shorter than this are guessable
+# A uuid_drop_dtmf mask that sends nothing ("-" is no DTMF key): see drop_dtmf_args.
+NO_MASK = "mask_digits -"
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,22 @@ class AgentSettings:
     require_session: bool = True
 
     def drop_dtmf_args(self) -> str:
-        """The tail of `uuid_drop_dtmf <uuid> on ...` for the configured mask."""
+        """The tail of `uuid_drop_dtmf <uuid> on ...` for the configured mask.
+
+        FreeSWITCH 1.10's uuid_drop_dtmf answers -USAGE to fewer than four arguments
+        (mod_commands.c: `argc < 4`), so even plain dropping names a mask: one made of
+        a character that is no DTMF key, which FreeSWITCH skips (switch_core_io.c
+        sends only `is_dtmf` characters): the key is dropped and nothing sent.
+        """
         if self.dtmf_mask == "tones":
             return f"on mask_digits {self.mask_digit}"
         if self.dtmf_mask == "file":
             return f"on mask_file {self.mask_file}"
-        return "on"
+        return f"on {NO_MASK}"
+
+    def drop_dtmf_off_args(self) -> str:
+        """The tail of `uuid_drop_dtmf <uuid> off ...` (four arguments, as above)."""
+        return f"off {NO_MASK}"
 
 
 class MerchantTokens:

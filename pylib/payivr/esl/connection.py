@@ -82,15 +82,25 @@ class EslConnection:
         return self._closed.is_set()
 
     async def execute(
-        self, app: str, arg: str = "", *, timeout: float | None = None
+        self, app: str, arg: str = "", *, timeout: float | None = None, event_lock: bool = True
     ) -> ExecuteResult:
+        """Run an application on the channel and await its EXECUTE_COMPLETE.
+
+        `event_lock=False` for an application during which other applications must
+        still run, nested (agent mode's long `bridge`): FreeSWITCH sets CF_EVENT_LOCK
+        on the channel for the whole run of an application sent with `event-lock`,
+        and while it is set the session's queued sendmsg executes are not taken
+        (switch_core_session_private_event_count answers 0).
+        """
         if self.hungup:
             raise CallerGone()
         event_uuid = str(uuidlib.uuid4())
         headers = [("call-command", "execute"), ("execute-app-name", app)]
         if arg:
             headers.append(("execute-app-arg", arg))
-        headers += [("event-lock", "true"), ("Event-UUID", event_uuid)]
+        if event_lock:
+            headers.append(("event-lock", "true"))
+        headers.append(("Event-UUID", event_uuid))
         done = _new_future()
         self._executions[event_uuid] = done
         try:
