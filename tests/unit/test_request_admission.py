@@ -85,6 +85,14 @@ def test_valid_sale_is_accepted() -> None:
         ({"x_pay_return": "agent"}, 400, "X-Pay-Return", "X-Pay-Agent or Referred-By"),
         ({"x_pay_operation": "token_sale"}, 400, "X-Pay-Token", "missing"),
         ({"x_pay_token": "4111111111111111"}, 400, "X-Pay-Token", "card number"),
+        ({"x_pay_order": "4111111111111111"}, 400, "X-Pay-Order", "card number"),
+        ({"x_pay_order": "ord-4111-1111-1111-1111"}, 400, "X-Pay-Order", "card number"),
+        (
+            {"x_pay_description": "card 4111 1111 1111 1111"},
+            400,
+            "X-Pay-Description",
+            "card number",
+        ),
         ({"x_pay_operation": "tokenize", "x_pay_amount": "100"}, 400, "X-Pay-Amount", "tokenize"),
         ({"x_pay_merchant": "ac me"}, 400, "X-Pay-Merchant", "1-32"),
         ({"x_pay_merchant": "globex"}, 404, "X-Pay-Merchant", "not a known merchant"),
@@ -144,6 +152,10 @@ def test_duplicate_header_with_different_values_is_400() -> None:
     assert (r.status, r.header) == (400, "X-Pay-Amount") and "twice" in r.problem
     same_twice = [*signed_headers(), ("X-PAY-AMOUNT", " 1250 ")]
     assert isinstance(decide(same_twice), Accept)
+
+
+def test_long_numeric_orders_that_fail_luhn_are_fine() -> None:
+    assert isinstance(decide(signed_headers(x_pay_order="4111111111111112")), Accept)
 
 
 def test_unknown_x_pay_headers_are_ignored_and_unsigned() -> None:
