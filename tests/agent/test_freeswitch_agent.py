@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from payivr.agent.dialplan import insert_agent_extension
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, Keying, decode_events, keyed_call
 from payivr.stack.up import find_freeswitch
 from tests.agent.harness import AgentStack, SseReader
@@ -126,7 +125,7 @@ def start_freeswitch(
     workdir: Path, stack: AgentStack, sip_port: int, es_port: int
 ) -> subprocess.Popen[bytes]:
     from payivr.core.config import parse_config
-    from payivr.freeswitch.render import render_tree, template_values, write_tree
+    from payivr.freeswitch.render import render_tree, write_tree
     from payivr.freeswitch.settings import freeswitch_settings
     from payivr.prompts_build import build_prompts
 
@@ -135,16 +134,16 @@ def start_freeswitch(
     data["secrets_file"] = str(stack.config.path.parent / "secrets.yaml")
     data["services"]["freeswitch_nodes"] = [f"sip:127.0.0.1:{sip_port}"]
     data["services"]["esl"]["event_socket"]["port"] = es_port
+    # The renderer adds the agent service's secure-trunk extension itself when
+    # services.agent_api is configured: point it at this test's agent service.
+    data["services"]["agent_api"]["esl_listen_port"] = stack.settings.esl_listen_port
     config = parse_config(data, base_dir=stack.config.path.parent, path=stack.config.path)
     settings = freeswitch_settings(config)
     build_prompts(settings.prompts_dir, languages=["en"])
     tree = render_tree(settings)
-    tree["dialplan/payivr.xml"] = insert_agent_extension(
-        tree["dialplan/payivr.xml"],
-        str(template_values(settings)["kamailio_addr_regex"]),
-        "127.0.0.1",
-        stack.settings.esl_listen_port,
-    )
+    dialplan = tree["dialplan/payivr.xml"]
+    assert dialplan.count('name="payivr-agent-trunk"') == 1, "rendered once, by the renderer"
+    assert f"127.0.0.1:{stack.settings.esl_listen_port}" in dialplan
     conf = workdir / "fs" / "conf"
     write_tree(tree, conf)
     argv = [str(FREESWITCH), "-nf", "-nc", "-nonat", "-conf", str(conf)]
@@ -174,15 +173,17 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
         agent_port = free_port()
         uas = (HERE / "sipp" / "uas-agent-sink-takes-info.xml").read_text()
         (tmp_path / "uas.xml").write_text(uas.replace("SINK_PORT", str(sink.port)))
+        # The card is keyed while the payment's prompts play (from ~6 s), the "5" after
+        # the agent cancelled it (~14 s); the caller hangs up at 23 s.
         pcap = keyed_call(
-            tmp_path / "caller.pcap", [Keying(6.0, PAN + "#"), Keying(17.0, "5")], tail_s=2.0
+            tmp_path / "caller.pcap", [Keying(6.0, PAN + "#"), Keying(19.0, "5")], tail_s=2.0
         )
         uac = (HERE / "sipp" / "uac-agent-trunk-keys-then-bye.xml").read_text()
         uac = (
             uac.replace("SESSION_ID", session_id)
             .replace("AGENT_URI", f"sip:1001@127.0.0.1:{agent_port}")
             .replace("PCAP", str(pcap))
-            .replace("PAUSE_MS", "20000")
+            .replace("PAUSE_MS", "23000")
         )
         (tmp_path / "uac.xml").write_text(uac)
         common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err"]
@@ -229,6 +230,7 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
             )
         )
         call = stack.find_call(agent="1001", timeout=15)
+        answered = time.monotonic()  # within a few hundred ms of the answer
         sse = SseReader(stack, call["call"])
         r = stack.api(
             "POST",
@@ -237,9 +239,13 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
         )
         assert r.status_code == 202, r.text
         payment = r.json()["payment"]
-        sse.wait(lambda e: e.get("field") == "card_number" and e.get("status") == "waiting", 15)
-        guard_on = time.monotonic()
-        time.sleep(12.0)  # the caller keys the card number from ~6 s to ~11 s after the answer
+        sse.wait(lambda e: e["type"] == "payment.started", 5)
+        guard_on = time.monotonic()  # the guard goes on as the payment starts
+        assert guard_on - answered < 5.0, "the payment started after the card was keyed"
+        # The card field opens once the greeting and amount have played (real prompts).
+        sse.wait(lambda e: e.get("field") == "card_number" and e.get("status") == "waiting", 20)
+        # The caller keys the card from ~6 s to ~11 s after the answer: cancel after.
+        time.sleep(max(0.0, answered + 12.5 - time.monotonic()))
         assert (
             stack.api("POST", f"/v1/calls/{call['call']}/payments/{payment}/cancel").status_code
             == 202
@@ -251,7 +257,13 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
 
         during = sink.between(guard_on, guard_off)
         after = sink.between(guard_off, time.monotonic())
-        assert sum(1 for pt, _, _ in during if pt == PCMA_PT) > 100, "audio reached the agent"
+        # While the payment's applications run on the caller's leg FreeSWITCH suspends
+        # the bridge (CF_SUSPEND): the agent's leg gets little or no RTP then. Outside
+        # the payment the caller's audio reaches the agent (the checks are not vacuous).
+        outside = [
+            p for t, pt, _, p in sink.packets if pt == PCMA_PT and not guard_on <= t <= guard_off
+        ]
+        assert len(outside) > 100, "audio reached the agent outside the payment"
         masked = decode_events([p for p in during if p[0] == EVENT_PT])
         assert set(masked) <= {"0"}, f"the agent got {masked!r} while the card was keyed"
         assert dtmf_tone_frames([p for pt, _, p in during if pt == PCMA_PT]) == 0
