@@ -336,12 +336,13 @@ class FakeCall:
         elif app == "hangup":
             hangup_cause = arg or "NORMAL_CLEARING"
         elif app == "deflect":
+            # As mod_sofia 1.10.12 (SWITCH_MESSAGE_INDICATE_DEFLECT): the REFER's final
+            # status lands in sip_refer_status_code; unless sip_refer_continue_after_reply
+            # is true, the channel is then hung up (BLIND_TRANSFER) whatever the answer.
             self.refer = (arg, self._sip_headers("sip_h_"))
-            if self.script.refer_ok:
-                self.variables["sip_refer_reply"] = "SIP/2.0 200 OK\r\n"
+            self.variables["sip_refer_status_code"] = "202" if self.script.refer_ok else "603"
+            if self.variables.get("sip_refer_continue_after_reply") != "true":
                 hangup_cause = "BLIND_TRANSFER"
-            else:
-                self.variables["sip_refer_reply"] = "SIP/2.0 603 Declined\r\n"
         elif app == "bridge":
             self.bridge = (arg, self._sip_headers("sip_h_"))
             self.emit("CHANNEL_BRIDGE")
@@ -458,6 +459,7 @@ class FakeCall:
             "uuid_buglist",
             "uuid_record",
             "uuid_deflect",
+            "uuid_getvar",
         ):
             target, _, rest = rest.partition(" ")
             if target != self.uuid:
@@ -487,6 +489,8 @@ class FakeCall:
         if name == "uuid_deflect":
             self.refer = (rest, self._sip_headers("sip_h_"))
             return "+OK:SIP/2.0 200 OK\r\n"
+        if name == "uuid_getvar":
+            return self.variables.get(rest.strip(), "_undef_")
         return f"-ERR {name} Command not found!\n"
 
 

@@ -40,6 +40,13 @@ pytestmark = [
 ]
 PAN = "4111111111111111"
 RECORDING_MERCHANT = "acme-rec"
+SIPP = Path(__file__).parent / "sipp"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Stack:
@@ -57,7 +64,11 @@ class Stack:
         return es.port, password.value() if hasattr(password, "value") else str(password)
 
     def call(
-        self, merchant_id: str = "acme", card: str = PAN, **extra: str
+        self,
+        merchant_id: str = "acme",
+        card: str = PAN,
+        scenario_file: Path | None = None,
+        **extra: str,
     ) -> tuple[dict[str, str], str, Path]:
         """One keyed call to its end: (BYE headers, Call-ID, SIPp directory)."""
         merchant = self.config.merchant(merchant_id)
@@ -71,6 +82,7 @@ class Stack:
             card=card,
             callback_url=self.receiver.url,
             extra_headers=extra or None,
+            scenario_file=scenario_file,
             timeout_s=50,
         )
         rc = call.uac.wait(55)
@@ -261,6 +273,79 @@ def test_a_call_straight_to_freeswitch_without_a_session_is_refused(stack: Stack
         assert "payivr" in api.api("sofia status profile payivr")
     finally:
         api.close()
+
+
+def sip_message(trace: str, start: str) -> tuple[str, dict[str, str]]:
+    """The first message in a SIPp trace whose start line begins with `start`:
+    (start line, headers by lower-case name)."""
+    at = trace.find("\n" + start)
+    assert at >= 0, f"no {start!r} in the trace"
+    lines = trace[at + 1 :].split("\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        line = line.rstrip("\r")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    return lines[0].rstrip("\r"), headers
+
+
+def assert_signed_result(headers: dict[str, str], call_id: str, result: str = "approved") -> None:
+    merchant_secret = load_config(EXAMPLE_CONFIG).merchant("acme")
+    assert merchant_secret is not None
+    assert headers.get("x-pay-result") == result, headers
+    assert verify(
+        merchant_secret.signing_secret.encode(),
+        {k: v for k, v in headers.items() if k in SIGNED_RESULT_HEADERS},
+        call_id,
+        headers["x-pay-signature"],
+        SIGNED_RESULT_HEADERS,
+    )
+    # None of the request's headers goes back (FreeSWITCH copies sip_h_* variables).
+    for name in ("x-pay-merchant", "x-payivr-session", "x-pay-callback-url", "x-pay-return"):
+        assert name not in headers, name
+
+
+@pytest.mark.timeout(60)
+def test_a_return_by_refer_carries_the_signed_result_on_the_refer(stack: Stack) -> None:
+    target = f"sip:queue@127.0.0.1:{free_udp_port()}"
+    _, call_id, sipp_dir = stack.call(
+        scenario_file=SIPP / "uac-keyed-sale-accepts-refer.xml", **{"X-Pay-Return": target}
+    )
+    trace = (sipp_dir / "contact-center.messages").read_text(errors="replace")
+    _start, refer = sip_message(trace, "REFER sip:")
+    assert refer["refer-to"].strip("<>") == target, refer
+    assert_signed_result(refer, call_id)  # the dialog's own Call-ID
+    assert f"127.0.0.1:{stack.state.ports['kamailio']}" in refer.get("via", ""), "via Kamailio"
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_refer_falls_back_to_a_bridge_through_kamailio(stack: Stack) -> None:
+    from payivr.stack.sipp import Sipp
+
+    port = free_udp_port()
+    queue_dir = stack.workdir / f"queue-{secrets.token_hex(3)}"
+    queue = Sipp(
+        "queue",
+        ["-sf", str(SIPP / "uas-return-target.xml"), "-p", str(port), "-m", "1",
+         "-mp", str(free_udp_port()), "-timeout", "55s", "-timeout_error"],
+        queue_dir,
+    ).start()  # fmt: skip
+    try:
+        _, call_id, _sipp_dir = stack.call(
+            scenario_file=SIPP / "uac-keyed-sale-refuses-refer.xml",
+            **{"X-Pay-Return": f"sip:queue@127.0.0.1:{port}"},
+        )
+        assert queue.wait(10) == 0, queue.explain()[-3000:]
+    finally:
+        queue.stop()
+    start, invite = sip_message(queue.text(queue.messages), "INVITE sip:")
+    assert start.startswith(f"INVITE sip:queue@127.0.0.1:{port}"), start
+    # A new call, with a Call-ID payivr chose and signed, relayed by Kamailio.
+    assert invite["call-id"] != call_id
+    assert_signed_result(invite, invite["call-id"])
+    assert f"127.0.0.1:{stack.state.ports['kamailio']}" in invite.get("record-route", ""), invite
 
 
 @pytest.mark.timeout(60)

@@ -16,6 +16,7 @@ header, no stale or forged X-Pay-Result, goes back to the contact center.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,10 @@ from payivr.esl.channel import CallChannel
 log = logging.getLogger("payivr.esl")
 
 REQUEST_HEADER_VARIABLE = "variable_sip_h_"
+# Where mod_sofia puts the final status of the REFER it sent (sofia.c).
+REFER_STATUS_VARIABLE = "sip_refer_status_code"
+# How long a REFER may take to be answered before the call is bridged instead.
+REFER_WAIT_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -87,15 +92,49 @@ async def hang_up_with(
 
 
 async def transfer_by_refer(
-    channel: CallChannel, target: str, headers: Sequence[tuple[str, str]]
+    channel: CallChannel,
+    target: str,
+    headers: Sequence[tuple[str, str]],
+    *,
+    wait_s: float = REFER_WAIT_S,
+    poll_s: float = 0.1,
 ) -> bool:
-    """REFER the caller to `target`; True when FreeSWITCH reports the transfer done."""
-    await channel.unset_variables(stale_request_headers(channel.channel_data, headers))
-    await channel.set_variables({f"sip_h_{name}": value for name, value in headers})
+    """REFER the caller to `target`; True when the far end accepted it (2xx) and our
+    leg is hung up, False when it refused or did not answer (the call is still ours).
+
+    mod_sofia's deflect, left to itself, waits for the REFER's NOTIFY and then hangs
+    the channel up whatever the answer (mod_sofia.c, SWITCH_MESSAGE_INDICATE_DEFLECT):
+    a refused REFER would drop the caller. With `sip_refer_continue_after_reply` it
+    only sends the REFER; its final status arrives in `sip_refer_status_code`
+    (sofia_handle_sip_r_refer), which this polls.
+    """
+    await channel.unset_variables(
+        [*stale_request_headers(channel.channel_data, headers), REFER_STATUS_VARIABLE]
+    )
+    values = {f"sip_h_{name}": value for name, value in headers}
+    values["sip_refer_continue_after_reply"] = "true"
+    await channel.set_variables(values)
     await channel.execute("deflect", target)
-    # A successful REFER ends our leg (BLIND_TRANSFER); one the far end refused
-    # leaves the call up with us.
+    status = await _refer_status(channel, wait_s, poll_s)
+    if status is not None and 200 <= status < 300:
+        # Accepted: the contact center takes the call to the target; our leg ends.
+        await channel.hangup("BLIND_TRANSFER")
+        return True
+    log.warning("call %s: REFER not accepted (%s)", channel.uuid, status or "no answer")
     return channel.hungup
+
+
+async def _refer_status(channel: CallChannel, wait_s: float, poll_s: float) -> int | None:
+    """The REFER's final status code, or None if none came within `wait_s`."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while not channel.hungup:
+        reply = (await channel.api(f"uuid_getvar {channel.uuid} {REFER_STATUS_VARIABLE}")).strip()
+        if reply.isdigit() and int(reply) >= 200:
+            return int(reply)
+        if asyncio.get_running_loop().time() >= deadline:
+            return None
+        await asyncio.sleep(poll_s)
+    return None
 
 
 async def transfer_by_bridge(

@@ -93,13 +93,14 @@ def start_keyed_call(
     language: str | None = None,
     amount: int = 1250,
     extra_headers: Mapping[str, str] | None = None,
-    scenario_name: str = "uac-keyed-sale-expect-result-on-bye",
+    scenario_file: Path | None = None,
     timeout_s: int = 120,
 ) -> KeyedCall:
     """Start the UAC of a signed payment call to Kamailio whose caller keys `card`
     (then the expiry and CVV) as RFC 2833 events at times estimated from the prompts.
 
-    The scenario must carry the `@PCAP@` placeholder; the caller is `call.uac`
+    The scenario (the demo's by default) must carry the `@PCAP@` placeholder; the
+    caller is `call.uac`
     (wait for it, then read its trace with `received_bye_headers`).
     """
     from payivr.stack.demo import DEMO_CVV, request_headers
@@ -110,8 +111,9 @@ def start_keyed_call(
     )
     sipp_dir.mkdir(parents=True, exist_ok=True)
     pcap = keyed_call(sipp_dir / "caller.pcap", keyings)
-    text = scenario(scenario_name).read_text()
-    uac_scenario = sipp_dir / f"{scenario_name}.xml"
+    source = scenario_file or scenario("uac-keyed-sale-expect-result-on-bye")
+    text = source.read_text()
+    uac_scenario = sipp_dir / source.name
     uac_scenario.write_text(text.replace("@PCAP@", str(pcap)))
     call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
     headers = request_headers(merchant, call_id, callback_url, lang, amount, extra_headers)
