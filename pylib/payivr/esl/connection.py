@@ -238,8 +238,14 @@ class EslConnection:
                 for message in self._parser.feed(data):
                     self._dispatch(message)
         except (ConnectionError, ProtocolError) as exc:
-            # The exception text names no header value; the reason is enough here.
-            log.warning("esl socket %s ended: %s", self._uuid or "?", type(exc).__name__)
+            # The exception text names no header value; the reason is enough here. Before
+            # the connect reply it is a port probe (readiness check), not a call: debug.
+            log.log(
+                logging.WARNING if self._uuid else logging.DEBUG,
+                "esl socket %s ended: %s",
+                self._uuid or "?",
+                type(exc).__name__,
+            )
         finally:
             self._mark_closed()
 

@@ -35,6 +35,8 @@ class ServerStats:
     completed: int = 0
     caller_gone: int = 0
     failed: int = 0
+    # Connections closed before FreeSWITCH's connect reply: port probes, not calls.
+    probes: int = 0
     # The latest per-step overheads (seconds) of finished calls, for the benchmark.
     step_overheads: deque[tuple[str, float]] = field(default_factory=lambda: deque(maxlen=200_000))
 
@@ -91,6 +93,12 @@ class OutboundServer:
                 with contextlib.suppress(BaseException):
                     await task
 
+    def _probe_closed(self) -> None:
+        # Closed before FreeSWITCH's connect reply (which it sends at once): a port
+        # probe (the deploy's readiness check, a load balancer), never a call. Quiet.
+        self.stats.probes += 1
+        log.debug("esl connection closed before the connect reply (a port probe)")
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
@@ -107,11 +115,19 @@ class OutboundServer:
             await self._handler(conn)
             self.stats.completed += 1
         except CallerGone:
-            self.stats.caller_gone += 1
-            log.info("call %s: caller gone", conn.uuid or "?")
+            if not conn.uuid:
+                self._probe_closed()
+            else:
+                self.stats.caller_gone += 1
+                log.info("call %s: caller gone", conn.uuid)
         except (ProtocolError, TimeoutError, ConnectionError) as exc:
-            self.stats.failed += 1
-            log.warning("call %s: event socket failed: %s", conn.uuid or "?", type(exc).__name__)
+            if isinstance(exc, ConnectionError) and not conn.uuid:
+                self._probe_closed()
+            else:
+                self.stats.failed += 1
+                log.warning(
+                    "call %s: event socket failed: %s", conn.uuid or "?", type(exc).__name__
+                )
         except Exception:
             # The handler already recorded what it could; the traceback has no card
             # data (SecretDigits never print) and the log filter masks digit runs.
