@@ -42,7 +42,7 @@ from payivr.core.plan import (
     UnmaskRecording,
 )
 from payivr.core.plan.events import Event as PlanEvent
-from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer, idempotency_key
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.progress import ProgressTracker
 from payivr.core.prompts import PromptId
 from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
@@ -245,20 +245,7 @@ class AgentPayment:
         )
         request = self.session.request
         merchant = self.ctx.merchant
-        charge = ChargeRequest(
-            merchant=request.merchant,
-            order=request.order,
-            operation=request.operation,
-            amount=request.amount,
-            currency=request.currency,
-            description=request.description,
-            idempotency_key=idempotency_key(request.merchant, request.order),
-            timeout_s=merchant.processor.timeout_s,
-            card=command.card,
-            token=request.token if not request.operation.captures_card else None,
-            token_reference=request.token if request.operation.returns_token else None,
-            cvv=command.cvv,
-        )
+        charge = command.charge_request(request, timeout_s=merchant.processor.timeout_s)
         try:
             outcome = await asyncio.to_thread(charge_and_settle, self.ctx.processor, charge)
             answer: ProcessorAnswer = outcome.answer

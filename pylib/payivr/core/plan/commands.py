@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from payivr.core.plan.fields import Field
+from payivr.core.processor import ChargeRequest, idempotency_key
+from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome
 from payivr.core.secrets import CardDetails, SecretDigits
 
@@ -80,6 +82,27 @@ class ProcessPayment:
     card: CardDetails | None
     token: str | None
     cvv: SecretDigits | None = field(default=None)
+
+    def charge_request(self, request: PaymentRequest, *, timeout_s: float) -> ChargeRequest:
+        """The processor call for ``request`` with what the caller keyed.
+
+        One place for every driver (ESL, agent mode, simulate): the idempotency key
+        from merchant and order, the token charged (token_sale) or the caller's
+        reference for the one to be created (tokenizing operations)."""
+        return ChargeRequest(
+            merchant=request.merchant,
+            order=request.order,
+            operation=request.operation,
+            amount=request.amount,
+            currency=request.currency,
+            description=request.description,
+            idempotency_key=idempotency_key(request.merchant, request.order),
+            timeout_s=timeout_s,
+            card=self.card,
+            token=self.token,
+            token_reference=request.token if request.operation.returns_token else None,
+            cvv=self.cvv,
+        )
 
 
 @dataclass(frozen=True)
