@@ -93,3 +93,52 @@ def test_tls_enabled_needs_material() -> None:
         "services.kamailio.tls.certificate: "
         "TLS is enabled: certificate and private_key are required"
     ]
+
+
+def _with_sentinel(**sentinel: object) -> dict[str, object]:
+    data = example_data()
+    data["services"]["redis"]["sentinel"] = {"master": "payivr", "nodes": ["10.0.0.1:26379"]}
+    data["services"]["redis"]["sentinel"].update(sentinel)
+    return data
+
+
+def test_sentinel_without_password_has_none() -> None:
+    sentinel = config_from(_with_sentinel()).services.redis.sentinel
+    assert sentinel is not None
+    assert sentinel.nodes == (("10.0.0.1", 26379),)
+    assert sentinel.password is None
+
+
+def test_sentinel_password_by_env_reference() -> None:
+    data = _with_sentinel(password="env:SENTINEL_PW")
+    config = parse_config(data, base_dir=EXAMPLE.parent, environ={"SENTINEL_PW": "s-pw-1"})
+    sentinel = config.services.redis.sentinel
+    assert sentinel is not None and sentinel.password is not None
+    assert sentinel.password.value() == "s-pw-1"
+    assert "s-pw-1" not in repr(config)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, base_dir=EXAMPLE.parent, environ={})
+    assert err.value.problems == [
+        "services.redis.sentinel.password: environment variable SENTINEL_PW is not set"
+    ]
+
+
+def test_sentinel_password_by_file_reference(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The example's own secrets file, plus the Sentinels' password.
+    data = _with_sentinel(password="file:sentinel_pw")
+    example_secrets = (EXAMPLE.parent / data["secrets_file"]).read_text()
+    (tmp_path / "secrets.yaml").write_text(example_secrets + "\nsentinel_pw: from-the-file\n")
+    data["secrets_file"] = "secrets.yaml"
+    config = parse_config(data, base_dir=tmp_path, environ={})
+    sentinel = config.services.redis.sentinel
+    assert sentinel is not None and sentinel.password is not None
+    assert sentinel.password.value() == "from-the-file"
+
+
+def test_sentinel_password_inline_is_refused_and_unknown_keys_reported() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from(_with_sentinel(password="hunter2-inline", sentinels=["x"]))
+    text = "\n".join(err.value.problems)
+    assert "services.redis.sentinel.password: secrets are referenced" in text
+    assert "services.redis.sentinel" in text and "sentinels" in text
+    assert "hunter2" not in text

@@ -143,7 +143,15 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         )
         if not nodes:
             sn.problem("nodes", "at least one sentinel host:port is needed")
-        sentinel = SentinelConfig(master=sn.get("master", str, "payivr"), nodes=nodes)
+        sentinel_password_ref = sn.get("password", str, "")
+        sentinel = SentinelConfig(
+            master=sn.get("master", str, "payivr"),
+            nodes=nodes,
+            password=secrets.resolve(sentinel_password_ref, sn.path_of("password"), required=False)
+            if sentinel_password_ref
+            else None,
+        )
+        sn.reject_unknown({"master", "nodes", "password"})
     password_ref = r.get("password", str, "")
     redis_cfg = RedisConfig(
         url=r.get(

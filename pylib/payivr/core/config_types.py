@@ -83,6 +83,8 @@ class MerchantConfig:
 class SentinelConfig:
     master: str
     nodes: tuple[tuple[str, int], ...]
+    # The Sentinels' own requirepass (not the data nodes'): None when they have none.
+    password: Secret | None = None
 
 
 @dataclass(frozen=True)

@@ -163,8 +163,12 @@ def async_redis_client(settings: RedisConfig, *, max_connections: int = 64) -> A
     if settings.sentinel is not None:
         from redis.asyncio.sentinel import Sentinel
 
+        # The Sentinels' own requirepass (services.redis.sentinel.password), if any.
+        sentinel_password = settings.sentinel.password
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.sentinel.nodes), socket_timeout=SOCKET_TIMEOUT_S
+            list(settings.sentinel.nodes),
+            socket_timeout=SOCKET_TIMEOUT_S,
+            sentinel_kwargs={"password": sentinel_password.value()} if sentinel_password else None,
         )
         return sentinel.master_for(settings.sentinel.master, password=password, **common)
     if password:

@@ -48,9 +48,9 @@ def redis_client(
     if settings.sentinel is not None:
         from redis.sentinel import Sentinel
 
-        # The Sentinels' own password, once the config has one (the Ansible role can
-        # set requirepass on Sentinels: redis_sentinel_password).
-        sentinel_secret = getattr(settings.sentinel, "password", None)
+        # The Sentinels' own requirepass (services.redis.sentinel.password); the data
+        # nodes' password goes to master_for below.
+        sentinel_secret = settings.sentinel.password
         sentinel_kwargs: dict[str, Any] = {
             "socket_timeout": connect_timeout,
             "socket_connect_timeout": connect_timeout,

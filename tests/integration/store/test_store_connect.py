@@ -108,6 +108,37 @@ def test_sentinel_finds_the_master(tmp_path: Path) -> None:
         master.cleanup()
 
 
+def test_sentinel_with_requirepass_needs_the_sentinel_password(tmp_path: Path) -> None:
+    """services.redis.sentinel.password reaches the Sentinels (sentinel_kwargs)."""
+    master = RedisServer().start()
+    sentinel_port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        'requirepass "sentinel-only-pw"\n'
+        f"sentinel monitor payivr 127.0.0.1 {master.port} 1\n"
+    )
+    binary = shutil.which("redis-server") or "redis-server"
+    sentinel = start([binary, str(conf), "--sentinel"], sentinel_port)
+    redis_section = {
+        "url": "redis://ignored:6379/0",
+        "sentinel": {"master": "payivr", "nodes": [f"127.0.0.1:{sentinel_port}"]},
+    }
+    try:
+        without = config_with(tmp_path, redis_section, {})
+        with pytest.raises(redis.RedisError):
+            redis_client(without.services.redis).ping()  # type: ignore[attr-defined]
+        redis_section["sentinel"]["password"] = "env:PAYIVR_SENTINEL_PW"  # type: ignore[index]
+        config = config_with(tmp_path, redis_section, {"PAYIVR_SENTINEL_PW": "sentinel-only-pw"})
+        client = redis_client(config.services.redis)  # type: ignore[attr-defined]
+        client.set("payivr:test:sentinel-auth", "reached")
+        direct = redis.Redis(port=master.port, decode_responses=True)
+        assert direct.get("payivr:test:sentinel-auth") == "reached"
+    finally:
+        stop(sentinel)
+        master.cleanup()
+
+
 def test_a_redis_that_does_not_answer_fails_fast(tmp_path: Path) -> None:
     """A peer that accepts and never replies: the command times out in seconds."""
     silent = socket.socket()
