@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import os
-import sys
 from typing import Any
+
+from payivr.commands import report_problems
 
 
 def add_commands(sub: Any) -> None:
@@ -36,9 +37,7 @@ def serve_command(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         load_agent_settings(config, os.environ)  # validate before any socket opens
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return report_problems(exc.problems)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config))
     return 0

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
+
 DEFAULT_CONFIG = "/etc/payivr/payivr.yaml"
 
 
@@ -93,21 +95,6 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path: str) -> Any:
-    from payivr.core.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(
-            "config has problems (run payivr check-config):",
-            *exc.problems,
-            sep="\n  ",
-            file=sys.stderr,
-        )
-        return None
-
-
 def _outbox(config: Any, socket_timeout: float = 5.0) -> Any:
     from payivr.store.connect import redis_client
     from payivr.store.outbox import Outbox
@@ -117,7 +104,7 @@ def _outbox(config: Any, socket_timeout: float = 5.0) -> Any:
 
 def cmd_work(args: argparse.Namespace) -> int:
     """Run the worker; SIGTERM/SIGINT stop it after the deliveries in hand."""
-    config = _load(args.config)
+    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
     if config is None:
         return 2
     from payivr.callbacks.metrics import Metrics, serve_metrics
@@ -221,7 +208,7 @@ def _redis_down(exc: Exception) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import redis
 
-    config = _load(args.config)
+    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
     if config is None:
         return 2
     try:
@@ -269,7 +256,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import redis
 
-    config = _load(args.config)
+    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
     if config is None:
         return 2
     from payivr.store.outbox import now_ms

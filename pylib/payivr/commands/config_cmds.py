@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
 from payivr.core.config import ConfigError, load_config
 from payivr.core.request import REQUEST_HEADERS, SIGNED_REQUEST_HEADERS
 from payivr.core.signature import canonical_string, sign
@@ -65,15 +66,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def sign_headers(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(
-            "config has problems (run payivr check-config):",
-            *exc.problems,
-            sep="\n  ",
-            file=sys.stderr,
-        )
+    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
+    if config is None:
         return 2
     merchant = config.merchant(args.merchant)
     if merchant is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+
+from payivr.commands import report_problems
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,9 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         config = load(args.config)
         options = esl_options(config)
     except (ConfigError, OptionsError) as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return report_problems(exc.problems)
     services = build_services(config)
     service = build_service(config, services, options=options, port=args.port)
     try:

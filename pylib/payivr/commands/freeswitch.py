@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from payivr.commands import report_problems
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,9 +34,7 @@ def _render(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         settings = freeswitch_settings(config, args.node)
     except (ConfigError, FreeswitchConfigError) as exc:
-        for problem in exc.problems:
-            print(f"payivr freeswitch render: {problem}", file=sys.stderr)
-        return 2
+        return report_problems(exc.problems, prefix="payivr freeswitch render: ")
     written = write_tree(render_tree(settings), args.out)
     print(
         f"wrote {len(written)} files under {args.out} "

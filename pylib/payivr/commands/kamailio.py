@@ -9,6 +9,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from payivr.commands import load_or_report
+
 
 def add_commands(sub: Any) -> None:
     kam = sub.add_parser("kamailio", help="run Kamailio from a payivr config, or write its files")
@@ -81,17 +83,6 @@ def _sockets(args: argparse.Namespace) -> tuple[Any, ...] | None:
     return tuple(sockets) or None
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from payivr.core.config import ConfigError, load_config
-
-    try:
-        return load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-
-
 def run_kamailio(args: argparse.Namespace) -> int:
     """Run Kamailio in the foreground until SIGINT/SIGTERM."""
     from payivr.kamailio.runner import (
@@ -103,7 +94,7 @@ def run_kamailio(args: argparse.Namespace) -> int:
     )
     from payivr.kamailio.settings import KamailioSettings
 
-    config = _load(args)
+    config = load_or_report(args.config)
     if config is None:
         return 2
     try:
@@ -152,7 +143,7 @@ def write_defines(args: argparse.Namespace) -> int:
     from payivr.kamailio.runner import modules_dir
     from payivr.kamailio.settings import KamailioSettings, write_files
 
-    config = _load(args)
+    config = load_or_report(args.config)
     if config is None:
         return 2
     try:

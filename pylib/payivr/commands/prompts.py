@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from payivr.commands import load_or_report
+
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `payivr prompts ...`."""
@@ -38,7 +40,6 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _build(args: argparse.Namespace) -> int:
-    from payivr.core.config import ConfigError, load_config
     from payivr.core.prompts import LANGUAGES
     from payivr.prompts_build import PromptBuildError, build_prompts
 
@@ -47,12 +48,10 @@ def _build(args: argparse.Namespace) -> int:
         if args.config is None:
             print("payivr prompts build: give --config or --out", file=sys.stderr)
             return 2
-        try:
-            out = load_config(args.config).services.esl.prompts_dir
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"payivr prompts build: {problem}", file=sys.stderr)
+        config = load_or_report(args.config, prefix="payivr prompts build: ")
+        if config is None:
             return 2
+        out = config.services.esl.prompts_dir
     voices = {}
     for item in args.voice:
         lang, sep, voice = item.partition("=")

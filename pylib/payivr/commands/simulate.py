@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from payivr.core.config import ConfigError, MerchantConfig, load_config
+from payivr.commands import load_or_report
+from payivr.core.config import MerchantConfig
 from payivr.core.errors import Rejection
 from payivr.core.plan import (
     CallerHungUp,
@@ -44,14 +45,7 @@ from payivr.core.plan import (
     SayDigits,
     UnmaskRecording,
 )
-from payivr.core.processor import (
-    ChargeRequest,
-    Operation,
-    Processor,
-    ProcessorAnswer,
-    ResultCode,
-    idempotency_key,
-)
+from payivr.core.processor import Operation, Processor, ProcessorAnswer, ResultCode
 from payivr.core.prompts import PromptCatalogueError, format_amount, load_prompts
 from payivr.core.request import PaymentRequest, parse_request
 from payivr.core.result import Outcome
@@ -92,11 +86,8 @@ def add_commands(sub: Any) -> None:
 def simulate(args: argparse.Namespace) -> int:
     """The `payivr simulate` handler."""
     out = sys.stdout
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"payivr simulate: {problem}", file=sys.stderr)
+    config = load_or_report(args.config, prefix="payivr simulate: ")
+    if config is None:
         return 2
     merchant_id = args.merchant or (
         next(iter(config.merchants)) if len(config.merchants) == 1 else None
@@ -324,21 +315,7 @@ class Simulator:
         return DigitsEntered(collect.field, entry.digits, entry.terminator)
 
     def _charge(self, payment: ProcessPayment) -> ProcessorAnswer:
-        request = self.request
-        charge = ChargeRequest(
-            merchant=request.merchant,
-            order=request.order,
-            operation=request.operation,
-            amount=request.amount,
-            currency=request.currency,
-            description=request.description,
-            idempotency_key=idempotency_key(request.merchant, request.order),
-            timeout_s=self.timeout_s,
-            card=payment.card,
-            token=payment.token,
-            token_reference=request.token if request.operation.returns_token else None,
-            cvv=payment.cvv,
-        )
+        charge = payment.charge_request(self.request, timeout_s=self.timeout_s)
         self._note("processing (sandbox)...")
         try:
             # As the ESL application does: a timeout or an untrustworthy answer is

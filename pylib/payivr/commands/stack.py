@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from payivr.commands import report_problems
+
 DEFAULT_CONFIG = "config/payivr.example.yaml"
 
 
@@ -57,9 +59,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         state = stack_up(args.config, args.workdir, freeswitch=not args.no_freeswitch)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"payivr stack up: {problem}", file=sys.stderr)
-        return 2
+        return report_problems(exc.problems, prefix="payivr stack up: ")
     except StackError as exc:
         print(f"payivr stack up: {exc}", file=sys.stderr)
         return 1
@@ -118,9 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
             card=args.card,
         )
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"payivr demo: {problem}", file=sys.stderr)
-        return 2
+        return report_problems(exc.problems, prefix="payivr demo: ")
     except (DemoError, StackError) as exc:
         print(f"payivr demo: failed: {exc}", file=sys.stderr)
         print(f"payivr demo: logs are in {workdir}", file=sys.stderr)
