@@ -21,7 +21,6 @@ from payivr.core.config import load_config
 from payivr.core.plan.commands import Collect, Finish, ProcessPayment
 from payivr.core.plan.events import DigitsEntered, ProcessorAnswered
 from payivr.core.plan.machine import CapturePlan
-from payivr.core.processor import ChargeRequest, idempotency_key
 from payivr.core.result import build_result
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.secrets import SecretDigits
@@ -108,21 +107,7 @@ def run_flow(
             event = DigitsEntered(command.field, SecretDigits(keys_left.popleft()), "#")
         elif isinstance(command, ProcessPayment):
             session = store.set_state(session, SessionState.PROCESSING, datetime.now(UTC))
-            r = session.request
-            answer = SandboxProcessor().charge(
-                ChargeRequest(
-                    merchant=r.merchant,
-                    order=r.order,
-                    operation=r.operation,
-                    amount=r.amount,
-                    currency=r.currency,
-                    description=r.description,
-                    idempotency_key=idempotency_key(r.merchant, r.order),
-                    timeout_s=2,
-                    card=command.card,
-                    token=command.token,
-                )
-            )
+            answer = SandboxProcessor().charge(command.charge_request(session.request, timeout_s=2))
             event = ProcessorAnswered(answer)
         elif isinstance(command, Finish):
             now = datetime.now(UTC)
