@@ -81,7 +81,7 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
                          linger_s=5, returns=ReturnSettings())  # fmt: skip
 
     async def build() -> object:
-        from payivr.esl.async_store import AsyncRedisSessionStore, async_redis_client
+        from payivr.store.async_store import AsyncRedisSessionStore, async_redis_client
 
         store = AsyncRedisSessionStore(async_redis_client(RedisConfig(url=redis_url)))
         return build_service(config, services, store=store, options=options)

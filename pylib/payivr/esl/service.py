@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from payivr.core.config import Config
-from payivr.esl.async_store import AsyncRedisSessionStore, AsyncSessionStore, async_redis_client
 from payivr.esl.driver import EslApplication
 from payivr.esl.options import EslOptions, esl_options
 from payivr.esl.server import OutboundServer
+from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore, async_redis_client
 
 if TYPE_CHECKING:
     from payivr.wiring import Services
@@ -49,7 +49,7 @@ def build_service(
     """The application and its server.
 
     `services` (payivr.wiring) gives the processors; the session store is the asyncio
-    one (payivr.esl.async_store) on the configured Redis unless `store` is given.
+    one (payivr.store.async_store) on the configured Redis unless `store` is given.
     """
     options = options or esl_options(config)
     if store is None:
