@@ -10,7 +10,7 @@ optional `services.freeswitch` section, read from `Config.raw` and validated her
         srtp: optional          # optional (offer/accept) | mandatory | forbidden
         tls: {enabled: false, only: false, port: 5081, cert_dir: /etc/freeswitch/tls,
               verify_policy: none}
-        rtp_ports: [16384, 32767]
+        rtp_ports: [16384, 32768]
         log_level: notice       # info | notice | warning | err: never debug
         max_sessions: 1000
         sessions_per_second: 100
@@ -147,8 +147,8 @@ def freeswitch_settings(config: Config, node_uri: str | None = None) -> Freeswit
     if verify not in TLS_VERIFY_POLICIES:
         problems.append(f"{where}.tls.verify_policy: one of {', '.join(TLS_VERIFY_POLICIES)}")
 
-    ports_raw = fs.get("rtp_ports", [16384, 32767])
-    rtp_ports = (16384, 32767)
+    ports_raw = fs.get("rtp_ports", [16384, 32768])
+    rtp_ports = (16384, 32768)
     if (
         isinstance(ports_raw, list)
         and len(ports_raw) == 2
