@@ -28,20 +28,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from payivr.core.processor import ChargeRequest, Operation, ProcessorAnswer, ResultCode
 from payivr.core.signature import sign_callback, verify_callback
+from payivr.processors.base import HttpAdapter, SecretText, status_failure
 from payivr.processors.memo import AnswerMemo
-from payivr.processors.outcome import (
-    RAW_BAD_SIGNATURE,
-    RAW_CONNECTION_LOST,
-    RAW_HTTP_5XX,
-    RAW_MALFORMED,
-    failed,
-    needs_reversal,
-)
-from payivr.processors.transport import HttpAnswer, TransportFailure, post
+from payivr.processors.outcome import RAW_BAD_SIGNATURE, RAW_MALFORMED, failed
+from payivr.processors.transport import HttpAnswer
 
 log = logging.getLogger("payivr.processors.http")
 
@@ -71,10 +64,6 @@ _RESULTS = {
     "failed": ResultCode.FAILED,
 }
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,64}")
-
-
-class SecretText(Protocol):
-    def value(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -146,8 +135,12 @@ def request_body(request: ChargeRequest, *, operation: str) -> dict[str, object]
     return body
 
 
-class HttpConnectorProcessor:
+class HttpConnectorProcessor(HttpAdapter):
     """`Processor` speaking the generic connector contract."""
+
+    label = "connector"
+    log = log
+    settings: HttpConnectorSettings
 
     def __init__(
         self,
@@ -156,33 +149,21 @@ class HttpConnectorProcessor:
         memo: AnswerMemo | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(memo)
         self.settings = settings
-        self._memo = memo if memo is not None else AnswerMemo()
         self._clock = clock
 
     def __repr__(self) -> str:
         return f"HttpConnectorProcessor({self.settings!r})"
 
-    def charge(self, request: ChargeRequest) -> ProcessorAnswer:
-        """Run the request's operation; a retry of a key answered here is not resent."""
-        remembered = self._memo.get(request.idempotency_key)
-        if remembered is not None:
-            log.info("connector retry answered from memory: order=%s", request.order)
-            return remembered
+    def _charge(self, request: ChargeRequest) -> ProcessorAnswer:
         if request.operation.captures_card and request.card is None:
             return failed("processor-error", "payivr:bad-request")
         if request.operation is Operation.TOKEN_SALE and not request.token:
             return failed("processor-error", "payivr:bad-request")
-        answer = self._call(request, request.operation.value)
-        if not needs_reversal(answer):
-            self._memo.put(request.idempotency_key, answer)
-        return answer
+        return self._call(request, request.operation.value)
 
-    def reverse(self, request: ChargeRequest) -> ProcessorAnswer:
-        """Ask the connector to void whatever the idempotency key may have charged."""
-        self._memo.forget(request.idempotency_key)
-        if not self.settings.reverse_enabled:
-            return failed("processor-error", "payivr:reversal-disabled")
+    def _reverse(self, request: ChargeRequest) -> ProcessorAnswer:
         return self._call(request, "reverse")
 
     def _call(self, request: ChargeRequest, operation: str) -> ProcessorAnswer:
@@ -200,38 +181,20 @@ class HttpConnectorProcessor:
         if self.settings.key_id:
             headers[KEY_ID_HEADER] = self.settings.key_id
         try:
-            http = post(
-                self.settings.url,
-                body,
-                headers=headers,
-                timeout_s=request.timeout_s,
-                verify=self.settings.verify_tls,
-            )
-        except TransportFailure as exc:
-            log.warning("connector transport failure: order=%s: %s", request.order, exc.kind)
-            raw = RAW_CONNECTION_LOST if exc.may_have_arrived else f"payivr:{exc.kind}"
-            return failed("processor-error", raw)
+            http = self._post(self.settings.url, body, headers, request)
         finally:
             del body
+        if isinstance(http, ProcessorAnswer):
+            return http
         answer = self._read(http, request, secret, reversal=operation == "reverse")
-        log.info(
-            "connector %s: merchant=%s order=%s result=%s reason=%s raw=%s",
-            operation,
-            request.merchant,
-            request.order,
-            answer.code.value,
-            answer.reason,
-            answer.raw_code,
-        )
-        return answer
+        return self._logged(operation, request, answer)
 
     def _read(
         self, http: HttpAnswer, request: ChargeRequest, secret: bytes, *, reversal: bool
     ) -> ProcessorAnswer:
-        if http.status >= 500:
-            return failed("processor-error", RAW_HTTP_5XX)
-        if http.status != 200:
-            return failed("processor-error", f"payivr:http-{http.status}")
+        bad_status = status_failure(http)
+        if bad_status is not None:
+            return bad_status
         header = next(
             (v for k, v in http.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), ""
         )

@@ -17,18 +17,11 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from payivr.core.processor import ChargeRequest, Operation, ProcessorAnswer, ResultCode
+from payivr.processors.base import HttpAdapter, SecretText, status_failure
 from payivr.processors.memo import AnswerMemo
-from payivr.processors.outcome import (
-    RAW_BAD_SIGNATURE,
-    RAW_CONNECTION_LOST,
-    RAW_HTTP_5XX,
-    RAW_MALFORMED,
-    failed,
-    needs_reversal,
-)
+from payivr.processors.outcome import RAW_BAD_SIGNATURE, RAW_MALFORMED, failed
 from payivr.processors.redsys import codes
 from payivr.processors.redsys.crypto import (
     SignatureKeyError,
@@ -46,7 +39,7 @@ from payivr.processors.redsys.params import (
     read_answer,
     to_json,
 )
-from payivr.processors.transport import HttpAnswer, TransportFailure, post
+from payivr.processors.transport import HttpAnswer
 
 log = logging.getLogger("payivr.processors.redsys")
 
@@ -56,12 +49,6 @@ ENDPOINTS: dict[str, str] = {
 }
 
 _SIS_CODE = re.compile(r"SIS\d{4}")
-
-
-class SecretText(Protocol):
-    """A resolved secret (payivr.core.configread.Secret): `value()` gives the text."""
-
-    def value(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -111,39 +98,33 @@ def settings_from_options(options: Mapping[str, object]) -> RedsysSettings:
 Mapper = Callable[[int], tuple[ResultCode, str | None]]
 
 
-class RedsysProcessor:
+class RedsysProcessor(HttpAdapter):
     """`Processor` for Redsys REST (MOTO), per merchant terminal."""
 
+    label = "redsys"
+    log = log
+    settings: RedsysSettings
+
     def __init__(self, settings: RedsysSettings, *, memo: AnswerMemo | None = None) -> None:
+        super().__init__(memo)
         self.settings = settings
-        self._memo = memo if memo is not None else AnswerMemo()
 
     def __repr__(self) -> str:
         return f"RedsysProcessor({self.settings!r})"
 
     # -- Processor -----------------------------------------------------------------
 
-    def charge(self, request: ChargeRequest) -> ProcessorAnswer:
+    def _charge(self, request: ChargeRequest) -> ProcessorAnswer:
         """Sale, sale + tokenisation, zero-amount tokenisation or token sale."""
-        remembered = self._memo.get(request.idempotency_key)
-        if remembered is not None:
-            log.info("redsys retry answered from memory: order=%s", request.order)
-            return remembered
         try:
             params = charge_parameters(self.settings.terminal, request)
         except ParameterError as exc:
             log.error("redsys request not built: order=%s: %s", request.order, exc)
             return failed(codes.PROCESSOR_ERROR, "payivr:bad-request")
-        answer = self._call(params, request, codes.map_charge_response, charge=True)
-        if not needs_reversal(answer):
-            self._memo.put(request.idempotency_key, answer)
-        return answer
+        return self._call(params, request, codes.map_charge_response, charge=True)
 
-    def reverse(self, request: ChargeRequest) -> ProcessorAnswer:
+    def _reverse(self, request: ChargeRequest) -> ProcessorAnswer:
         """Void (transaction type 9) whatever the order may have authorised."""
-        self._memo.forget(request.idempotency_key)
-        if not self.settings.reverse_enabled:
-            return failed(codes.PROCESSOR_ERROR, "payivr:reversal-disabled")
         try:
             params = cancellation_parameters(self.settings.terminal, request)
         except ParameterError as exc:
@@ -174,39 +155,22 @@ class RedsysProcessor:
             }
         ).encode("ascii")
         del merchant_parameters
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         try:
-            http = post(
-                self.settings.endpoint,
-                body,
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
-                timeout_s=request.timeout_s,
-                verify=self.settings.verify_tls,
-            )
-        except TransportFailure as exc:
-            log.warning("redsys transport failure: order=%s: %s", request.order, exc.kind)
-            raw = RAW_CONNECTION_LOST if exc.may_have_arrived else f"payivr:{exc.kind}"
-            return failed(codes.PROCESSOR_ERROR, raw)
+            http = self._post(self.settings.endpoint, body, headers, request)
         finally:
             del body
+        if isinstance(http, ProcessorAnswer):
+            return http
         answer = self._read(http, request, mapper, charge=charge)
-        log.info(
-            "redsys %s: merchant=%s order=%s result=%s reason=%s raw=%s",
-            request.operation.value if charge else "reversal",
-            request.merchant,
-            request.order,
-            answer.code.value,
-            answer.reason,
-            answer.raw_code,
-        )
-        return answer
+        return self._logged(request.operation.value if charge else "reversal", request, answer)
 
     def _read(
         self, http: HttpAnswer, request: ChargeRequest, mapper: Mapper, *, charge: bool
     ) -> ProcessorAnswer:
-        if http.status >= 500:
-            return failed(codes.PROCESSOR_ERROR, RAW_HTTP_5XX)
-        if http.status != 200:
-            return failed(codes.PROCESSOR_ERROR, f"payivr:http-{http.status}")
+        bad_status = status_failure(http)
+        if bad_status is not None:
+            return bad_status
         try:
             document = json.loads(http.body)
         except ValueError:
