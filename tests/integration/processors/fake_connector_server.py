@@ -14,8 +14,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from loopback_server import LoopbackServer
 
 OUTCOMES_BY_PAN: dict[str, tuple[str, str | None]] = {
     "4000000000000002": ("declined", "card-declined"),
@@ -141,44 +142,9 @@ class FakeConnector:
         return 200, headers, body
 
 
-class FakeConnectorServer:
+class FakeConnectorServer(LoopbackServer):
+    """`FakeConnector` behind a loopback HTTP server."""
+
     def __init__(self, state: FakeConnector) -> None:
         self.state = state
-        fake = state
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra, payload = fake.handle(headers, body)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    for k, v in extra.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/payivr/v1"
-
-    def start(self) -> FakeConnectorServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(lambda _path, headers, body: state.handle(headers, body), "/payivr/v1")

@@ -19,7 +19,6 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography.hazmat.primitives import padding
@@ -29,6 +28,8 @@ try:
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover
     TripleDES = algorithms.TripleDES  # type: ignore[attr-defined,misc,unused-ignore]
+
+from loopback_server import LoopbackServer
 
 PATH = "/sis/rest/trataPeticionREST"
 
@@ -239,50 +240,21 @@ class FakeRedsys:
         }
 
 
-class FakeRedsysServer:
-    """`FakeRedsys` behind a threaded HTTP server on 127.0.0.1."""
+class FakeRedsysServer(LoopbackServer):
+    """`FakeRedsys` behind a loopback HTTP server."""
 
     def __init__(self, state: FakeRedsys) -> None:
         self.state = state
-        fake = state
+        super().__init__(self._respond, PATH)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                if self.path != PATH:
-                    status, payload = 404, b"not found"
-                elif "application/json" not in self.headers.get("Content-Type", ""):
-                    status, payload = 415, b"json only"
-                else:
-                    status, payload = fake.handle(body)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout tests)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # quiet: tests read the state, not an access log
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{PATH}"
-
-    def start(self) -> FakeRedsysServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _respond(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        payload: dict[str, Any] | bytes
+        if path != PATH:
+            status, payload = 404, b"not found"
+        elif "application/json" not in headers.get("content-type", ""):
+            status, payload = 415, b"json only"
+        else:
+            status, payload = self.state.handle(body)
+        return status, {}, payload if isinstance(payload, bytes) else json.dumps(payload).encode()
