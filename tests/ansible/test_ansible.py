@@ -170,6 +170,22 @@ def test_dispatcher_set_and_sentinels_come_from_the_example_inventory(tmp_path: 
 
 
 @needs_ansible
+def test_sentinel_password_of_the_redis_hosts_reaches_the_config(tmp_path: Path) -> None:
+    """redis_sentinel_password (redis role) becomes services.redis.sentinel.password."""
+    services = _services_for(
+        tmp_path,
+        "inventories/example/hosts.yml",
+        "sip-edge1",
+        "-e",
+        "vault_redis_password=x vault_acme_signing=y vault_acme_callback=z",
+        "-e",
+        "redis_sentinel_password=sentinel-own",
+    )
+    assert services["redis"]["sentinel"]["password"] == "file:redis_sentinel_password"
+    assert "sentinel-own" not in json.dumps(services)
+
+
+@needs_ansible
 def test_an_existing_redis_and_per_host_sip_ports_come_from_the_inventory(tmp_path: Path) -> None:
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(
@@ -316,6 +332,7 @@ def test_role_deployed_sentinel_fails_over_and_a_rerun_keeps_the_new_primary(
         replica_port=16382,
         master="payivr-ci",
         password="ci-sentinel-password",
+        sentinel_password="ci-sentinel-own-password",
     )
     proc = _run(
         [
@@ -332,5 +349,7 @@ def test_role_deployed_sentinel_fails_over_and_a_rerun_keeps_the_new_primary(
     recap = proc.stdout[proc.stdout.index("PLAY RECAP") :]
     counts = re.findall(r"changed=(\d+)", recap)
     assert counts and all(c == "0" for c in counts), recap
-    sentinel = redis.Redis(host="127.0.0.1", port=16390, decode_responses=True)
+    sentinel = redis.Redis(
+        host="127.0.0.1", port=16390, password="ci-sentinel-own-password", decode_responses=True
+    )
     assert int(sentinel.sentinel_get_master_addr_by_name("payivr-ci")[1]) == 16382

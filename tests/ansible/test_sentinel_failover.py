@@ -1,5 +1,6 @@
 """payivr's Redis client follows a Sentinel failover (the Sentinel layout the redis
-role deploys, here with one Sentinel and two Redis servers on loopback ports).
+role deploys, here with one Sentinel and two Redis servers on loopback ports). The
+Sentinel has its own requirepass, given to the client as services.redis.sentinel.password.
 
 The client is built the way every payivr service builds it: `load_config` on a config
 whose `services.redis.sentinel` names the Sentinels (as the payivr role writes it),
@@ -26,6 +27,8 @@ pytestmark = [
 
 MASTER = "payivr"
 PASSWORD = "sentinel-test-password"
+# The Sentinel's own requirepass (services.redis.sentinel.password in the config).
+SENTINEL_PASSWORD = "sentinel-own-test-password"
 
 
 class Proc:
@@ -103,6 +106,7 @@ def sentinel_set(tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]:
                 f'sentinel auth-pass {MASTER} "{PASSWORD}"',
                 f"sentinel down-after-milliseconds {MASTER} 1000",
                 f"sentinel failover-timeout {MASTER} 5000",
+                f'requirepass "{SENTINEL_PASSWORD}"',
             ],
         ).start("--sentinel")
         procs.append(sentinel)
@@ -112,10 +116,14 @@ def sentinel_set(tmp_path: Path) -> Iterator[tuple[Proc, Proc, Proc]]:
             p.stop()
 
 
-def _config(tmp_path: Path, sentinel_port: int, master: str, password: str) -> Path:
+def _config(
+    tmp_path: Path, sentinel_port: int, master: str, password: str, sentinel_password: str | None
+) -> Path:
     (tmp_path / "secrets.yaml").write_text(
         f"redis_password: {password}\nacme_signing: s1\nacme_callback: c1\n"
+        f"sentinel_password: {sentinel_password or ''}\n"
     )
+    sentinel_auth = ", password: file:sentinel_password" if sentinel_password else ""
     path = tmp_path / "payivr.yaml"
     path.write_text(
         f"secrets_file: {tmp_path / 'secrets.yaml'}\n"
@@ -123,7 +131,7 @@ def _config(tmp_path: Path, sentinel_port: int, master: str, password: str) -> P
         "  redis:\n"
         "    url: redis://127.0.0.1:6379/0\n"
         "    password: file:redis_password\n"
-        f"    sentinel: {{master: {master}, nodes: ['127.0.0.1:{sentinel_port}']}}\n"
+        f"    sentinel: {{master: {master}, nodes: ['127.0.0.1:{sentinel_port}']{sentinel_auth}}}\n"
         "merchants:\n"
         "  acme:\n"
         "    signing_secret: file:acme_signing\n"
@@ -149,6 +157,7 @@ def assert_client_follows_failover(
     replica_port: int,
     master: str = MASTER,
     password: str = PASSWORD,
+    sentinel_password: str | None = SENTINEL_PASSWORD,
 ) -> None:
     """Write through payivr's client, force a failover, write again: the second
     write must land on the promoted replica, next to the first."""
@@ -157,7 +166,15 @@ def assert_client_follows_failover(
     from payivr.core.config import load_config
     from payivr.store.connect import redis_client
 
-    sent = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True)
+    sent = redis.Redis(
+        host="127.0.0.1", port=sentinel_port, password=sentinel_password, decode_responses=True
+    )
+    if sentinel_password:
+        # The Sentinel really asks for its password: a client without it is refused.
+        bare = redis.Redis(host="127.0.0.1", port=sentinel_port, decode_responses=True)
+        with pytest.raises(redis.AuthenticationError):
+            bare.sentinel_masters()
+        bare.close()
 
     def primary_port() -> int:
         _host, port = sent.sentinel_get_master_addr_by_name(master)
@@ -182,7 +199,7 @@ def assert_client_follows_failover(
 
     _wait(lambda: role(replica_port).get("master_link_status") == "up", 20, "the replica to sync")
     _wait(replica_known, 20, "Sentinel to see the replica")
-    config = load_config(_config(tmp_path, sentinel_port, master, password))
+    config = load_config(_config(tmp_path, sentinel_port, master, password, sentinel_password))
     client = redis_client(config.services.redis)
 
     client.xadd("payivr:outbox", {"entry": "before"})
