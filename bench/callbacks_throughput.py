@@ -35,13 +35,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "pylib"), str(REPO)]
 
-from payivr.core.processor import Operation, ResultCode  # noqa: E402
-from payivr.core.request import PaymentRequest, ReturnTarget  # noqa: E402
-from payivr.core.result import Outcome, build_result  # noqa: E402
-from payivr.core.session import Session, new_event_id  # noqa: E402
 from payivr.store import keys  # noqa: E402
 from payivr.store.connect import redis_from_url  # noqa: E402
 from payivr.store.redis_store import RedisSessionStore  # noqa: E402
+from tests.integration.store.storesupport import approved, make_session  # noqa: E402
 from tests.support.servers import RedisServer, free_port, wait_for_tcp  # noqa: E402
 
 
@@ -78,34 +75,12 @@ async def _serve(port: int, out: Path) -> None:
     out.write_text(json.dumps(arrivals))
 
 
-def _request(url: str, order: str) -> PaymentRequest:
-    return PaymentRequest(
-        merchant="acme",
-        operation=Operation.SALE,
-        order=order,
-        amount=1250,
-        currency="EUR",
-        language="en",
-        return_to=ReturnTarget("hangup"),
-        call_id=f"{order}@bench",
-        callback_url=url,
-    )
-
-
 def record_one(store: RedisSessionStore, url: str, i: int) -> str:
-    now = datetime.now(UTC)
-    session = Session.new(_request(url, f"B{i:08d}"), now)
+    """Create a session and record an approved result for it: one outbox entry."""
+    session = make_session(url, f"B{i:08d}")
     store.create(session)
-    outcome = Outcome(ResultCode.APPROVED, auth_code="123456", card_brand="visa", card_last4="1111")
-    result = build_result(
-        session.request,
-        session_id=session.id,
-        event_id=new_event_id(),
-        created_at=now,
-        completed_at=now,
-        outcome=outcome,
-    )
-    store.record_result(session, result, now)
+    result = approved(session)
+    store.record_result(session, result, datetime.now(UTC))
     return result.event_id
 
 
