@@ -35,6 +35,12 @@ if [[ "${1:-}" == "--sentinel" ]]; then
     inventory=inventories/ci-sentinel/hosts.yml
     tags=(--tags redis)
     name=sentinel
+    # A fresh Sentinel set every time: Sentinel rewrites its own file (the role writes
+    # it once), so a previous run's failover or settings would otherwise carry over.
+    for pidfile in "$root"/sentinel/run/*/redis-sentinel.pid "$root"/sentinel/run/*/redis-server.pid; do
+        [[ -e "$pidfile" ]] && start-stop-daemon --stop --pidfile "$pidfile" --retry TERM/10/KILL/5 --oknodo --remove-pidfile >/dev/null || true
+    done
+    rm -rf "$root/sentinel"
 fi
 
 mkdir -p "$logs"
