@@ -186,16 +186,13 @@ class AgentPayment:
         for progress in self.tracker.report(report):
             self.ctx.publisher.put(progress)
         if report is not None:
-            fields = {"field": report.field.value, "valid": str(report.valid).lower()}
-            if report.reason:
-                fields["reason"] = report.reason
             self.ctx.publisher.later(
                 self._store(
                     self.ctx.store.append_event,
                     Event.FIELD_COMPLETED,
                     self.session,
                     self.ctx.now(),
-                    **fields,
+                    **report.event_fields(),
                 )
             )
         return commands

@@ -250,21 +250,12 @@ class PaymentCall:
         commands = self.plan.handle(event)
         report = self.plan.last_field
         if report is not None:
-            fields = {
-                "field": str(report.field),
-                "valid": str(report.valid).lower(),
-                "digit_count": str(report.digit_count),
-            }
-            if report.reason:
-                fields["reason"] = report.reason
-            if report.brand:
-                fields["brand"] = report.brand
             self._write(
                 self.app.store.append_event,
                 SessionEvent.FIELD_COMPLETED,
                 self.session,
                 self.app.clock(),
-                **fields,
+                **report.event_fields(),
             )
         return commands
 

@@ -69,6 +69,19 @@ class FieldReport:
     digit_count: int
     brand: str | None = None
 
+    def event_fields(self) -> dict[str, str]:
+        """The fields of the `field.completed` event (SPEC 5): verdicts, never digits."""
+        fields = {
+            "field": str(self.field),
+            "valid": str(self.valid).lower(),
+            "digit_count": str(self.digit_count),
+        }
+        if self.reason:
+            fields["reason"] = self.reason
+        if self.brand:
+            fields["brand"] = self.brand
+        return fields
+
 
 class CapturePlan:
     """One payment's capture plan. Not thread-safe: one driver feeds it events."""
