@@ -51,7 +51,6 @@ from payivr.core.result import Outcome, PaymentResult, build_result, result_head
 from payivr.core.session import Event as SessionEvent
 from payivr.core.session import Session, SessionState, new_event_id
 from payivr.core.signature import sign
-from payivr.esl.async_store import AsyncSessionStore
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.executor import CommandExecutor, Speech
 from payivr.esl.options import EslOptions
@@ -65,6 +64,7 @@ from payivr.esl.returning import (
     transfer_by_bridge,
     transfer_by_refer,
 )
+from payivr.store.async_store import AsyncSessionStore
 
 log = logging.getLogger("payivr.esl")
 
