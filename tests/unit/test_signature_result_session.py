@@ -140,3 +140,13 @@ def test_session_hash_round_trip() -> None:
     s = Session(s.id, s.request, s.state, s.created_at, s.updated_at, approved_result())
     raw = {k.encode(): v.encode() for k, v in s.to_hash().items()}
     assert Session.from_hash(raw) == s
+
+
+def test_session_ids_are_128_bit_url_safe_and_never_look_like_options() -> None:
+    import re
+
+    from payivr.core.session import new_session_id
+
+    ids = {new_session_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(re.fullmatch(r"[a-z2-7]{26}", i) for i in ids)

@@ -6,6 +6,7 @@ PAN, expiry, CVV or keyed digit (the types that hold those have no place here).
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -39,8 +40,12 @@ class Event(StrEnum):
 
 
 def new_session_id() -> str:
-    """128 random bits, URL-safe (SPEC section 5)."""
-    return secrets.token_urlsafe(16)
+    """128 random bits, URL-safe (SPEC section 5): 26 characters of lowercase base32.
+
+    Not base64url: its ids can begin with "-", which every CLI takes for an option
+    (`payivr callbacks replay -Itu...`), and they are easier to read out over a phone.
+    """
+    return base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
 
 
 def new_event_id() -> str:
