@@ -45,7 +45,7 @@ from payivr.core.plan import (
     SayDigits,
     UnmaskRecording,
 )
-from payivr.core.processor import ChargeRequest, Processor, idempotency_key
+from payivr.core.processor import ChargeRequest, Processor
 from payivr.core.prompts import LANGUAGES, PromptId
 from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
 from payivr.core.session import Event as SessionEvent
@@ -300,18 +300,9 @@ class PaymentCall:
         self._write(
             self.app.store.set_state, self.session, SessionState.PROCESSING, self.app.clock()
         )
-        request = self.session.request
-        token_is_reference = request.operation.returns_token
-        charge = ChargeRequest(
-            merchant=request.merchant, order=request.order, operation=request.operation,
-            amount=request.amount, currency=request.currency,
-            description=request.description,
-            idempotency_key=idempotency_key(request.merchant, request.order),
-            timeout_s=self.merchant.processor.timeout_s, card=command.card,
-            token=None if token_is_reference else command.token,
-            token_reference=request.token if token_is_reference else None,
-            cvv=command.cvv,
-        )  # fmt: skip
+        charge = command.charge_request(
+            self.session.request, timeout_s=self.merchant.processor.timeout_s
+        )
         try:
             self._settlement = await self._charge(charge)
             answer = self._settlement.answer
