@@ -31,15 +31,11 @@ from payivr.core.plan import (
     DigitsEntered,
     Field,
     Finish,
-    MaskRecording,
     Play,
     ProcessorAnswered,
     ProcessPayment,
     ReturnCall,
-    SayAmount,
-    SayDigits,
     State,
-    UnmaskRecording,
 )
 from payivr.core.plan.events import Event as PlanEvent
 from payivr.core.processor import Processor, ProcessorAnswer
@@ -200,18 +196,11 @@ class AgentPayment:
     async def _do(self, command: Command) -> PlanEvent | _Cancelled | None:
         if isinstance(command, Collect):
             return await self._collect(command)
-        if isinstance(command, Play):
-            if command.prompt not in CALL_ENDING_PROMPTS:
-                await self.executor.play(command)
-        elif isinstance(command, SayAmount):
-            await self.executor.say_amount(command)
-        elif isinstance(command, SayDigits):
-            await self.executor.say_digits(command)
-        elif isinstance(command, MaskRecording):
-            await self.executor.mask(command)
-        elif isinstance(command, UnmaskRecording):
-            await self.executor.unmask(command)
-        elif isinstance(command, ProcessPayment):
+        if isinstance(command, Play) and command.prompt in CALL_ENDING_PROMPTS:
+            return None  # the caller stays with the agent: no goodbye
+        if await self.executor.media(command):
+            return None
+        if isinstance(command, ProcessPayment):
             return await self._process(command)
         elif isinstance(command, Finish):
             await self._finish(command.outcome)

@@ -36,14 +36,9 @@ from payivr.core.plan import (
     Command,
     Event,
     Finish,
-    MaskRecording,
-    Play,
     ProcessorAnswered,
     ProcessPayment,
     ReturnCall,
-    SayAmount,
-    SayDigits,
-    UnmaskRecording,
 )
 from payivr.core.processor import ChargeRequest, Processor
 from payivr.core.prompts import LANGUAGES, PromptId
@@ -228,17 +223,9 @@ class PaymentCall:
             if isinstance(command, Collect):
                 raise CallerGone()  # the plan must hear of it: it is waiting for input
             return []  # nothing to play or unmask on a channel that is gone
-        if isinstance(command, Play):
-            await self.executor.play(command)
-        elif isinstance(command, SayAmount):
-            await self.executor.say_amount(command)
-        elif isinstance(command, SayDigits):
-            await self.executor.say_digits(command)
-        elif isinstance(command, MaskRecording):
-            await self.executor.mask(command)
-        elif isinstance(command, UnmaskRecording):
-            await self.executor.unmask(command)
-        elif isinstance(command, Collect):
+        if await self.executor.media(command):
+            return []
+        if isinstance(command, Collect):
             event = await self.executor.collect(command)
             return await self._tell(event)
         elif isinstance(command, ReturnCall):

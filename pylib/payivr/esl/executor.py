@@ -82,6 +82,26 @@ class CommandExecutor:
         self.speech = speech
         self.masker = masker
 
+    async def media(self, command: object) -> bool:
+        """Carry out a prompt, say or recording-mask command; False for any other.
+
+        One dispatch for every driver (the ESL call, agent mode), so a new media
+        command is handled in one place.
+        """
+        if isinstance(command, Play):
+            await self.play(command)
+        elif isinstance(command, SayAmount):
+            await self.say_amount(command)
+        elif isinstance(command, SayDigits):
+            await self.say_digits(command)
+        elif isinstance(command, MaskRecording):
+            await self.mask(command)
+        elif isinstance(command, UnmaskRecording):
+            await self.unmask(command)
+        else:
+            return False
+        return True
+
     async def play(self, command: Play) -> None:
         await self.channel.execute("playback", self.speech.prompt(command.prompt))
 
