@@ -30,7 +30,7 @@ import yaml
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, Keying, decode_events, keyed_call
 from payivr.stack.up import find_freeswitch
 from tests.agent.harness import AgentStack, SseReader
-from tests.support.servers import free_port, wait_for_tcp
+from tests.support.servers import free_port, stop_process, wait_for_tcp
 
 HERE = Path(__file__).parent
 PAN = "4111111111111111"
@@ -278,10 +278,5 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
                 proc.kill()
             proc.wait(5)
         sink.close()
-        fs.terminate()
-        try:
-            fs.wait(15)
-        except subprocess.TimeoutExpired:
-            fs.kill()
-            fs.wait(5)
+        stop_process(fs, grace_s=15)
         stack.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port, wait_for_tcp
+from tests.support.servers import free_port, stop_process, wait_for_tcp
 
 pytestmark = [
     pytest.mark.integration,
@@ -65,13 +65,7 @@ class Proc:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def _data_node(workdir: Path, name: str, replica_of: int | None) -> Proc:

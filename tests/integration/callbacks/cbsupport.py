@@ -25,7 +25,7 @@ from payivr.store.connect import redis_from_url
 from payivr.store.outbox import Outbox
 from payivr.store.redis_store import RedisSessionStore
 from tests.integration.store.storesupport import approved, make_session
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "config" / "payivr.example.yaml"
@@ -259,14 +259,9 @@ def run_cli(config_path: Path | None, *args: str) -> subprocess.CompletedProcess
     )
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    # Workers finish their in-flight delivery on SIGTERM: give them longer.
+    stop_process(proc, grace_s=10)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:

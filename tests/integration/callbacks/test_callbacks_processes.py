@@ -17,7 +17,7 @@ from tests.integration.callbacks.cbsupport import (
     endpoint_running,
     record,
     spawn_worker,
-    stop_process,
+    stop_worker,
     wait_until,
     worker_thread,
     write_config,
@@ -57,14 +57,14 @@ def test_worker_killed_mid_delivery_restarted_delivers_same_event_id(
         first.send_signal(signal.SIGKILL)
         first.wait(5)
     finally:
-        stop_process(first)
+        stop_worker(first)
     assert not outbox_empty(redis_url)  # still owed
     second = spawn_worker(config_path, tmp_path / "w2.log", consumer="w2")
     try:
         # Taken over when w1's lease (2 s) runs out.
         assert wait_until(lambda: outbox_empty(redis_url), timeout=15)
     finally:
-        stop_process(second)
+        stop_worker(second)
     assert endpoint.event_ids() == [result.event_id, result.event_id]
     bodies = {r.body for r in endpoint.received}
     assert len(bodies) == 1
@@ -90,7 +90,7 @@ def test_two_workers_deliver_each_entry_once(
         )
     finally:
         for w in workers:
-            stop_process(w)
+            stop_worker(w)
     counts = collections.Counter(endpoint.event_ids())
     assert set(counts) == {r.event_id for r in results}
     assert set(counts.values()) == {1}
@@ -156,7 +156,7 @@ def test_metrics_are_exposed_in_prometheus_text(
 
         assert wait_until(scraped, timeout=5), text
     finally:
-        stop_process(proc)
+        stop_worker(proc)
     assert "payivr_callbacks_retried_total 2" in text
     assert 'payivr_callbacks_result_to_delivery_seconds_bucket{le="+Inf"} 2' in text
     assert "payivr_callbacks_result_to_delivery_seconds_count 2" in text
@@ -203,7 +203,7 @@ def test_processes_option_runs_and_restarts_worker_processes(
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(30) == 0
     finally:
-        stop_process(parent)
+        stop_worker(parent)
     counts = collections.Counter(endpoint.event_ids())
     assert set(counts) == {r.event_id for r in results + more}
     assert set(counts.values()) == {1}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from payivr.core.request import SIGNED_REQUEST_HEADERS
 from payivr.core.signature import sign
+from tests.support.servers import stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 SIPP_DIR = REPO / "tests" / "sipp"
@@ -305,13 +306,7 @@ class SippUas:
         return self.sessions()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(3)
+        stop_process(self.proc, grace_s=2)
         self.proc = None
 
 

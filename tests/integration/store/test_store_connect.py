@@ -15,7 +15,7 @@ import yaml
 
 from payivr.core.config import load_config
 from payivr.store.connect import redis_client
-from tests.support.servers import RedisServer, free_port, wait_for_tcp
+from tests.support.servers import RedisServer, free_port, stop_process, wait_for_tcp
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -36,12 +36,7 @@ def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+stop = stop_process
 
 
 @pytest.fixture()
