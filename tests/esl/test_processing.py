@@ -16,7 +16,7 @@ from payivr.core.processor import (
     ResultCode,
     idempotency_key,
 )
-from payivr.esl import processing
+from payivr.execution import processing
 
 
 class QuietChannel:

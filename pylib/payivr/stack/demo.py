@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TextIO
 
@@ -142,11 +142,9 @@ def drive_session(
     """Run the capture plan for a stored session as `payivr simulate` does, with the
     session's states, events and result going through the Redis store."""
     from payivr.commands.simulate import Keypad, Simulator
-    from payivr.core.plan import CapturePlan, ProcessPayment
-    from payivr.core.processor import ProcessorAnswer
+    from payivr.core.plan import CapturePlan
     from payivr.core.prompts import load_prompts
-    from payivr.core.result import build_result
-    from payivr.core.session import SessionState, new_event_id
+    from payivr.execution.store import ThreadedStore
     from payivr.store.connect import redis_client
     from payivr.store.redis_store import RedisSessionStore
 
@@ -156,34 +154,26 @@ def drive_session(
         raise DemoError(f"session {session_id} is not in Redis: Kamailio did not store it")
     request = session.request
     merchant = config.merchant(request.merchant)
-    assert merchant is not None
-    session = store.set_state(session, SessionState.CAPTURING, datetime.now(UTC))
-    holder = {"session": session}
-
-    class StoreSimulator(Simulator):
-        def _charge(self, payment: ProcessPayment) -> ProcessorAnswer:
-            holder["session"] = store.set_state(
-                holder["session"], SessionState.PROCESSING, datetime.now(UTC)
-            )
-            return super()._charge(payment)
-
+    if merchant is None:
+        raise DemoError(f"merchant {request.merchant} of the session is not configured")
     today = date.today()
     plan = CapturePlan(request, merchant, today)
     keypad = Keypad(io.StringIO(_keys(merchant, today, card)), out)
-    simulator = StoreSimulator(
-        plan, request, load_prompts(request.language), keypad, out, merchant.processor.timeout_s
-    )
-    outcome = simulator.run()
-    now = datetime.now(UTC)
-    result = build_result(
+    # The executor writes the states, events and result (with its outbox entry) to Redis.
+    simulator = Simulator(
+        plan,
         request,
-        session_id=session_id,
-        event_id=new_event_id(),
-        created_at=session.created_at,
-        completed_at=now,
-        outcome=outcome,
+        load_prompts(request.language),
+        keypad,
+        out,
+        merchant.processor.timeout_s,
+        session=session,
+        store=ThreadedStore(store),
     )
-    store.record_result(holder["session"], result, now)
+    simulator.run()
+    result = simulator.result
+    if result is None:
+        raise DemoError("the simulated call recorded no result")
     return request, result
 
 
