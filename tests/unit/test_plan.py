@@ -567,3 +567,32 @@ def test_public_wipe_zeroes_what_the_plan_holds() -> None:
     payment = to_processing(payment_plan)
     payment_plan.wipe()
     assert payment.card is not None and payment.card.wiped
+
+
+# -- the agent's cancel ----------------------------------------------------------------
+
+
+def test_cancel_requested_ends_silently_and_wipes_what_was_kept() -> None:
+    from payivr.core.plan import CancelRequested
+
+    plan = new_plan()
+    plan.start()
+    pan, expiry = SecretDigits(VISA), SecretDigits("1228")
+    plan.handle(DigitsEntered(Field.CARD_NUMBER, pan, "#"))
+    plan.handle(DigitsEntered(Field.EXPIRY, expiry, None))
+    commands = plan.handle(CancelRequested("cancelled-by-agent"))
+    assert commands == [
+        UnmaskRecording(),
+        Finish(Outcome(ResultCode.CANCELLED, "cancelled-by-agent")),
+    ]
+    assert pan.wiped and expiry.wiped and plan.state is State.DONE
+
+
+def test_cancel_is_refused_once_the_processor_has_the_card() -> None:
+    from payivr.core.plan import CancelRequested
+
+    plan = new_plan()
+    to_processing(plan)
+    with pytest.raises(IllegalTransition):
+        plan.handle(CancelRequested("cancelled-by-agent"))
+    assert plan.state is State.PROCESSING

@@ -398,7 +398,7 @@ class Simulator(DriverHooks):
 
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
         self.result = result
-        self.outcome = ctx.plan.outcome or Outcome.failed(result.reason or "internal-error")
+        self.outcome = self.plan.outcome or Outcome.failed(result.reason or "internal-error")
         settled = ctx.settlement
         fields = settled.session_fields() if settled is not None else {}
         # The masked form of SPEC 7 (X-Pay-Card): the last four only.

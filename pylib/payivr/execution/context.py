@@ -12,11 +12,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from payivr.core.config import MerchantConfig
 from payivr.core.errors import IllegalTransition
-from payivr.core.plan import CallerHungUp, CapturePlan, Command, Event, FieldReport
+from payivr.core.plan import CallerHungUp, Command, Event, FieldReport
 from payivr.core.processor import Processor
 from payivr.core.result import PaymentResult
 from payivr.core.session import Event as SessionEvent
@@ -33,6 +33,21 @@ log = logging.getLogger("payivr.call")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Engine(Protocol):
+    """A pure state machine whose commands the executor runs: the capture plan, or
+    another engine (a call flow) registering its own commands' handlers."""
+
+    last_field: FieldReport | None  # the verdict of the last handle(), if any
+
+    def start(self) -> list[Any]: ...
+
+    def handle(self, event: Any) -> list[Any]: ...
+
+    def wipe(self) -> None:
+        """Zero every piece of card data the engine holds (idempotent)."""
+        ...
 
 
 class DriverHooks:
@@ -66,7 +81,7 @@ class CallContext:
     """One payment's run: what the handlers read and the results they leave."""
 
     label: str  # the call's id in log lines
-    plan: CapturePlan
+    plan: Engine
     session: Session
     merchant: MerchantConfig
     telephone: Telephone
