@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor as ThreadPool
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ from payivr.core.session import Session
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.telephone import EslTelephone, Speech
 from payivr.execution.context import CallContext, DriverHooks
-from payivr.execution.executor import Executor as CommandExecutor
+from payivr.execution.executor import Executor
 from payivr.execution.store import CallStore, ThreadedStore
 
 log = logging.getLogger("payivr.agent")
@@ -70,7 +70,7 @@ class PaymentContext:
     speech_dir: Any  # pathlib.Path of the prompts
     publisher: Publisher
     now: Callable[[], datetime]
-    pool: Executor | None = None  # processor threads (None: the loop's default pool)
+    pool: ThreadPool | None = None  # processor threads (None: the loop's default pool)
     # Frees the call for the next payment once this one's result is recorded.
     release: Callable[[], Awaitable[None]] | None = None
 
@@ -178,7 +178,7 @@ class AgentPayment(DriverHooks):
             clock=self.pctx.now,
         )
         try:
-            await CommandExecutor().run(ctx)
+            await Executor().run(ctx)
         finally:
             self.session = ctx.session
             await ctx.store.drain()
