@@ -83,10 +83,18 @@ class AgentTelephone(EslTelephone):
         self.interrupt: str | None = None  # "restart" or "cancel", set by control()
         self.collecting: Field | None = None
 
+    # The agent cancelled: nothing more is said before the result.
     async def play(self, prompt: str) -> None:
-        if self.interrupt == "cancel":
-            return  # the agent cancelled: nothing more is said before the result
-        await super().play(prompt)
+        if self.interrupt != "cancel":
+            await super().play(prompt)
+
+    async def say_amount(self, amount: int, currency: str) -> None:
+        if self.interrupt != "cancel":
+            await super().say_amount(amount, currency)
+
+    async def say_digits(self, text: str) -> None:
+        if self.interrupt != "cancel":
+            await super().say_digits(text)
 
     async def collect(self, command: Collect) -> Event:
         if self.interrupt == "cancel":

@@ -94,7 +94,7 @@ async def settle_with_timeout(
     """
     loop = asyncio.get_running_loop()
     work = loop.run_in_executor(pool, _settle_in_thread, processor, charge)
-    hangup = asyncio.ensure_future(_wait_hangup(channel))
+    hangup = asyncio.ensure_future(wait_for_hangup(channel))
     deadline = loop.time() + settle_budget_s(charge)
     try:
         waiting: set[asyncio.Future[Any]] = {work, hangup}
@@ -166,7 +166,8 @@ def _reverse_in_thread(processor: Processor, charge: ChargeRequest) -> Processor
         return failed("processor-error", f"payivr:{type(exc).__name__}")
 
 
-async def _wait_hangup(channel: HangupWatch) -> None:
+async def wait_for_hangup(channel: HangupWatch) -> None:
+    """Until the call hangs up: its own `wait_hangup()` where it has one, else polled."""
     wait = getattr(channel, "wait_hangup", None)
     if wait is not None:
         await wait()
