@@ -71,6 +71,7 @@ class Executor:
             if ctx.hooks.skips(command):
                 continue
             handler = handler_for(self.registry, command)
+            started = False
             try:
                 if handler.lane is Lane.MEDIA:
                     lane.put(command)
@@ -79,13 +80,14 @@ class Executor:
                     await lane.idle()
                     if ctx.telephone.hungup and not handler.after_hangup:
                         raise CallerGone()
+                started = True
                 ctx.hooks.started(command)
                 event = await handler.run(command, ctx)
             except CallerGone:
                 lane.clear()
                 kept = [c for c in pending if handler_for(self.registry, c).after_hangup]
-                if handler.after_hangup and handler.lane is Lane.AFTER_MEDIA:
-                    kept.insert(0, command)  # the hang-up came while its media played
+                if handler.after_hangup and not started:
+                    kept.insert(0, command)  # the hang-up came while the media before it played
                 pending = deque(kept)
                 pending.extend(ctx.caller_gone())
                 continue
