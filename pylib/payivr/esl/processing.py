@@ -27,7 +27,7 @@ from payivr.esl.channel import CallChannel
 from payivr.processors.outcome import (
     RAW_ADAPTER_ERROR,
     RAW_TIMEOUT,
-    ChargeOutcome,
+    SettledCharge,
     charge_and_settle,
     failed,
 )
@@ -48,7 +48,7 @@ class Settlement:
     waiting: it resolves to the session fields of the reversal done afterwards.
     """
 
-    outcome: ChargeOutcome
+    outcome: SettledCharge
     late: asyncio.Future[dict[str, str]] | None = None
 
     @property
@@ -98,19 +98,19 @@ async def settle_with_timeout(
         hangup.cancel()
     log.warning("call %s: processor gave no answer in %.1fs", channel.uuid, charge.timeout_s)
     late = asyncio.ensure_future(_void_late(work, processor, charge, pool))
-    return Settlement(ChargeOutcome(failed("processor-timeout", RAW_TIMEOUT)), late)
+    return Settlement(SettledCharge(failed("processor-timeout", RAW_TIMEOUT)), late)
 
 
-def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> ChargeOutcome:
+def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> SettledCharge:
     try:
         return charge_and_settle(processor, charge)
     except Exception as exc:  # charge_and_settle catches the adapters'; this is a bug
         log.error("processor settlement error: %s", type(exc).__name__)
-        return ChargeOutcome(failed("processor-error", RAW_ADAPTER_ERROR))
+        return SettledCharge(failed("processor-error", RAW_ADAPTER_ERROR))
 
 
 async def _void_late(
-    work: asyncio.Future[ChargeOutcome],
+    work: asyncio.Future[SettledCharge],
     processor: Processor,
     charge: ChargeRequest,
     pool: Executor,

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from payivr.processors.outcome import ChargeOutcome, charge_and_settle, needs_reversal
+from payivr.processors.outcome import SettledCharge, charge_and_settle, needs_reversal
 
 if TYPE_CHECKING:
     from payivr.core.config import MerchantConfig
     from payivr.core.processor import Processor
 
-__all__ = ["ChargeOutcome", "build_processor", "charge_and_settle", "needs_reversal"]
+__all__ = ["SettledCharge", "build_processor", "charge_and_settle", "needs_reversal"]
 
 
 class UnknownProcessorType(ValueError):

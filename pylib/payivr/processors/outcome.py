@@ -4,7 +4,7 @@ The rule (issue 6): the caller is never told "approved" unless the processor sai
 When the charge's fate is unknown (timeout, lost connection, an answer that is
 malformed or whose signature does not verify) the answer is `failed` and payivr
 immediately asks the processor to void whatever it may have done; the reversal's
-outcome goes on the session for operators (`ChargeOutcome.session_fields()`).
+outcome goes on the session for operators (`SettledCharge.session_fields()`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def needs_reversal(answer: ProcessorAnswer) -> bool:
 
 
 @dataclass(frozen=True)
-class ChargeOutcome:
+class SettledCharge:
     """The answer to report, and the reversal attempted after an uncertain charge."""
 
     answer: ProcessorAnswer
@@ -76,7 +76,7 @@ class ChargeOutcome:
         return fields
 
 
-def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOutcome:
+def charge_and_settle(processor: Processor, request: ChargeRequest) -> SettledCharge:
     """Charge; on a timeout or an untrustworthy answer, report `failed` and reverse.
 
     A timeout is reported as `failed`/`processor-timeout`; an adapter that raises
@@ -93,7 +93,7 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOut
         log.error("processor error: %s", type(exc).__name__)
         answer = failed("processor-error", RAW_ADAPTER_ERROR)
     if answer.code is ResultCode.APPROVED or not needs_reversal(answer):
-        return ChargeOutcome(answer)
+        return SettledCharge(answer)
     log.warning(
         "charge outcome unknown, reversing: merchant=%s order=%s raw=%s",
         request.merchant,
@@ -113,4 +113,4 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOut
         request.order,
         reversal.raw_code,
     )
-    return ChargeOutcome(answer, reversal)
+    return SettledCharge(answer, reversal)
