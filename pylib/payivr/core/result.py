@@ -1,4 +1,7 @@
-"""Results of SPEC section 7: codes, reasons, SIP result headers, the callback body."""
+"""Results of SPEC section 7: codes, SIP result headers, the callback body.
+
+Reasons are `payivr.core.reasons.Reason`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from payivr.core.request import PaymentRequest
 from payivr.core.signature import sign
 
 __all__ = [
-    "REASONS",
     "RESULT_HEADERS",
     "Outcome",
     "PaymentResult",
@@ -23,29 +25,6 @@ __all__ = [
     "iso",
     "result_headers",
 ]
-
-# Stable, machine-readable reasons: the same ids show up in logs, headers, callbacks
-# and docs (docs/results.md lists what each means).
-REASONS = frozenset(
-    {
-        "card-declined",
-        "insufficient-funds",
-        "card-expired",
-        "invalid-card",
-        "processor-error",
-        "processor-timeout",
-        "attempts-exhausted",
-        "caller-hangup",
-        "session-not-found",
-        "ivr-unavailable",
-        "cancelled-by-agent",
-        "brand-not-accepted",
-        "processor-unavailable",
-        "internal-error",
-        "duplicate-order",
-        "nothing-to-reverse",
-    }
-)
 
 RESULT_HEADERS: tuple[str, ...] = (
     "X-Pay-Result",

@@ -19,6 +19,7 @@ from payivr.core.processor import (
     ProcessorTimeout,
     ResultCode,
 )
+from payivr.core.reasons import Reason
 
 log = logging.getLogger("payivr.processors")
 
@@ -43,7 +44,7 @@ AMBIGUOUS_RAW_CODES = frozenset(
 )
 
 
-def failed(reason: str, raw_code: str | None) -> ProcessorAnswer:
+def failed(reason: Reason, raw_code: str | None) -> ProcessorAnswer:
     """A `failed` answer (never carries an auth code or token)."""
     return ProcessorAnswer(ResultCode.FAILED, reason, None, None, raw_code)
 
@@ -87,11 +88,11 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> SettledCh
     try:
         answer = processor.charge(request)
     except ProcessorTimeout:
-        answer = failed("processor-timeout", RAW_TIMEOUT)
+        answer = failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)
     except Exception as exc:
         # The type only: an adapter's message could echo request fields.
         log.error("processor error: %s", type(exc).__name__)
-        answer = failed("processor-error", RAW_ADAPTER_ERROR)
+        answer = failed(Reason.PROCESSOR_ERROR, RAW_ADAPTER_ERROR)
     if answer.code is ResultCode.APPROVED or not needs_reversal(answer):
         return SettledCharge(answer)
     log.warning(
@@ -103,9 +104,9 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> SettledCh
     try:
         reversal = processor.reverse(request)
     except ProcessorTimeout:
-        reversal = failed("processor-timeout", RAW_TIMEOUT)
+        reversal = failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)
     except Exception as exc:  # a reversal must never turn into an unhandled error
-        reversal = failed("processor-error", f"payivr:{type(exc).__name__}")
+        reversal = failed(Reason.PROCESSOR_ERROR, f"payivr:{type(exc).__name__}")
     log.warning(
         "reversal %s: merchant=%s order=%s raw=%s",
         "done" if reversal.code is ResultCode.APPROVED else "failed",
