@@ -33,6 +33,7 @@ from payivr.core.config_types import (
     TlsConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
+from payivr.core.siputil import parse_sip_uri
 
 LANGUAGES = ("es", "en", "pt", "nl")
 BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay")
@@ -205,7 +206,8 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
     )
     fs_nodes = tuple(s.get_list("freeswitch_nodes", str, ["sip:127.0.0.1:5080"]))
     for i, node in enumerate(fs_nodes):
-        if not re.match(r"^sips?:[^@\s]+(:\d{1,5})?(;[^\s]*)?$", node):
+        uri = parse_sip_uri(node, name_addr=False)
+        if uri is None or uri.user is not None:
             s.problem(f"freeswitch_nodes[{i}]", "not a sip: URI like sip:10.0.0.5:5080")
     if not fs_nodes:
         s.problem("freeswitch_nodes", "at least one FreeSWITCH node is needed")
@@ -307,7 +309,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
     callback_hosts = _hosts(m, "callback_hosts")
     return_hosts = _hosts(m, "return_hosts")
     default_return = m.get("default_return", str, "hangup")
-    if default_return not in RETURN_KEYWORDS and not re.match(r"^sips?:", default_return):
+    if default_return not in RETURN_KEYWORDS and parse_sip_uri(default_return) is None:
         m.problem("default_return", "hangup, agent, or a sip:/sips: URI")
     cap = m.section("capture")
     capture = CaptureConfig(

@@ -21,6 +21,7 @@ from payivr.core.admission import Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
+from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
@@ -28,7 +29,6 @@ from payivr.kamailio.sipmsg import (
     payment_headers,
     reply_headers,
     unknown_payment_headers,
-    uri_host,
 )
 
 # Dispatcher algorithm 4: round-robin over the active nodes of the set.
