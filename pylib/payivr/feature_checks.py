@@ -1,8 +1,8 @@
 """Each feature's own config section, validated before anything starts.
 
-The core loader (`payivr.core.config.load_config`) validates what the core reads and
-leaves `services.esl`'s extra keys, `services.freeswitch` and the `agent_api` sections
-to their features. `payivr check-config` runs every check registered here after the
+The core loader (`payivr.core.config.load_config`) validates what the core reads
+(`services.esl` included) and leaves `services.freeswitch` and the `agent_api`
+sections to their features. `payivr check-config` runs every check registered here after the
 core load succeeds, so an operator sees every problem at once, each as
 ``"path: message"``.
 
@@ -53,31 +53,6 @@ def _mapping(node: object, *path: str) -> Mapping[str, Any] | None:
     for key in path:
         node = node.get(key) if isinstance(node, Mapping) else None
     return node if isinstance(node, Mapping) else None
-
-
-def _unknown(node: Mapping[str, Any] | None, known: frozenset[str], where: str) -> list[str]:
-    if node is None:
-        return []
-    return [f"{where}.{key}: unknown setting" for key in node if key not in known]
-
-
-@feature_check("esl")
-def check_esl(config: Config, environ: Mapping[str, str]) -> list[str]:
-    """`services.esl`: the ESL application's options, and no key nobody reads."""
-    from payivr.esl import options
-
-    problems: list[str] = []
-    try:
-        options.esl_options(config)
-    except options.OptionsError as exc:
-        problems.extend(exc.problems)
-    esl = _mapping(config.raw, "services", "esl")
-    problems += _unknown(esl, options.CORE_KEYS | options.OPTION_KEYS, "services.esl")
-    problems += _unknown(_mapping(esl, "return"), options.RETURN_KEYS, "services.esl.return")
-    problems += _unknown(
-        _mapping(esl, "event_socket"), options.EVENT_SOCKET_KEYS, "services.esl.event_socket"
-    )
-    return problems
 
 
 @feature_check("freeswitch")

@@ -15,12 +15,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from payivr.core.config import Config, RedisConfig, load_config
+from payivr.core.config import Config, RedisConfig, ReturnSettings, load_config
 from payivr.core.processor import Operation
 from payivr.core.request import PaymentRequest, ReturnTarget
 from payivr.core.session import Session
-from payivr.esl.options import EslOptions
-from payivr.esl.returning import ReturnSettings
 from payivr.esl.server import OutboundServer
 from payivr.esl.service import EslService, build_service
 from payivr.wiring import Services, build_services
@@ -64,7 +62,8 @@ class EslHarness:
         self.config = test_config()
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
         self.services: Services = build_services(self.config, redis_client=self.client)
-        self.options = EslOptions(
+        self.options = dataclasses.replace(
+            self.config.services.esl,
             listen_port=0,
             prompts_dir=Path("/var/lib/payivr/prompts"),
             linger_s=5,

@@ -26,16 +26,12 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
 def one_mistake_per_feature() -> dict[str, Any]:
     data = example_data()
     services = data["services"]
-    services["esl"]["linger_s"] = -1  # read by payivr.esl.options
-    services["esl"]["lingr_s"] = 5  # a typo: nobody reads it
     services["freeswitch"] = {"srtp": "sometimes"}
     services["agent_api"] = {"dtmf_mask": "loud"}
     return data
 
 
 EXPECTED = (
-    "services.esl.linger_s: must be a non-negative integer",
-    "services.esl.lingr_s: unknown setting",
     "services.freeswitch.srtp: one of",
     "services.agent_api.dtmf_mask:",
 )
@@ -58,17 +54,6 @@ def test_check_config_lists_every_feature_problem_and_exits_2(tmp_path: Path) ->
     for expected in EXPECTED:
         assert expected in out.stderr
     assert "ok" not in out.stdout
-
-
-def test_unknown_keys_under_esl_return_and_event_socket(tmp_path: Path) -> None:
-    data = example_data()
-    data["services"]["esl"]["return"] = {"use_refer": True, "proxxy": "sip:127.0.0.1"}
-    data["services"]["esl"]["event_socket"]["pasword"] = "x"
-    problems = check_features(load_config(write_config(tmp_path, data)), {})
-    assert problems == [
-        "services.esl.return.proxxy: unknown setting",
-        "services.esl.event_socket.pasword: unknown setting",
-    ]
 
 
 def test_a_feature_that_cannot_be_imported_does_not_hide_the_others(

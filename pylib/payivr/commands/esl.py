@@ -20,18 +20,16 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _serve(args: argparse.Namespace) -> int:
     from payivr.core.config import ConfigError
-    from payivr.esl.options import OptionsError, esl_options
     from payivr.esl.service import build_service, serve
     from payivr.wiring import build_services, load, setup_logging
 
     setup_logging(args.log_level)
     try:
         config = load(args.config)
-        options = esl_options(config)
-    except (ConfigError, OptionsError) as exc:
+    except ConfigError as exc:
         return report_problems(exc.problems)
     services = build_services(config)
-    service = build_service(config, services, options=options, port=args.port)
+    service = build_service(config, services, port=args.port)
     try:
         asyncio.run(serve(service))
     finally:
