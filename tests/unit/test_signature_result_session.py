@@ -13,6 +13,7 @@ from payivr.core.result import (
     build_result,
     callback_body,
     result_headers,
+    verify_result_headers,
 )
 from payivr.core.session import Session, SessionState
 from payivr.core.signature import (
@@ -96,6 +97,19 @@ def test_result_headers_are_signed_with_the_returning_call_id() -> None:
     sig = headers.pop("X-Pay-Signature")
     assert verify(b"k", headers, "ret-call@payivr", sig, SIGNED_RESULT_HEADERS)
     assert not verify(b"k", headers, "call-1@cti", sig, SIGNED_RESULT_HEADERS)
+
+
+def test_result_headers_verify_as_a_contact_center_reads_them() -> None:
+    headers = result_headers(approved_result(), b"k", "ret-call@payivr", 1795263800)
+    # Header names arrive in any case, with the contact center's own headers among them.
+    received = [(name.upper(), value) for name, value in headers] + [("Via", "SIP/2.0/UDP x")]
+    assert verify_result_headers(received, b"k", "ret-call@payivr")
+    assert not verify_result_headers(received, b"k", "call-1@cti")
+    assert not verify_result_headers(received, b"other", "ret-call@payivr")
+    forged = [(n, "declined" if n == "X-PAY-RESULT" else v) for n, v in received]
+    assert not verify_result_headers(forged, b"k", "ret-call@payivr")
+    unsigned = [(n, v) for n, v in received if n != "X-PAY-SIGNATURE"]
+    assert not verify_result_headers(unsigned, b"k", "ret-call@payivr")
 
 
 def test_declined_never_carries_an_auth_code() -> None:
