@@ -5,8 +5,8 @@ import hmac
 import json
 from datetime import UTC, datetime
 
-from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
-from payivr.core.request import PaymentRequest, ReturnTarget
+from payivr.core.processor import ProcessorAnswer, ResultCode
+from payivr.core.request import ReturnTarget
 from payivr.core.result import (
     SIGNED_RESULT_HEADERS,
     Outcome,
@@ -22,24 +22,10 @@ from payivr.core.signature import (
     verify,
     verify_callback,
 )
+from tests.support.builders import payment_request
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 21, 10, 1, 10, tzinfo=UTC)
-
-
-def request(**overrides: object) -> PaymentRequest:
-    values: dict[str, object] = dict(
-        merchant="acme",
-        operation=Operation.SALE,
-        order="A1001",
-        amount=1250,
-        currency="EUR",
-        language="en",
-        return_to=ReturnTarget("hangup"),
-        call_id="call-1@cti",
-    )
-    values.update(overrides)
-    return PaymentRequest(**values)  # type: ignore[arg-type]
 
 
 def test_worked_example_of_the_readme() -> None:
@@ -79,7 +65,7 @@ def approved_result():  # type: ignore[no-untyped-def]
     answer = ProcessorAnswer(ResultCode.APPROVED, None, "123456", None, "0000")
     outcome = Outcome.from_answer(answer, brand="visa", last4="1111")
     return build_result(
-        request(),
+        payment_request(),
         session_id="s1",
         event_id="evt_1",
         created_at=T0,
@@ -144,7 +130,7 @@ def test_callback_body_matches_the_spec_shape() -> None:
 
 def test_session_hash_round_trip() -> None:
     s = Session.new(
-        request(
+        payment_request(
             return_to=ReturnTarget("uri", "sip:q@127.0.0.1"), callback_url="http://127.0.0.1/cb"
         ),
         T0,
