@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from payivr.core.config import ConfigError, EslConfig, ReturnSettings
 from tests.unit.helpers import EXAMPLE, config_from, example_data
@@ -67,4 +71,21 @@ def test_every_problem_at_once_with_the_rest_of_the_config() -> None:
         "services.esl.return.proxxy: unknown setting",
         "services.esl.return.proxy: must be a sip: or sips: URI",
         "services.esl.return.use_refer: must be true or false",
+    ]
+
+
+def test_esl_serve_lists_the_problems_and_exits_2(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE.parent / "secrets.example.yaml", tmp_path / "secrets.example.yaml")
+    path = tmp_path / "payivr.yaml"
+    path.write_text(yaml.safe_dump(_esl(linger_s=-1, **{"return": {"proxy": "tel:1"}})))
+    out = subprocess.run(
+        [sys.executable, "-m", "payivr.cli", "esl", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert sorted(out.stderr.splitlines()) == [
+        "services.esl.linger_s: must be a non-negative integer",
+        "services.esl.return.proxy: must be a sip: or sips: URI",
     ]
