@@ -154,8 +154,16 @@ def test_duplicate_header_with_different_values_is_400() -> None:
     assert isinstance(decide(same_twice), Accept)
 
 
-def test_long_numeric_orders_that_fail_luhn_are_fine() -> None:
-    assert isinstance(decide(signed_headers(x_pay_order="4111111111111112")), Accept)
+def test_numeric_orders_up_to_11_digits_or_with_a_letter_prefix_are_fine() -> None:
+    assert isinstance(decide(signed_headers(x_pay_order="20261203001")), Accept)
+    assert isinstance(decide(signed_headers(x_pay_order="A4111111111111112")), Accept)
+
+
+def test_long_numeric_orders_are_refused_whether_or_not_they_pass_luhn() -> None:
+    # One detector, no Luhn (docs/contract-notes.md): predictable for an integrator.
+    for order in ("4111111111111112", "202612030001"):
+        r = rejection(decide(signed_headers(x_pay_order=order)))
+        assert (r.status, r.header) == (400, "X-Pay-Order") and "card number" in r.problem
 
 
 def test_unknown_x_pay_headers_are_ignored_and_unsigned() -> None:
