@@ -30,6 +30,7 @@ SECRETS = {
     "beta_signing": "test-signing-secret-beta",
     "beta_callback": "test-callback-secret-beta",
     "freeswitch_esl": "test-esl",
+    "sandbox_token": "test-sandbox-token-key-0123456789abcdef",
 }
 
 CONFIG_TEMPLATE = """\
@@ -51,6 +52,7 @@ merchants:
     callback_secret: "file:acme_callback"
     sources: [127.0.0.1/32]
     signing: {{required: true, window_s: 300}}
+    processor: {{type: sandbox, token_secret: "file:sandbox_token"}}
     currencies: [EUR, USD]
     max_amount: 1000000
     callback_hosts: [127.0.0.1]
@@ -61,6 +63,7 @@ merchants:
     signing_secret: "file:beta_signing"
     callback_secret: "file:beta_callback"
     sources: [192.0.2.0/24]
+    processor: {{type: sandbox, token_secret: "file:sandbox_token"}}
     return_hosts: [cc.beta.example]
 """
 
