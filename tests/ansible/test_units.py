@@ -255,3 +255,13 @@ def test_vendor_freeswitch_unit_with_the_drop_in_dumps_no_core(tmp_path: Path) -
     coredump.optionxform = str  # type: ignore[assignment,method-assign]
     coredump.read_string((out / "coredump.conf").read_text())
     assert dict(coredump["Coredump"]) == {"Storage": "none", "ProcessSizeMax": "0"}
+
+
+def test_payivr_freeswitch_config_never_asks_for_core_dumps() -> None:
+    # FreeSWITCH starts as root and raises its own limit for `dump-cores` (switch.conf)
+    # or `-core`, whatever LimitCORE says: payivr's configuration must ask for neither.
+    switch_conf = (
+        REPO / "freeswitch" / "conf" / "autoload_configs" / "switch.conf.xml"
+    ).read_text()
+    assert "dump-cores" not in switch_conf
+    assert "-core" not in VENDOR_FREESWITCH_UNIT
