@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from payivr.core.sandbox import MIN_TOKEN_KEY_BYTES
+
 PROCESSOR_TYPES = ("sandbox", "redsys", "http")
 
 # Keys every type accepts; `type` and `timeout_s` are read by the config loader itself.
@@ -62,9 +64,18 @@ def validate_processor_options(processor: Mapping[str, object], path: str) -> li
 # -- sandbox --------------------------------------------------------------------------
 
 
+_SANDBOX_KEYS = frozenset({"token_secret"})
+
+
 def _check_sandbox(options: Mapping[str, object], path: str, problems: Problems) -> None:
-    # The sandbox (SPEC 8) needs nothing but the common timeout.
-    return
+    # The key of the sandbox's tokens (SPEC 8): without it a token is an unkeyed hash
+    # of the PAN, which anyone can reverse by trying the few candidate card numbers.
+    secret = _secret(options, "token_secret", path, problems)
+    if secret is not None and len(secret.encode()) < MIN_TOKEN_KEY_BYTES:
+        problems.append(
+            f"{path}.token_secret: must have at least {MIN_TOKEN_KEY_BYTES} characters "
+            "(e.g. `openssl rand -hex 32`)"
+        )
 
 
 # -- redsys ---------------------------------------------------------------------------
@@ -227,7 +238,7 @@ def _optional_str(options: Mapping[str, object], key: str, path: str, problems: 
 
 
 _TYPES: dict[str, tuple[frozenset[str], _Check]] = {
-    "sandbox": (frozenset(), _check_sandbox),
+    "sandbox": (_SANDBOX_KEYS, _check_sandbox),
     "redsys": (_REDSYS_KEYS, _check_redsys),
     "http": (_HTTP_KEYS, _check_http),
 }
