@@ -140,7 +140,8 @@ def cmd_work(args: argparse.Namespace) -> int:
     worker = Worker(outbox, policies, settings, metrics)
     server = None
     if port:
-        server = serve_metrics(metrics, args.metrics_host, port, outbox.counts)
+        metrics.add_outbox_gauges(outbox.counts)
+        server = serve_metrics(metrics, args.metrics_host, port)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
