@@ -116,7 +116,8 @@ def _start_kamailio(layout: StackLayout) -> Managed:
         process.start(timeout=20)
     except (RuntimeError, TimeoutError) as exc:
         raise StackError(f"kamailio did not start: {exc}") from None
-    assert process.proc is not None
+    if process.proc is None:
+        raise StackError("kamailio did not start: no process")
     return Managed("kamailio", process.proc.pid, process.command(), str(process.log_path))
 
 
