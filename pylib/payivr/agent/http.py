@@ -1,7 +1,7 @@
 """The agent API's HTTP server: aiohttp's, with payivr's requests and responses.
 
-aiohttp parses HTTP (its parser is maintained and fuzzed; a hand-written one in the
-PCI zone was one more thing to audit). Routing, bearer-token auth and the JSON
+aiohttp parses HTTP (a widely used parser maintained upstream; a hand-written one
+in the PCI zone was one more thing to audit). Routing, bearer-token auth and the JSON
 errors stay in `payivr.agent.api`, which sees only `Request` and returns `Response`
 (a streaming one for SSE), so the routes do not depend on the server library.
 
