@@ -121,6 +121,10 @@ async def _send(raw: web.Request, response: Response) -> web.StreamResponse:
             await out.write(chunk)
     except ConnectionError:
         pass  # the client went away: the stream ends here
+    finally:
+        close = getattr(response.stream, "aclose", None)
+        if close is not None:
+            await close()  # ends the generator's Redis read now, not at garbage collection
     return out
 
 
