@@ -157,7 +157,8 @@ def drive_session(
         raise DemoError(f"session {session_id} is not in Redis: Kamailio did not store it")
     request = session.request
     merchant = config.merchant(request.merchant)
-    assert merchant is not None
+    if merchant is None:
+        raise DemoError(f"session {session_id} names merchant {request.merchant}, not configured")
     session = store.set_state(session, SessionState.CAPTURING, datetime.now(UTC))
     holder = {"session": session}
 
