@@ -67,11 +67,17 @@ def test_every_problem_at_once_with_the_rest_of_the_config() -> None:
         "services.esl.event_socket.pasword: unknown setting",
         "services.esl.linger_s: must be a non-negative integer",
         "services.esl.lingr_s: unknown setting",
-        "services.esl.processor_threads: must be an integer",
+        "services.esl.processor_threads: must be a non-negative integer",
         "services.esl.return.proxxy: unknown setting",
         "services.esl.return.proxy: must be a sip: or sips: URI",
         "services.esl.return.use_refer: must be true or false",
     ]
+
+
+def test_return_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from(_esl(**{"return": "refer"}))
+    assert err.value.problems == ["services.esl.return: must be a mapping"]
 
 
 def test_esl_serve_lists_the_problems_and_exits_2(tmp_path: Path) -> None:

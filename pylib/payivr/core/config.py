@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -134,6 +135,15 @@ def parse_config(
     )
 
 
+def _is_redis_url(url: str) -> bool:
+    if url.startswith("unix://"):
+        return True
+    if not url.startswith(("redis://", "rediss://")):
+        return False
+    path = urlsplit(url).path.strip("/")
+    return path == "" or path.isdigit()
+
+
 def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesConfig:
     r = s.section("redis")
     sentinel = None
@@ -161,13 +171,15 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "url",
             str,
             "redis://127.0.0.1:6379/0",
-            check=lambda v: v.startswith(("redis://", "rediss://", "unix://")),
-            what="a redis://, rediss:// or unix:// URL",
+            check=_is_redis_url,
+            what="a redis://, rediss:// or unix:// URL (its path, if any, a database number)",
         ),
         password=secrets.resolve(password_ref, r.path_of("password")) if password_ref else None,
         sentinel=sentinel,
+        socket_timeout_s=r.positive_number("socket_timeout_s", RedisConfig.socket_timeout_s),
+        connect_timeout_s=r.positive_number("connect_timeout_s", RedisConfig.connect_timeout_s),
     )
-    r.reject_unknown({"url", "password", "sentinel"})
+    r.reject_unknown({"url", "password", "sentinel", "socket_timeout_s", "connect_timeout_s"})
 
     k = s.section("kamailio")
     listens = []
@@ -268,13 +280,10 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
             ),
         ),
         prompts_dir=(base_dir / e.get("prompts_dir", str, "var/prompts")).resolve(),
-        linger_s=e.get("linger_s", int, 10, check=_non_negative, what="a non-negative integer"),
+        linger_s=e.non_negative_int("linger_s", 10),
         recordings_dir=(base_dir / recordings_dir).resolve(),
         # 0 is taken as 1: the processor needs a thread to run at all.
-        processor_threads=max(
-            1,
-            e.get("processor_threads", int, 64, check=_non_negative, what="a non-negative integer"),
-        ),
+        processor_threads=max(1, e.non_negative_int("processor_threads", 64)),
         returns=returns,
     )
     e.reject_unknown(
@@ -292,10 +301,6 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
     es.reject_unknown({"host", "port", "password"})
     r.reject_unknown({"use_refer", "sofia_profile", "proxy"})
     return config
-
-
-def _non_negative(value: int) -> bool:
-    return value >= 0
 
 
 def _is_bare_sip_uri(value: str) -> bool:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from payivr.core.config import Config, EslConfig
 from payivr.esl.driver import EslApplication
 from payivr.esl.server import OutboundServer
-from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore, async_redis_client
+from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
+from payivr.store.connect import async_redis_client
 
 if TYPE_CHECKING:
     from payivr.wiring import Services
