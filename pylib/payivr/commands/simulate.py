@@ -52,7 +52,7 @@ from payivr.core.request import PaymentRequest, parse_request
 from payivr.core.result import Outcome
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.secrets import SecretDigits
-from payivr.processors.outcome import ChargeOutcome, charge_and_settle
+from payivr.processors.outcome import SettledCharge, charge_and_settle
 
 KEYPAD = frozenset("0123456789#*")
 HANGUP = "hangup"
@@ -274,7 +274,7 @@ class Simulator:
         self.processor = processor
         self.outcome: Outcome | None = None
         # The settled processor call: its raw code and any reversal, shown with the result.
-        self.settled: ChargeOutcome | None = None
+        self.settled: SettledCharge | None = None
 
     def run(self) -> Outcome:
         self._note(
