@@ -40,6 +40,7 @@ from payivr.core.plan import (
 from payivr.core.processor import Processor
 from payivr.core.progress import ProgressTracker
 from payivr.core.prompts import PromptId
+from payivr.core.reasons import Reason
 from payivr.core.result import PaymentResult, callback_body, result_headers
 from payivr.core.secrets import SecretDigits
 from payivr.core.session import Session
@@ -53,7 +54,6 @@ log = logging.getLogger("payivr.agent")
 
 CALL_ENDING_PROMPTS = frozenset({PromptId.GOODBYE.value, PromptId.TRANSFER_BACK.value})
 RESULT_CONTENT_TYPE = ("application", "vnd.payivr.result+json")
-CANCELLED_BY_AGENT = "cancelled-by-agent"
 
 
 @dataclasses.dataclass
@@ -99,7 +99,7 @@ class AgentTelephone(EslTelephone):
     async def collect(self, command: Collect) -> Event:
         if self.interrupt == "cancel":
             self.interrupt = None
-            return CancelRequested(CANCELLED_BY_AGENT)
+            return CancelRequested(Reason.CANCELLED_BY_AGENT)
         self.collecting = command.field
         try:
             event = await super().collect(command)
@@ -112,7 +112,7 @@ class AgentTelephone(EslTelephone):
         if isinstance(event, DigitsEntered):
             event.digits.wipe()
         if interrupt == "cancel":
-            return CancelRequested(CANCELLED_BY_AGENT)
+            return CancelRequested(Reason.CANCELLED_BY_AGENT)
         return DigitsEntered(command.field, SecretDigits(""), "*")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from payivr.core.config import MerchantConfig
+from payivr.core.config import EslConfig, MerchantConfig
 from payivr.core.plan import CapturePlan
 from payivr.core.processor import Processor
 from payivr.core.prompts import LANGUAGES, PromptId
@@ -36,7 +36,6 @@ from payivr.core.session import Event as SessionEvent
 from payivr.core.session import SessionState
 from payivr.core.signature import sign
 from payivr.esl.channel import CallChannel, CallerGone
-from payivr.esl.options import EslOptions
 from payivr.esl.returning import (
     bye_variables,
     dialog_call_id,
@@ -64,7 +63,7 @@ class EslApplication:
     store: AsyncSessionStore
     merchants: dict[str, MerchantConfig]
     processor_for: Callable[[str], Processor]
-    options: EslOptions
+    options: EslConfig
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 

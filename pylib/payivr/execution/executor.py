@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 
 from payivr.core.plan import Command, Finish
+from payivr.core.reasons import Reason
 from payivr.core.result import Outcome
 from payivr.core.session import SessionState
 from payivr.esl.channel import CallerGone
@@ -99,7 +100,7 @@ class Executor:
         merchant hears of it (the dialplan fallback then returns an ESL call)."""
         if ctx.result is not None:
             return
-        finish = Finish(Outcome.failed("internal-error"))
+        finish = Finish(Outcome.failed(Reason.INTERNAL_ERROR))
         try:
             await handler_for(self.registry, finish).run(finish, ctx)
         except Exception as exc:
