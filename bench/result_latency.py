@@ -32,8 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "pylib"), str(REPO)]
 
-from payivr.core.processor import ChargeRequest, ProcessorAnswer  # noqa: E402
-from payivr.core.sandbox import SandboxProcessor  # noqa: E402
+from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer  # noqa: E402
 from tests.esl.harness import EslHarness  # noqa: E402
 from tests.esl.peer import CallScript, FakeCall, Keys  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
@@ -68,8 +67,8 @@ class TimedCall(FakeCall):
 class GatewayProcessor:
     """The sandbox behind a fixed response time; keeps each charge's own duration."""
 
-    def __init__(self, delay_s: float) -> None:
-        self.inner = SandboxProcessor()
+    def __init__(self, inner: Processor, delay_s: float) -> None:
+        self.inner = inner  # the merchant's configured sandbox
         self.delay_s = delay_s
         self.durations: dict[str, float] = {}  # by order
 
@@ -105,7 +104,7 @@ async def run(calls: int, concurrency: int, hold_s: float, processor_ms: float) 
     logging.getLogger("payivr").setLevel(logging.WARNING)
     try:
         h = EslHarness(server.url)
-        processor = GatewayProcessor(processor_ms / 1000)
+        processor = GatewayProcessor(h.services.processors["acme"], processor_ms / 1000)
         h.services.processors["acme"] = processor
         await h.start()
         done: list[tuple[TimedCall, str, str]] = []
