@@ -24,8 +24,8 @@ from payivr.store.transactions import (
     add_state_to,
     annotate_call,
     check_annotations,
+    done_session,
     holds_result,
-    recorded_session,
 )
 
 
@@ -94,7 +94,7 @@ class AsyncRedisSessionStore:
         async with self.client.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
             if holds_result(await pipe.hget(key, "result"), result):
-                return recorded_session(session, result, now)
+                return done_session(session, result, now)
             pipe.multi()
             done = add_result_to(
                 pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
