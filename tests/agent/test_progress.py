@@ -141,9 +141,14 @@ def test_live_digit_count_needs_freeswitch_logs_above_info(tmp_path: Path) -> No
 
     config = make_config(tmp_path, "redis://127.0.0.1:1/0")
     settings, tokens = load_agent_settings(config, {})
-    assert settings.live_digit_count and len(tokens) == 2
+    # Off unless asked for: on, every event-socket subscriber would see each digit.
+    assert not settings.live_digit_count and len(tokens) == 2
     assert settings.drop_dtmf_args() == "on mask_digits 0"
     raw = dict(config.raw)
+    live = {**raw["services"]["agent_api"], "live_digit_count": True}  # type: ignore[index]
+    raw["services"] = {**raw["services"], "agent_api": live}  # type: ignore[dict-item]
+    on, _ = load_agent_settings(dataclasses.replace(config, raw=raw), {})
+    assert on.live_digit_count
     raw["services"] = {**raw["services"], "freeswitch": {"log_level": "info"}}  # type: ignore[dict-item]
     with pytest.raises(ConfigError) as bad:
         load_agent_settings(dataclasses.replace(config, raw=raw), {})

@@ -14,7 +14,7 @@ from payivr.core.processor import (
     ProcessorAnswer,
     ResultCode,
 )
-from payivr.esl import processing
+from payivr.execution import processing
 from tests.support.builders import charge_request
 
 

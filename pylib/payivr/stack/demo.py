@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TextIO
 
@@ -175,11 +175,9 @@ def drive_session(
     """Run the capture plan for a stored session as `payivr simulate` does, with the
     session's states, events and result going through the Redis store."""
     from payivr.commands.simulate import Keypad, Simulator
-    from payivr.core.plan import CapturePlan, ProcessPayment
-    from payivr.core.processor import ProcessorAnswer
+    from payivr.core.plan import CapturePlan
     from payivr.core.prompts import load_prompts
-    from payivr.core.result import build_result
-    from payivr.core.session import SessionState, new_event_id
+    from payivr.execution.store import ThreadedStore
     from payivr.processors import build_processor
     from payivr.store.connect import redis_client
     from payivr.store.redis_store import RedisSessionStore
@@ -192,20 +190,11 @@ def drive_session(
     merchant = config.merchant(request.merchant)
     if merchant is None:
         raise DemoError(f"session {session_id} names merchant {request.merchant}, not configured")
-    session = store.set_state(session, SessionState.CAPTURING, datetime.now(UTC))
-    holder = {"session": session}
-
-    class StoreSimulator(Simulator):
-        def _charge(self, payment: ProcessPayment) -> ProcessorAnswer:
-            holder["session"] = store.set_state(
-                holder["session"], SessionState.PROCESSING, datetime.now(UTC)
-            )
-            return super()._charge(payment)
-
     today = date.today()
     plan = CapturePlan(request, merchant, today)
     keypad = Keypad(io.StringIO(_keys(merchant, today, card)), out)
-    simulator = StoreSimulator(
+    # The executor writes the states, events and result (with its outbox entry) to Redis.
+    simulator = Simulator(
         plan,
         request,
         load_prompts(request.language),
@@ -213,18 +202,13 @@ def drive_session(
         out,
         merchant.processor.timeout_s,
         build_processor(merchant),
+        session=session,
+        store=ThreadedStore(store),
     )
-    outcome = simulator.run()
-    now = datetime.now(UTC)
-    result = build_result(
-        request,
-        session_id=session_id,
-        event_id=new_event_id(),
-        created_at=session.created_at,
-        completed_at=now,
-        outcome=outcome,
-    )
-    store.record_result(holder["session"], result, now)
+    simulator.run()
+    result = simulator.result
+    if result is None:
+        raise DemoError("the simulated call recorded no result")
     return request, result
 
 
