@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.agent.harness import AgentStack
-from tests.esl import transcripts
 
 
 @pytest.fixture()
 def agent_stack(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
-    if not transcripts.available():
-        pytest.skip(transcripts.SKIP_REASON)
     stack = AgentStack(tmp_path, redis_url).start()
     yield stack
     stack.close()
@@ -22,8 +19,6 @@ def agent_stack(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
 
 @pytest.fixture()
 def agent_stack_no_live_count(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
-    if not transcripts.available():
-        pytest.skip(transcripts.SKIP_REASON)
     stack = AgentStack(tmp_path, redis_url, live_digit_count=False).start()
     yield stack
     stack.close()
