@@ -83,7 +83,7 @@ class AgentCall:
         problem = None
         if merchant is None:
             problem = "unknown merchant"
-        elif parsed is None or not merchant.return_host_allowed(parsed[1]):
+        elif parsed is None or not merchant.return_host_allowed(parsed.hostname):
             problem = "agent target missing or not in the merchant's return allowlist"
         else:
             problem = await self._check_trunk_session(merchant.id)
@@ -91,13 +91,12 @@ class AgentCall:
             # Refused before anything runs: `exit` hands the call back to the dialplan.
             log.warning("agent call %s refused: %s", self.conn.uuid, problem)
             return
-        user = parsed[0].split(":", 1)[1].split("@", 1)[0] if "@" in parsed[0] else ""
         self.info = CallInfo(
             call=self.conn.uuid,
             merchant=merchant.id,
             call_id=data.get("variable_sip_call_id", ""),
             ref=data.get(REF_VARIABLE, ""),
-            agent=user,
+            agent=parsed.user or "",
             state="bridging",
             started_at=iso(self.deps.now()),
         )
@@ -107,7 +106,7 @@ class AgentCall:
         try:
             if self.deps.settings.live_digit_count:
                 await enable_key_events(self.conn, self._key_pressed)
-            bridge = asyncio.create_task(self._bridge(parsed[0]), name="agent-bridge")
+            bridge = asyncio.create_task(self._bridge(str(parsed)), name="agent-bridge")
             commands = asyncio.create_task(self._commands(), name="agent-commands")
             hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
             tasks = [bridge, commands, hangup]
@@ -151,7 +150,8 @@ class AgentCall:
             f"{{origination_uuid={self.agent_uuid},fs_send_unsupported_info=true}}"
             f"sofia/{self.deps.sofia_profile}/{target}"
         )
-        assert self.info is not None
+        if self.info is None:
+            raise RuntimeError("agent call: used before the call was registered")
         await self.deps.bus.update_call(self.info.call, state="connected")
         with contextlib.suppress(CallerGone):
             # No event-lock: with it FreeSWITCH holds every payment application sent
@@ -160,7 +160,8 @@ class AgentCall:
             await self.conn.execute("bridge", dial, event_lock=False)
 
     async def _commands(self) -> None:
-        assert self.info is not None
+        if self.info is None:
+            raise RuntimeError("agent call: used before the call was registered")
         last = "0"
         while not self.conn.hungup:
             try:
@@ -189,7 +190,8 @@ class AgentCall:
             await self.payment.control(name, command.get("field"))
 
     async def _run_payment(self, payment_id: str) -> None:
-        assert self.info is not None
+        if self.info is None:
+            raise RuntimeError("agent call: used before the call was registered")
         deps = self.deps
         try:
             session = await asyncio.to_thread(deps.store.load, payment_id)

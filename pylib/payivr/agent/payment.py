@@ -41,6 +41,7 @@ from payivr.core.plan.events import Event as PlanEvent
 from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.progress import ProgressTracker
 from payivr.core.prompts import PromptId
+from payivr.core.reasons import Reason
 from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
 from payivr.core.secrets import SecretDigits
 from payivr.core.session import Event, Session, SessionState, new_event_id
@@ -243,7 +244,7 @@ class AgentPayment:
 
     async def _finish(self, outcome: Outcome) -> None:
         if self._cancelled:
-            outcome = Outcome.cancelled("cancelled-by-agent")
+            outcome = Outcome.cancelled(Reason.CANCELLED_BY_AGENT)
         now = self.ctx.now()
         result = build_result(
             self.session.request,

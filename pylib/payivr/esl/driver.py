@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from payivr.core.config import MerchantConfig
+from payivr.core.config import EslConfig, MerchantConfig
 from payivr.core.errors import IllegalTransition
 from payivr.core.plan import (
     CallerHungUp,
@@ -48,7 +48,6 @@ from payivr.core.session import Session, SessionState, new_event_id
 from payivr.core.signature import sign
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.executor import CommandExecutor, Speech
-from payivr.esl.options import EslOptions
 from payivr.esl.processing import Settlement, settle_with_timeout
 from payivr.esl.recordings import RecordingMasker
 from payivr.esl.returning import (
@@ -75,7 +74,7 @@ class EslApplication:
     store: AsyncSessionStore
     merchants: dict[str, MerchantConfig]
     processor_for: Callable[[str], Processor]
-    options: EslOptions
+    options: EslConfig
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
