@@ -101,6 +101,9 @@ class ConnectorClient:
     """`request(name, method, path, query=..., json_body=...)` for every configured connector."""
 
     def __init__(self, settings: Mapping[str, ConnectorSettings]) -> None:
+        # urllib3 logs every request line, query string included, at DEBUG: a caller's
+        # phone number would reach the logs of a host run with debug logging.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
         self._settings = dict(settings)
         self._connectors: dict[str, _Connector] = {}
         self._lock = threading.Lock()
