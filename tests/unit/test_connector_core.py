@@ -205,3 +205,23 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("93", 0.0) == 93.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0) == 10.0
     assert parse_retry_after("soon", 0.0) is None and parse_retry_after(None, 0.0) is None
+
+
+def test_check_config_reports_connector_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from payivr.cli import main
+
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")))
+    data["secrets_file"] = str(EXAMPLE.parent / data["secrets_file"])
+    data["connectors"] = {"zendesk": {"base_url": "http://acme.zendesk.com"}}
+    path = tmp_path / "payivr.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check-config", str(path)]) == 2
+    assert "connectors.zendesk.base_url: http:// is allowed only on loopback" in (
+        capsys.readouterr().err
+    )
+    data["connectors"] = {"zendesk": {"base_url": "https://acme.zendesk.com"}}
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check-config", str(path)]) == 0
+    assert "1 connector(s): zendesk" in capsys.readouterr().out

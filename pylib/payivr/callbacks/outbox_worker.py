@@ -249,10 +249,6 @@ class OutboxWorker(Generic[E]):
         """Seconds from the entry's creation to its delivery (None: not meaningful)."""
         return None
 
-    def window_start_ms(self, entry: E) -> int:
-        """When the entry's retry window started."""
-        raise NotImplementedError
-
     def _deliver(self, entry: E) -> None:
         try:
             outcome = self.attempt(entry)
@@ -267,7 +263,7 @@ class OutboxWorker(Generic[E]):
 
     def _record(self, entry: E, outcome: Outcome) -> None:
         now = now_ms()
-        attempts = self._attempts(entry)
+        attempts = entry.attempts
         if outcome.kind == "delivered":
             with self._lease_lock:
                 self._leases.pop(entry.id, None)  # renewals stop; the removal is unconditional
@@ -284,7 +280,7 @@ class OutboxWorker(Generic[E]):
         if outcome.kind == "dead":
             self._park(entry, now, outcome, outcome.reason)
             return
-        next_at = self.backoff.next_attempt_ms(attempts + 1, now, self.window_start_ms(entry))
+        next_at = self.backoff.next_attempt_ms(attempts + 1, now, entry.window_start_ms)
         if next_at is not None and outcome.not_before_ms:
             next_at = max(next_at, outcome.not_before_ms)
         if next_at is None:
@@ -303,10 +299,6 @@ class OutboxWorker(Generic[E]):
             outcome.error or outcome.status,
             (next_at - now) / 1000,
         )
-
-    @staticmethod
-    def _attempts(entry: E) -> int:
-        return int(getattr(entry, "attempts", 0))
 
     def _park(self, entry: E, now: int, outcome: Outcome, reason: str) -> None:
         if self._under_current_lease(

@@ -42,9 +42,6 @@ class Worker(OutboxWorker[LeasedEntry]):
     def describe(self, entry: LeasedEntry) -> str:
         return entry.event_id
 
-    def window_start_ms(self, entry: LeasedEntry) -> int:
-        return entry.window_start_ms
-
     def delivered_latency_s(self, entry: LeasedEntry, now_ms: int) -> float | None:
         # A replayed entry's age says nothing about the delivery path's latency.
         if entry.window_start_ms != entry.result_at_ms:

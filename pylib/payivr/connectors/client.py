@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.exceptions import NewConnectionError
 
 from payivr.core.connector_retry import parse_retry_after, retry_delay
 from payivr.core.connector_settings import ConnectorAuth, ConnectorSettings
@@ -204,7 +206,7 @@ class ConnectorClient:
                 error = ConnectorError("unavailable", f"{shown}: {type(exc).__name__}")
             else:
                 try:
-                    body = _read(response)
+                    body = _read(response, deadline)
                 except requests.Timeout:
                     timed_out = True
                     error = ConnectorError("timeout", f"{shown}: read timed out")
@@ -212,7 +214,7 @@ class ConnectorClient:
                     error = ConnectorError("unavailable", f"{shown}: {type(exc).__name__}")
                 else:
                     status = response.status_code
-                    headers_in = dict(response.headers)
+                    headers_in = CaseInsensitiveDict(response.headers)
                     if 200 <= status < 300:
                         return ConnectorResponse(status, _json(body, shown, status), headers_in)
                     retry_after = parse_retry_after(
@@ -246,20 +248,21 @@ class ConnectorClient:
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
-    text = repr(exc)
-    return any(
-        marker in text
-        for marker in ("NewConnectionError", "Connection refused", "Name or service not known")
-    )
+    """Did the connection fail before anything was sent (refused, unreachable, DNS)?"""
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
 
 
-def _read(response: requests.Response) -> bytes:
+def _read(response: requests.Response, deadline: float) -> bytes:
+    # read_s bounds each socket read; the deadline bounds a server that trickles.
     chunks = []
     size = 0
     for chunk in response.iter_content(65536):
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise requests.RequestException("response too large")
+        if time.monotonic() > deadline:
+            raise requests.Timeout("overall timeout while reading")
         chunks.append(chunk)
     return b"".join(chunks)
 

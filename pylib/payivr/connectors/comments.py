@@ -139,9 +139,6 @@ class CommentWorker(OutboxWorker[LeasedComment]):
     def describe(self, entry: LeasedComment) -> str:
         return f"{entry.comment_id} (ticket {entry.ticket_id}, call {entry.call_id})"
 
-    def window_start_ms(self, entry: LeasedComment) -> int:
-        return entry.window_start_ms
-
     def delivered_latency_s(self, entry: LeasedComment, now_ms: int) -> float | None:
         if entry.window_start_ms != entry.created_at_ms:
             return None

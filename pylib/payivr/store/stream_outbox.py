@@ -62,13 +62,21 @@ class OutboxKeys:
 
 
 class Leased(Protocol):
-    """What the outcome scripts need of a leased entry."""
+    """What the outcome scripts and the worker need of a leased entry."""
 
     @property
     def id(self) -> str: ...
 
     @property
     def lease_ms(self) -> int: ...
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts recorded so far."""
+
+    @property
+    def window_start_ms(self) -> int:
+        """When its retry window started (creation, or the last replay)."""
 
 
 E = TypeVar("E", bound=Leased)
