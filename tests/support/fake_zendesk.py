@@ -277,3 +277,48 @@ class FakeZendesk:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(data)
+
+
+def seeded(port: int | None = None) -> FakeZendesk:
+    """A fake with the reference flow's data: a known caller with one ticket in every
+    status (the latest unresolved is 9003, pending), a caller with no open ticket, and
+    a number shared by two users."""
+    fake = FakeZendesk(port=port) if port else FakeZendesk()
+    fake.add_user(501, "Ana Caller", "+34 600 111 222", locale="es")
+    fake.add_user(502, "Twin One", "+1 (513) 555-7611")
+    fake.add_user(503, "Twin Two", "1-513-555-7611")
+    fake.add_user(504, "Solved Sam", "+34 600 333 444")
+    for tid, status, updated in [
+        (9001, "new", "2026-11-01T10:00:00Z"),
+        (9002, "open", "2026-11-02T10:00:00Z"),
+        (9003, "pending", "2026-11-05T10:00:00Z"),
+        (9004, "hold", "2026-11-03T10:00:00Z"),
+        (9005, "solved", "2026-11-06T10:00:00Z"),
+        (9006, "closed", "2026-11-07T10:00:00Z"),
+    ]:
+        fake.add_ticket(tid, 501, status, updated)
+    fake.add_ticket(9101, 504, "solved", "2026-11-04T10:00:00Z")
+    return fake
+
+
+def main() -> None:
+    """`python -m tests.support.fake_zendesk --port N`: serve the seeded fake until killed
+    (for a demo or `flows simulate` against the fake)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--port", type=int, default=0, help="0: a free port")
+    args = ap.parse_args()
+    fake = seeded(args.port or None).start()
+    print(
+        json.dumps({"base_url": fake.base_url, "email": fake.email, "api_token": fake.api_token}),
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
