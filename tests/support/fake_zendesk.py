@@ -3,9 +3,10 @@
 It answers the calls payivr makes as Zendesk's documented API does:
 - `GET /api/v2/users/search.json?query=phone:<digits>`: `{"users": [...], "next_page":
   null, "previous_page": null, "count": n}` (Search Users: offset pagination only);
-- `GET /api/v2/users/{id}/tickets/requested.json`: `sort_by`/`sort_order`; with
-  `page[size]` cursor pagination (`meta.has_more`, `meta.after_cursor`, `links.next`),
-  without it offset style (`next_page`, `count`);
+- `GET /api/v2/users/{id}/tickets/requested.json`: with `page[size]` cursor
+  pagination (`meta.has_more`, `meta.after_cursor`, `links.next`) in id order (the
+  sort parameters reported ignored there), without it offset style (`next_page`,
+  `count`) sorted by `sort_by`/`sort_order`;
 - `PUT /api/v2/tickets/{id}.json` with `{"ticket": {"comment": {...}}}`: 200 with the
   ticket and an audit; a closed ticket 422 RecordInvalid "Status: closed prevents
   ticket update"; an unknown ticket 404 RecordNotFound;
@@ -204,13 +205,19 @@ class FakeZendesk:
         return {"users": found, "next_page": None, "previous_page": None, "count": len(found)}
 
     def _requested(self, user_id: int, query: dict[str, str]) -> dict[str, Any]:
-        mine = [t for t in self.tickets.values() if t["requester_id"] == user_id]
-        key = query.get("sort_by", "id")
-        mine.sort(key=lambda t: t[key] if key in t else t["id"])
-        if query.get("sort_order", "asc") == "desc":
-            mine.reverse()
+        mine = sorted(
+            (t for t in self.tickets.values() if t["requester_id"] == user_id),
+            key=lambda t: t["id"],
+        )
         if "page[size]" not in query:
+            # Offset pagination honours sort_by/sort_order.
+            key = query.get("sort_by", "id")
+            mine.sort(key=lambda t: t[key] if key in t else t["id"])
+            if query.get("sort_order", "asc") == "desc":
+                mine.reverse()
             return {"tickets": mine, "next_page": None, "previous_page": None, "count": len(mine)}
+        # Under cursor pagination Zendesk has been reported (developer community, 2024)
+        # to ignore sort_by/sort_order: the fake does the same, in id order.
         size = int(query["page[size]"])
         start = (
             int(base64.urlsafe_b64decode(query["page[after]"]).decode())

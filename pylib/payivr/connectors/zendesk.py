@@ -5,9 +5,9 @@
   only (no `+`, spaces or dashes). Search Users has offset pagination only; one page
   tells found / unknown / several apart, which is all a call needs.
 - The caller's latest unresolved ticket: `GET /api/v2/users/{id}/tickets/requested.json`
-  sorted by `updated_at` descending, with cursor pagination (`page[size]`, follow
-  `links.next` while `meta.has_more`): the first ticket whose status is below solved
-  (new, open, pending, hold) is the one. A bounded number of pages is read.
+  (`sort_by=updated_at&sort_order=desc`) with cursor pagination (`page[size]`, follow
+  `links.next` while `meta.has_more`, a bounded number of pages): of the tickets whose
+  status is below solved (new, open, pending, hold), the one updated last.
 - The after-call note: `PUT /api/v2/tickets/{id}.json` with
   `{"ticket": {"comment": {"body": ..., "public": false}}}` (a private comment).
   A closed ticket cannot be updated: Zendesk answers 422 RecordInvalid with
@@ -92,30 +92,40 @@ class ZendeskApi:
         )
 
     def latest_unresolved_ticket(self, user_id: int) -> Ticket | None:
-        """The user's most recently updated ticket with a status below solved."""
+        """The user's most recently updated ticket with a status below solved.
+
+        The newest is chosen here, by `updated_at`, over every page read: the sort
+        parameters are sent, but Zendesk has been reported to ignore them under cursor
+        pagination, so the order of the answer is not relied upon.
+        """
         path: str = f"/api/v2/users/{int(user_id)}/tickets/requested.json"
         query: dict[str, str] | None = {
             "sort_by": "updated_at",
             "sort_order": "desc",
             "page[size]": str(PAGE_SIZE),
         }
+        best: Ticket | None = None
         for _page in range(MAX_PAGES):
             response = self.client.request(self.connector, "GET", path, query=query)
             for t in _list(response.json, "tickets"):
-                if t.get("status") in UNRESOLVED:
-                    return Ticket(
-                        id=int(t["id"]),
-                        status=str(t["status"]),
-                        subject=str(t.get("subject") or ""),
-                        updated_at=str(t.get("updated_at") or ""),
-                    )
+                if t.get("status") not in UNRESOLVED:
+                    continue
+                ticket = Ticket(
+                    id=int(t["id"]),
+                    status=str(t["status"]),
+                    subject=str(t.get("subject") or ""),
+                    updated_at=str(t.get("updated_at") or ""),
+                )
+                # ISO 8601 UTC timestamps ("2026-11-05T10:00:00Z") sort as text.
+                if best is None or ticket.updated_at > best.updated_at:
+                    best = ticket
             body = response.json if isinstance(response.json, dict) else {}
             meta = body.get("meta") or {}
             next_url = (body.get("links") or {}).get("next")
             if not meta.get("has_more") or not next_url:
-                return None
+                break
             path, query = str(next_url), None  # the next link carries the cursor
-        return None
+        return best
 
     def add_private_comment(self, ticket_id: str | int, body: str) -> None:
         """Add a private (internal) comment; TicketNotEditable when that can never work."""

@@ -67,7 +67,10 @@ def test_no_unresolved_ticket(zendesk: FakeZendesk) -> None:
 
 
 def test_cursor_pagination_follows_links_next(zendesk: FakeZendesk) -> None:
-    for i in range(150):  # the 150 most recent are solved: the open one is on page 2
+    # Page 1 (ids in order): an old open ticket and solved ones; page 2: the open
+    # ticket updated last, which is the one.
+    zendesk.add_ticket(9_500, 700, "open", "2025-01-01T00:00:00Z")
+    for i in range(150):
         zendesk.add_ticket(
             10_000 + i, 700, "solved", f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"
         )
