@@ -71,7 +71,10 @@ class ZendeskApi:
         self.connector = connector
 
     def lookup_caller(self, ani: str) -> CallerLookup:
-        """Who is calling: one user with this phone number, none, or several."""
+        """Who is calling: one user with this phone number, none, or several.
+        A withheld or digit-less number is `unknown` without asking Zendesk."""
+        if not re.search(r"\d", ani):
+            return CallerLookup("unknown")
         response = self.client.request(
             self.connector,
             "GET",

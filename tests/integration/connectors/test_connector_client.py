@@ -42,6 +42,12 @@ def test_caller_unknown_and_several(zendesk: FakeZendesk) -> None:
     ]
 
 
+@pytest.mark.parametrize("ani", ["anonymous", "", "Restricted"])
+def test_withheld_number_is_unknown_without_a_request(zendesk: FakeZendesk, ani: str) -> None:
+    assert api(zendesk).lookup_caller(ani) == CallerLookup("unknown")
+    assert zendesk.recorded() == []
+
+
 def test_latest_unresolved_ticket_skips_solved_and_closed(zendesk: FakeZendesk) -> None:
     ticket = api(zendesk).latest_unresolved_ticket(501)
     assert ticket is not None and (ticket.id, ticket.status) == (9003, "pending")
