@@ -6,11 +6,17 @@ payment (no processor call, no result, the card kept until the process ended).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
+from pathlib import Path
+
+import pytest
 
 from payivr.core.processor import ChargeRequest, ProcessorAnswer, ResultCode
 from tests.agent.harness import AgentStack, SseReader
 from tests.agent.test_agent_calls import CARD_OK, CVV, EXPIRY, assert_no_card_data, start_payment
+from tests.esl import transcripts
 from tests.esl.peer import Keys
 
 
@@ -90,3 +96,62 @@ def test_payment_cut_while_the_processor_works_wipes_the_card(agent_stack: Agent
         assert card.wiped
     finally:
         processor.release.set()
+
+
+class IgnoresItsTimeout(KeepingProcessor):
+    """Answers `approved` well after the merchant's timeout; voids when asked."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.reversed = threading.Event()
+
+    def charge(self, request: ChargeRequest) -> ProcessorAnswer:
+        self.requests.append(request)
+        self.asked.set()
+        threading.Event().wait(self.delay_s)
+        return ProcessorAnswer(ResultCode.APPROVED, auth_code="654321", raw_code="00")
+
+    def reverse(self, request: ChargeRequest) -> ProcessorAnswer:
+        self.reversed.set()
+        return ProcessorAnswer(ResultCode.APPROVED, raw_code="VOIDED")
+
+
+def test_the_agents_processor_call_has_the_same_outer_deadline(
+    tmp_path: Path, redis_url: str
+) -> None:
+    if not transcripts.available():
+        pytest.skip(transcripts.SKIP_REASON)
+    stack = AgentStack(tmp_path, redis_url)
+    acme = stack.config.merchants["acme"]
+    fast = dataclasses.replace(acme, processor=dataclasses.replace(acme.processor, timeout_s=0.3))
+    stack.config = dataclasses.replace(
+        stack.config, merchants={**stack.config.merchants, "acme": fast}
+    )
+    stack.start()
+    try:
+        processor = IgnoresItsTimeout(delay_s=4.0)  # the budget: 2 x 0.3 s + 1 s grace
+        assert stack.service is not None
+        stack.service.services.processors["acme"] = processor
+        fake, done = stack.call([Keys(CARD_OK + "#"), Keys(EXPIRY), Keys(CVV)])
+        call = stack.find_call()
+        sse = SseReader(stack, call["call"])
+        payment = start_payment(stack, call["call"], "W5003")
+        result = sse.wait(lambda e: e["type"] == "payment.result", timeout=15)
+        assert (result["result"]["result"], result["result"]["reason"]) == (
+            "failed",
+            "processor-timeout",
+        )
+        # The late approval is voided and recorded on the session for operators.
+        assert processor.reversed.wait(15)
+        key = f"payivr:session:{payment}"
+        deadline = time.monotonic() + 10
+        while stack.redis.hget(key, "reversal") != b"reversed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stack.redis.hget(key, "reversal") == b"reversed"
+        card = processor.requests[0].card
+        assert card is not None and card.wiped
+        stack.on_loop(fake.hang_up_now)
+        done.result(10)
+    finally:
+        stack.close()

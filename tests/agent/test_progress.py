@@ -8,12 +8,13 @@ from pathlib import Path
 
 from payivr.core.config import MerchantConfig, parse_config
 from payivr.core.plan import CapturePlan, DigitsEntered, Field, ProcessorAnswered
-from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
+from payivr.core.processor import ProcessorAnswer, ResultCode
 from payivr.core.progress import FieldStatus, Kind, ProgressEvent, ProgressTracker
-from payivr.core.request import PaymentRequest, ReturnTarget
+from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome, build_result
 from payivr.core.secrets import SecretDigits
 from tests.agent.harness import EXAMPLE
+from tests.support.builders import payment_request
 
 PAN = "4111111111111111"
 
@@ -27,16 +28,7 @@ def merchant() -> MerchantConfig:
 
 
 def request() -> PaymentRequest:
-    return PaymentRequest(
-        merchant="acme",
-        operation=Operation.SALE,
-        order="P1",
-        amount=1250,
-        currency="EUR",
-        language="en",
-        return_to=ReturnTarget("hangup"),
-        call_id="c1",
-    )
+    return payment_request(order="P1", call_id="c1")
 
 
 def keyed(tracker: ProgressTracker, keys: str) -> list[ProgressEvent]:

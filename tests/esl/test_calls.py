@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from payivr.core.config import ReturnSettings
 from payivr.core.processor import (
     ChargeRequest,
     Operation,
@@ -26,7 +27,6 @@ from payivr.core.processor import (
 from payivr.core.result import SIGNED_RESULT_HEADERS
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.signature import verify
-from payivr.esl.returning import ReturnSettings
 from tests.esl import transcripts
 from tests.esl.harness import EslHarness
 from tests.esl.peer import FakeCall, HangUp, Keys, Silence
@@ -326,7 +326,7 @@ class ReverseSpy:
     adapter that ignores its timeout and answers `approved` late."""
 
     def __init__(self, charge_delay_s: float = 0.0) -> None:
-        self.inner = SandboxProcessor()
+        self.inner = SandboxProcessor(b"esl-test-sandbox-token-key-0123456789")
         self.charge_delay_s = charge_delay_s
         self.reversals: list[ChargeRequest] = []
 

@@ -75,6 +75,19 @@ def test_unknown_keys_and_bad_types_are_reported() -> None:
     }
 
 
+def test_sip_uris_are_read_by_the_sip_uri_parser() -> None:
+    # A prefix check let these through; each request or node would then have failed.
+    data = example_data()
+    data["merchants"]["acme"]["default_return"] = "sip:"
+    data["services"]["freeswitch_nodes"] = ["sip:10.0.0.5:5080", "sip:10.0.0.6:99999"]
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    assert err.value.problems == [
+        "services.freeswitch_nodes[1]: not a sip: URI like sip:10.0.0.5:5080",
+        "merchants.acme.default_return: hangup, agent, or a sip:/sips: URI",
+    ]
+
+
 def test_missing_file_and_bad_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
@@ -142,3 +155,29 @@ def test_sentinel_password_inline_is_refused_and_unknown_keys_reported() -> None
     assert "services.redis.sentinel.password: secrets are referenced" in text
     assert "services.redis.sentinel" in text and "sentinels" in text
     assert "hunter2" not in text
+
+
+def test_redis_database_number_and_timeouts() -> None:
+    data = example_data()
+    data["services"]["redis"].update(
+        {"url": "redis://10.0.0.9:6379/4", "socket_timeout_s": 0.5, "connect_timeout_s": 0.2}
+    )
+    redis_cfg = config_from(data).services.redis
+    assert (redis_cfg.db, redis_cfg.socket_timeout_s, redis_cfg.connect_timeout_s) == (4, 0.5, 0.2)
+    assert config_from(example_data()).services.redis.db == 0
+    data["services"]["redis"].update(
+        {"url": "redis://10.0.0.9:6379/four", "socket_timeout_s": 0, "connect_timeout_s": "x"}
+    )
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    problems = "\n".join(err.value.problems)
+    assert "services.redis.url: must be a redis://" in problems
+    assert "services.redis.socket_timeout_s: must be a positive number" in problems
+    assert "services.redis.connect_timeout_s: " in problems
+
+
+def test_unix_socket_url_names_its_database_in_the_query() -> None:
+    from payivr.core.config_types import RedisConfig
+
+    assert RedisConfig(url="unix:///run/redis/redis.sock?db=2").db == 2
+    assert RedisConfig(url="unix:///run/redis/redis.sock").db == 0

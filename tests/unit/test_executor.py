@@ -74,6 +74,7 @@ def test_a_run_that_breaks_records_failed_and_wipes_what_was_keyed() -> None:
         keypad,
         out,
         1.0,
+        SandboxProcessor(b"k" * 32),
         store=store,
     )
     with pytest.raises(OSError):
@@ -129,7 +130,7 @@ def run_engine(registry: Any) -> tuple[str, MemoryStore, BaseException | None]:
         merchant=merchant,
         telephone=telephone,
         store=CallStore(store, "engine"),
-        processor=SandboxProcessor(),
+        processor=SandboxProcessor(b"k" * 32),
         processor_timeout_s=1.0,
     )
     error: BaseException | None = None

@@ -19,7 +19,6 @@ from payivr.kamailio.sipmsg import (
     payment_headers,
     reply_headers,
     unknown_payment_headers,
-    uri_host,
 )
 
 INVITE = (
@@ -70,19 +69,6 @@ def test_reply_headers_carry_warning_and_retry_after() -> None:
     assert "4111111111111111" not in masked and "X-Pay-Merchant: " in masked
 
 
-@pytest.mark.parametrize(
-    ("uri", "host"),
-    [
-        ("sip:agent@PBX.example.com:5060;transport=tcp", "pbx.example.com"),
-        ('"Q" <sips:queue@[2001:db8::1]:5061>;tag=1', "2001:db8::1"),
-        ("<sip:10.1.2.3>", "10.1.2.3"),
-        ("not a uri", ""),
-    ],
-)
-def test_uri_host(uri: str, host: str) -> None:
-    assert uri_host(uri) == host
-
-
 def test_local_cfg_has_defines_listen_and_port_specific_aliases() -> None:
     text = render_local_cfg(settings())
     assert '#!define PAYIVR_CONFIG "/etc/payivr/payivr.yaml"' in text
@@ -124,3 +110,14 @@ def test_socket_parse() -> None:
 def test_env_references_finds_every_env_secret() -> None:
     raw = {"a": "env:ONE", "b": [{"c": "env:TWO"}, "file:x"], "d": 3}
     assert env_references(raw) == {"ONE", "TWO"}
+
+
+def test_message_body_reads_the_offer_and_its_content_type() -> None:
+    from payivr.kamailio.sipmsg import message_body
+
+    head = "INVITE sip:pay@h SIP/2.0\r\nCall-ID: 1@h\r\n"
+    sdp = "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    full = message_body(f"{head}c: application/sdp\r\nContent-Length: 25\r\n\r\n{sdp}")
+    assert (full.content_type, full.text) == ("application/sdp", sdp)
+    late = message_body(f"{head}Content-Length: 0\r\n\r\n")
+    assert (late.content_type, late.text) == ("", "")

@@ -574,13 +574,14 @@ def test_public_wipe_zeroes_what_the_plan_holds() -> None:
 
 def test_cancel_requested_ends_silently_and_wipes_what_was_kept() -> None:
     from payivr.core.plan import CancelRequested
+    from payivr.core.reasons import Reason
 
     plan = new_plan()
     plan.start()
     pan, expiry = SecretDigits(VISA), SecretDigits("1228")
     plan.handle(DigitsEntered(Field.CARD_NUMBER, pan, "#"))
     plan.handle(DigitsEntered(Field.EXPIRY, expiry, None))
-    commands = plan.handle(CancelRequested("cancelled-by-agent"))
+    commands = plan.handle(CancelRequested(Reason.CANCELLED_BY_AGENT))
     assert commands == [
         UnmaskRecording(),
         Finish(Outcome(ResultCode.CANCELLED, "cancelled-by-agent")),
@@ -590,9 +591,10 @@ def test_cancel_requested_ends_silently_and_wipes_what_was_kept() -> None:
 
 def test_cancel_is_refused_once_the_processor_has_the_card() -> None:
     from payivr.core.plan import CancelRequested
+    from payivr.core.reasons import Reason
 
     plan = new_plan()
     to_processing(plan)
     with pytest.raises(IllegalTransition):
-        plan.handle(CancelRequested("cancelled-by-agent"))
+        plan.handle(CancelRequested(Reason.CANCELLED_BY_AGENT))
     assert plan.state is State.PROCESSING

@@ -84,7 +84,7 @@ class AgentCall:
         problem = None
         if merchant is None:
             problem = "unknown merchant"
-        elif parsed is None or not merchant.return_host_allowed(parsed[1]):
+        elif parsed is None or not merchant.return_host_allowed(parsed.hostname):
             problem = "agent target missing or not in the merchant's return allowlist"
         else:
             problem = await self._check_trunk_session(merchant.id)
@@ -92,13 +92,12 @@ class AgentCall:
             # Refused before anything runs: `exit` hands the call back to the dialplan.
             log.warning("agent call %s refused: %s", self.conn.uuid, problem)
             return
-        user = parsed[0].split(":", 1)[1].split("@", 1)[0] if "@" in parsed[0] else ""
         self.info = CallInfo(
             call=self.conn.uuid,
             merchant=merchant.id,
             call_id=data.get("variable_sip_call_id", ""),
             ref=data.get(REF_VARIABLE, ""),
-            agent=user,
+            agent=parsed.user or "",
             state="bridging",
             started_at=iso(self.deps.now()),
         )
@@ -108,7 +107,7 @@ class AgentCall:
         try:
             if self.deps.settings.live_digit_count:
                 await enable_key_events(self.conn, self._key_pressed)
-            bridge = asyncio.create_task(self._bridge(parsed[0]), name="agent-bridge")
+            bridge = asyncio.create_task(self._bridge(str(parsed)), name="agent-bridge")
             commands = asyncio.create_task(self._commands(), name="agent-commands")
             hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
             tasks = [bridge, commands, hangup]

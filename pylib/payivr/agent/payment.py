@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor as ThreadPool
 from datetime import datetime
 from typing import Any
 
@@ -40,20 +40,20 @@ from payivr.core.plan import (
 from payivr.core.processor import Processor
 from payivr.core.progress import ProgressTracker
 from payivr.core.prompts import PromptId
+from payivr.core.reasons import Reason
 from payivr.core.result import PaymentResult, callback_body, result_headers
 from payivr.core.secrets import SecretDigits
 from payivr.core.session import Session
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.telephone import EslTelephone, Speech
 from payivr.execution.context import CallContext, DriverHooks
-from payivr.execution.executor import Executor as CommandExecutor
+from payivr.execution.executor import Executor
 from payivr.execution.store import CallStore, ThreadedStore
 
 log = logging.getLogger("payivr.agent")
 
 CALL_ENDING_PROMPTS = frozenset({PromptId.GOODBYE.value, PromptId.TRANSFER_BACK.value})
 RESULT_CONTENT_TYPE = ("application", "vnd.payivr.result+json")
-CANCELLED_BY_AGENT = "cancelled-by-agent"
 
 
 @dataclasses.dataclass
@@ -70,7 +70,7 @@ class PaymentContext:
     speech_dir: Any  # pathlib.Path of the prompts
     publisher: Publisher
     now: Callable[[], datetime]
-    pool: Executor | None = None  # processor threads (None: the loop's default pool)
+    pool: ThreadPool | None = None  # processor threads (None: the loop's default pool)
     # Frees the call for the next payment once this one's result is recorded.
     release: Callable[[], Awaitable[None]] | None = None
 
@@ -83,15 +83,23 @@ class AgentTelephone(EslTelephone):
         self.interrupt: str | None = None  # "restart" or "cancel", set by control()
         self.collecting: Field | None = None
 
+    # The agent cancelled: nothing more is said before the result.
     async def play(self, prompt: str) -> None:
-        if self.interrupt == "cancel":
-            return  # the agent cancelled: nothing more is said before the result
-        await super().play(prompt)
+        if self.interrupt != "cancel":
+            await super().play(prompt)
+
+    async def say_amount(self, amount: int, currency: str) -> None:
+        if self.interrupt != "cancel":
+            await super().say_amount(amount, currency)
+
+    async def say_digits(self, text: str) -> None:
+        if self.interrupt != "cancel":
+            await super().say_digits(text)
 
     async def collect(self, command: Collect) -> Event:
         if self.interrupt == "cancel":
             self.interrupt = None
-            return CancelRequested(CANCELLED_BY_AGENT)
+            return CancelRequested(Reason.CANCELLED_BY_AGENT)
         self.collecting = command.field
         try:
             event = await super().collect(command)
@@ -104,7 +112,7 @@ class AgentTelephone(EslTelephone):
         if isinstance(event, DigitsEntered):
             event.digits.wipe()
         if interrupt == "cancel":
-            return CancelRequested(CANCELLED_BY_AGENT)
+            return CancelRequested(Reason.CANCELLED_BY_AGENT)
         return DigitsEntered(command.field, SecretDigits(""), "*")
 
 
@@ -178,7 +186,7 @@ class AgentPayment(DriverHooks):
             clock=self.pctx.now,
         )
         try:
-            await CommandExecutor().run(ctx)
+            await Executor().run(ctx)
         finally:
             self.session = ctx.session
             await ctx.store.drain()

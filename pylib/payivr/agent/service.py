@@ -14,15 +14,12 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from payivr.agent.api import AgentApi, ApiContext
 from payivr.agent.bus import AgentBus
 from payivr.agent.driver import AgentDeps, call_handler
 from payivr.agent.http import HttpServer
 from payivr.agent.settings import AgentSettings, MerchantTokens, load_agent_settings
 from payivr.core.config import Config
-from payivr.esl.options import esl_options
 from payivr.esl.server import OutboundServer
 
 log = logging.getLogger("payivr.agent")
@@ -48,11 +45,14 @@ class AgentService:
         self.services.close()
 
 
-def async_redis(config: Config) -> Any:
-    """A redis.asyncio client for the same Redis as the session store (URL form)."""
+def async_redis(config: Config, *, block_ms: int) -> Any:
+    """A redis.asyncio client for the same Redis as the session store (URL or Sentinel,
+    passwords, database number): the bus blocks on its streams for up to `block_ms`,
+    so the socket timeout is `services.redis.socket_timeout_s` beyond that."""
+    from payivr.store.connect import async_redis_client
+
     cfg = config.services.redis
-    password = cfg.password.value() if cfg.password else None
-    return aioredis.Redis.from_url(cfg.url, password=password)
+    return async_redis_client(cfg, socket_timeout=cfg.socket_timeout_s + block_ms / 1000)
 
 
 def build_service(
@@ -68,7 +68,8 @@ def build_service(
     from payivr.wiring import build_services
 
     services = services if services is not None else build_services(config)
-    aredis = aredis if aredis is not None else async_redis(config)
+    if aredis is None:
+        aredis = async_redis(config, block_ms=max(sse_block_ms, command_block_ms))
     bus = AgentBus(aredis, ttl_s=settings.call_ttl_s)
     api = AgentApi(
         ApiContext(
@@ -80,15 +81,15 @@ def build_service(
             sse_block_ms=sse_block_ms,
         )
     )
-    options = esl_options(config)
+    esl_config = config.services.esl
     deps = AgentDeps(
         config=config,
         settings=settings,
         bus=bus,
         store=services.store,
         processor_for=services.processor_for,
-        prompts_dir=options.prompts_dir,
-        sofia_profile=options.returns.sofia_profile,
+        prompts_dir=esl_config.prompts_dir,
+        sofia_profile=esl_config.returns.sofia_profile,
         command_block_ms=command_block_ms,
     )
     http = HttpServer(api, settings.listen_host, settings.listen_port)
@@ -96,7 +97,7 @@ def build_service(
         call_handler(deps),
         host=settings.esl_listen_host,
         port=settings.esl_listen_port,
-        linger_s=options.linger_s,
+        linger_s=esl_config.linger_s,
     )
     return AgentService(api=api, http=http, esl=esl, aredis=aredis, services=services)
 

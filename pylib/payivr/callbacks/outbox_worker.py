@@ -36,7 +36,7 @@ E = TypeVar("E", bound=Leased)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryVerdict:
     """What one attempt gave. `kind`: delivered | retry | dead."""
 
     kind: str
@@ -237,7 +237,7 @@ class OutboxWorker(Generic[E]):
         return taken
 
     # -- one entry ------------------------------------------------------------------
-    def attempt(self, entry: E) -> Outcome:
+    def attempt(self, entry: E) -> DeliveryVerdict:
         """Try one entry once; never raises for what the remote end does."""
         raise NotImplementedError
 
@@ -261,7 +261,7 @@ class OutboxWorker(Generic[E]):
                 self._leases.pop(entry.id, None)
             self._release_slot()
 
-    def _record(self, entry: E, outcome: Outcome) -> None:
+    def _record(self, entry: E, outcome: DeliveryVerdict) -> None:
         now = now_ms()
         attempts = entry.attempts
         if outcome.kind == "delivered":
@@ -300,7 +300,7 @@ class OutboxWorker(Generic[E]):
             (next_at - now) / 1000,
         )
 
-    def _park(self, entry: E, now: int, outcome: Outcome, reason: str) -> None:
+    def _park(self, entry: E, now: int, outcome: DeliveryVerdict, reason: str) -> None:
         if self._under_current_lease(
             entry,
             lambda held: self.outbox.park_dead(

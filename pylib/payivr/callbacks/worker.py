@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from payivr.callbacks.metrics import Metrics
-from payivr.callbacks.outbox_worker import OutboxWorker, Outcome, WorkerSettings
+from payivr.callbacks.outbox_worker import DeliveryVerdict, OutboxWorker, WorkerSettings
 from payivr.callbacks.policy import CallbackPolicy
 from payivr.callbacks.sender import Sender
 from payivr.store.outbox import LeasedEntry, Outbox
@@ -36,7 +36,7 @@ class Worker(OutboxWorker[LeasedEntry]):
             settings.connect_timeout_s, settings.read_timeout_s, pool_maxsize=settings.threads
         )
 
-    def attempt(self, entry: LeasedEntry) -> Outcome:
+    def attempt(self, entry: LeasedEntry) -> DeliveryVerdict:
         return self.sender.send(entry, self._policy(entry.merchant))
 
     def describe(self, entry: LeasedEntry) -> str:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ from payivr.core.plan import (
 )
 from payivr.core.processor import Operation, Processor, ResultCode
 from payivr.core.prompts import PromptCatalogueError, load_prompts
+from payivr.core.reasons import Reason
 from payivr.core.request import PaymentRequest, parse_request
 from payivr.core.result import Outcome, PaymentResult
 from payivr.core.sandbox import SandboxProcessor
@@ -110,10 +112,20 @@ def simulate(args: argparse.Namespace) -> int:
         timeout_s = merchant.processor.timeout_s
     plan = CapturePlan(request, merchant, args.today or datetime.date.today())
     keypad = Keypad(sys.stdin, out)
-    simulator = Simulator(plan, request, texts, keypad, out, timeout_s)
+    simulator = Simulator(plan, request, texts, keypad, out, timeout_s, _sandbox(merchant))
     with keypad.session():
         outcome = simulator.run()
     return 0 if outcome.code is ResultCode.APPROVED else 1
+
+
+def _sandbox(merchant: MerchantConfig) -> SandboxProcessor:
+    """The sandbox, with the merchant's token key when its processor is the sandbox;
+    otherwise with a key of this run only (its tokens are good for this run only)."""
+    from payivr.processors import sandbox_token_key
+
+    if merchant.processor.type == "sandbox":
+        return SandboxProcessor(sandbox_token_key(merchant))
+    return SandboxProcessor(secrets.token_bytes(32))
 
 
 def _fields(args: argparse.Namespace, merchant: MerchantConfig, order: str) -> dict[str, str]:
@@ -344,7 +356,7 @@ class Simulator(DriverHooks):
         keypad: Keypad,
         out: TextIO,
         timeout_s: float,
-        processor: Processor | None = None,
+        processor: Processor,
         *,
         session: Session | None = None,
         store: AsyncSessionStore | None = None,
@@ -359,7 +371,7 @@ class Simulator(DriverHooks):
         self.telephone = TerminalTelephone(texts, keypad, out)
         self.out = out
         self.timeout_s = timeout_s
-        self.processor: Processor = processor or SandboxProcessor()
+        self.processor = processor
         self.outcome: Outcome | None = None
 
     def run(self) -> Outcome:
@@ -398,7 +410,7 @@ class Simulator(DriverHooks):
 
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
         self.result = result
-        self.outcome = self.plan.outcome or Outcome.failed(result.reason or "internal-error")
+        self.outcome = self.plan.outcome or Outcome.failed(result.reason or Reason.INTERNAL_ERROR)
         settled = ctx.settlement
         fields = settled.session_fields() if settled is not None else {}
         # The masked form of SPEC 7 (X-Pay-Card): the last four only.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payivr.callbacks.metrics import Metrics
-from payivr.callbacks.outbox_worker import OutboxWorker, Outcome, WorkerSettings
+from payivr.callbacks.outbox_worker import DeliveryVerdict, OutboxWorker, WorkerSettings
 from payivr.connectors.client import ConnectorClient, ConnectorError
 from payivr.connectors.zendesk import TicketNotEditable, ZendeskApi
 from payivr.core.logfilter import mask_digits
@@ -144,10 +144,10 @@ class CommentWorker(OutboxWorker[LeasedComment]):
             return None
         return max(now_ms - entry.created_at_ms, 0) / 1000.0
 
-    def attempt(self, entry: LeasedComment) -> Outcome:
+    def attempt(self, entry: LeasedComment) -> DeliveryVerdict:
         api = self._apis.get(entry.connector)
         if api is None:
-            return Outcome(
+            return DeliveryVerdict(
                 "dead",
                 error=f"connector {entry.connector!r} is not configured",
                 reason="unknown-connector",
@@ -156,7 +156,7 @@ class CommentWorker(OutboxWorker[LeasedComment]):
         try:
             api.add_private_comment(entry.ticket_id, entry.body)
         except TicketNotEditable as exc:
-            return Outcome(
+            return DeliveryVerdict(
                 "dead",
                 status=str(exc.status or ""),
                 error=str(exc),
@@ -164,16 +164,16 @@ class CommentWorker(OutboxWorker[LeasedComment]):
             )
         except ConnectorError as exc:
             return _failed(exc)
-        return Outcome("delivered", status="200")
+        return DeliveryVerdict("delivered", status="200")
 
 
-def _failed(exc: ConnectorError) -> Outcome:
+def _failed(exc: ConnectorError) -> DeliveryVerdict:
     status = str(exc.status or "")
     if exc.kind == "rejected" and exc.status not in (401, 403):
         # The request itself is wrong (400, 422 other than a closed ticket): sending
         # it again cannot help. 401/403 are retried: a token being rotated.
-        return Outcome("dead", status=status, error=str(exc), reason="rejected")
+        return DeliveryVerdict("dead", status=status, error=str(exc), reason="rejected")
     not_before = 0
     if exc.retry_after_s is not None:
         not_before = now_ms() + int(exc.retry_after_s * 1000)
-    return Outcome("retry", status=status, error=str(exc), not_before_ms=not_before)
+    return DeliveryVerdict("retry", status=status, error=str(exc), not_before_ms=not_before)

@@ -21,13 +21,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
-from payivr.core.config import MerchantConfig
+from payivr.core.config import EslConfig, MerchantConfig
 from payivr.core.plan import CapturePlan
 from payivr.core.processor import Processor
 from payivr.core.prompts import LANGUAGES, PromptId
@@ -36,7 +35,6 @@ from payivr.core.session import Event as SessionEvent
 from payivr.core.session import SessionState
 from payivr.core.signature import sign
 from payivr.esl.channel import CallChannel, CallerGone
-from payivr.esl.options import EslOptions
 from payivr.esl.returning import (
     bye_variables,
     dialog_call_id,
@@ -53,7 +51,6 @@ from payivr.store.async_store import AsyncSessionStore
 
 log = logging.getLogger("payivr.esl")
 
-T = TypeVar("T")
 SESSION_HEADER = "variable_sip_h_X-Payivr-Session"
 
 
@@ -64,7 +61,7 @@ class EslApplication:
     store: AsyncSessionStore
     merchants: dict[str, MerchantConfig]
     processor_for: Callable[[str], Processor]
-    options: EslOptions
+    options: EslConfig
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -76,10 +73,6 @@ class EslApplication:
 
     async def handle(self, channel: CallChannel) -> None:
         await PaymentCall(self, channel).run()
-
-    async def io(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """A store call, retried briefly when Redis cannot be reached (transient only)."""
-        return await with_retries(func, *args, **kwargs)
 
 
 class PaymentCall(DriverHooks):
@@ -93,7 +86,7 @@ class PaymentCall(DriverHooks):
 
     async def run(self) -> None:
         session_id = self.channel.channel_data.get(SESSION_HEADER, "").strip()
-        session = await self.app.io(self.app.store.load, session_id) if session_id else None
+        session = await with_retries(self.app.store.load, session_id) if session_id else None
         if session is None or session.state is not SessionState.CREATED:
             reason = "session-not-found" if session is None else "session-already-used"
             log.info("call %s: %s", self.channel.uuid, reason)

@@ -14,7 +14,6 @@ API command, which fires no channel event that could carry them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -27,6 +26,7 @@ from payivr.core.secrets import SecretDigits
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.codec import SECRET_VARIABLE_PREFIX
 from payivr.esl.recordings import RecordingMasker
+from payivr.execution.processing import wait_for_hangup
 
 log = logging.getLogger("payivr.esl")
 
@@ -69,12 +69,7 @@ class EslTelephone:
 
     async def wait_hangup(self) -> None:
         """For the processor's hang-up watch (payivr.execution.processing)."""
-        wait = getattr(self.channel, "wait_hangup", None)
-        if wait is not None:
-            await wait()
-            return
-        while not self.channel.hungup:
-            await asyncio.sleep(0.2)
+        await wait_for_hangup(self.channel)
 
     async def play(self, prompt: str) -> None:
         await self.channel.execute("playback", self.speech.prompt(prompt))

@@ -96,7 +96,7 @@ class CallContext:
     result: PaymentResult | None = None
     last_input_at: float | None = None  # loop time the last Collect ended
     lane: MediaLane | None = None  # set by the executor for the run
-    _told_hangup: bool = False
+    _told_hangup: bool = field(default=False, init=False)
 
     def feed(self, event: Event) -> list[Command]:
         """Give the plan one event; queue the field.completed event of its verdict."""

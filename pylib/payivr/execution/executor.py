@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 
 from payivr.core.plan import Command, Finish
+from payivr.core.reasons import Reason
 from payivr.core.result import Outcome
 from payivr.core.session import SessionState
 from payivr.esl.channel import CallerGone
@@ -71,6 +72,7 @@ class Executor:
             if ctx.hooks.skips(command):
                 continue
             handler = handler_for(self.registry, command)
+            started = False
             try:
                 if handler.lane is Lane.MEDIA:
                     lane.put(command)
@@ -79,13 +81,14 @@ class Executor:
                     await lane.idle()
                     if ctx.telephone.hungup and not handler.after_hangup:
                         raise CallerGone()
+                started = True
                 ctx.hooks.started(command)
                 event = await handler.run(command, ctx)
             except CallerGone:
                 lane.clear()
                 kept = [c for c in pending if handler_for(self.registry, c).after_hangup]
-                if handler.after_hangup and handler.lane is Lane.AFTER_MEDIA:
-                    kept.insert(0, command)  # the hang-up came while its media played
+                if handler.after_hangup and not started:
+                    kept.insert(0, command)  # the hang-up came while the media before it played
                 pending = deque(kept)
                 pending.extend(ctx.caller_gone())
                 continue
@@ -97,7 +100,7 @@ class Executor:
         merchant hears of it (the dialplan fallback then returns an ESL call)."""
         if ctx.result is not None:
             return
-        finish = Finish(Outcome.failed("internal-error"))
+        finish = Finish(Outcome.failed(Reason.INTERNAL_ERROR))
         try:
             await handler_for(self.registry, finish).run(finish, ctx)
         except Exception as exc:

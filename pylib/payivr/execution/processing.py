@@ -26,10 +26,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer, ResultCode
+from payivr.core.reasons import Reason
 from payivr.processors.outcome import (
     RAW_ADAPTER_ERROR,
     RAW_TIMEOUT,
-    ChargeOutcome,
+    SettledCharge,
     charge_and_settle,
     failed,
 )
@@ -50,7 +51,7 @@ class Settlement:
     waiting: it resolves to the session fields of the reversal done afterwards.
     """
 
-    outcome: ChargeOutcome
+    outcome: SettledCharge
     late: asyncio.Future[dict[str, str]] | None = None
 
     @property
@@ -94,7 +95,7 @@ async def settle_with_timeout(
     """
     loop = asyncio.get_running_loop()
     work = loop.run_in_executor(pool, _settle_in_thread, processor, charge)
-    hangup = asyncio.ensure_future(_wait_hangup(channel))
+    hangup = asyncio.ensure_future(wait_for_hangup(channel))
     deadline = loop.time() + settle_budget_s(charge)
     try:
         waiting: set[asyncio.Future[Any]] = {work, hangup}
@@ -110,19 +111,19 @@ async def settle_with_timeout(
         hangup.cancel()
     log.warning("call %s: processor gave no answer in %.1fs", channel.uuid, charge.timeout_s)
     late = asyncio.ensure_future(_void_late(work, processor, charge, pool))
-    return Settlement(ChargeOutcome(failed("processor-timeout", RAW_TIMEOUT)), late)
+    return Settlement(SettledCharge(failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)), late)
 
 
-def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> ChargeOutcome:
+def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> SettledCharge:
     try:
         return charge_and_settle(processor, charge)
     except Exception as exc:  # charge_and_settle catches the adapters'; this is a bug
         log.error("processor settlement error: %s", type(exc).__name__)
-        return ChargeOutcome(failed("processor-error", RAW_ADAPTER_ERROR))
+        return SettledCharge(failed(Reason.PROCESSOR_ERROR, RAW_ADAPTER_ERROR))
 
 
 async def _void_late(
-    work: asyncio.Future[ChargeOutcome],
+    work: asyncio.Future[SettledCharge],
     processor: Processor,
     charge: ChargeRequest,
     pool: Executor | None,
@@ -152,7 +153,7 @@ async def _void_late(
             pool, _reverse_in_thread, processor, replace(charge, card=None, cvv=None)
         )
     except RuntimeError:  # the pool was shut down (the service is stopping)
-        reversal = failed("processor-error", "payivr:shutdown")
+        reversal = failed(Reason.PROCESSOR_ERROR, "payivr:shutdown")
     status = "reversed" if reversal.code is ResultCode.APPROVED else "reversal-failed"
     log.warning("late reversal %s: order=%s raw=%s", status, charge.order, reversal.raw_code)
     return {**fields, "reversal": status, "reversal_raw_code": reversal.raw_code or ""}
@@ -163,10 +164,11 @@ def _reverse_in_thread(processor: Processor, charge: ChargeRequest) -> Processor
         return processor.reverse(charge)
     except Exception as exc:
         log.error("reversal after timeout failed: %s", type(exc).__name__)
-        return failed("processor-error", f"payivr:{type(exc).__name__}")
+        return failed(Reason.PROCESSOR_ERROR, f"payivr:{type(exc).__name__}")
 
 
-async def _wait_hangup(channel: HangupWatch) -> None:
+async def wait_for_hangup(channel: HangupWatch) -> None:
+    """Until the call hangs up: its own `wait_hangup()` where it has one, else polled."""
     wait = getattr(channel, "wait_hangup", None)
     if wait is not None:
         await wait()

@@ -6,7 +6,7 @@ SIP plumbing: retransmissions, in-dialog routing, failover between FreeSWITCH no
 rate limits and the two infrastructure failures (Redis, no node) of SPEC section 4.
 
 Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
-    pike (per source) -> admit() (merchant, source, signature, fields) ->
+    pike (per source) -> admit() (merchant, source, signature, fields, SDP offer) ->
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
 Nothing is written anywhere for a rejected request.
@@ -21,14 +21,15 @@ from payivr.core.admission import Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
-from payivr.kamailio.admission_store import AdmissionStore, Outcome
+from payivr.core.siputil import uri_host
+from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
+    message_body,
     payment_headers,
     reply_headers,
     unknown_payment_headers,
-    uri_host,
 )
 
 # Dispatcher algorithm 4: round-robin over the active nodes of the set.
@@ -157,13 +158,15 @@ class Router:
             return self._reject(
                 unavailable("source", f"too many requests from {source}", self.retry_after)
             )
-        headers = payment_headers(ksr.kx.get_msgbuf())
+        message = ksr.kx.get_msgbuf()
+        headers = payment_headers(message)
         decision = admit(
             headers,
             call_id=ksr.kx.get_callid(),
             source_ip=source,
             config=self.config,
             now=now,
+            body=message_body(message),
             replay=None,
             referred_by=ksr.hdr.get("Referred-By"),
         )
@@ -184,7 +187,7 @@ class Router:
         outcome = self._create_session(decision, session_id, now)
         if outcome is None:
             return self._reject(unavailable("Redis", "session store unavailable", self.retry_after))
-        if outcome is Outcome.REPLAYED:
+        if outcome is AdmissionWrite.REPLAYED:
             return self._reject(replayed())
 
         ksr.pv.sets(SESSION_AVP, f"{session_id} {request.merchant} {request.order}")
@@ -207,7 +210,7 @@ class Router:
         )
         return STOP
 
-    def _create_session(self, decision: Any, session_id: str, now: float) -> Outcome | None:
+    def _create_session(self, decision: Any, session_id: str, now: float) -> AdmissionWrite | None:
         import redis
 
         if now < self._redis_down_until:

@@ -32,8 +32,8 @@ from payivr.store.transactions import (
     add_state_to,
     annotate_call,
     check_annotations,
+    done_session,
     holds_result,
-    recorded_session,
 )
 
 # add_create_to is re-exported: callers that batch a creation know it from here.
@@ -102,7 +102,7 @@ class RedisSessionStore:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.watch(key)
             if holds_result(pipe.hget(key, "result"), result):
-                return recorded_session(session, result, now)
+                return done_session(session, result, now)
             pipe.multi()
             done = add_result_to(
                 pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations

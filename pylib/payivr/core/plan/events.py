@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from payivr.core.plan.fields import Field
 from payivr.core.processor import ProcessorAnswer
+from payivr.core.reasons import Reason
 from payivr.core.secrets import SecretDigits
 
 
@@ -50,7 +51,7 @@ class CancelRequested:
     """Someone other than the caller ended the payment while a field was open (the
     agent's cancel in agent-assisted mode). ``reason`` is the result's reason."""
 
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from payivr.core.plan.speech import (
 from payivr.core.plan.table import FIELD_OF_STATE, STATE_OF_FIELD, TRANSITIONS, Start, State
 from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
 from payivr.core.prompts import PromptId
+from payivr.core.reasons import Reason
 from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome
 from payivr.core.secrets import CardDetails, SecretDigits
@@ -202,7 +203,7 @@ class CapturePlan:
 
     def _on_hangup(self, _: Event) -> list[Command]:
         # The call is gone: record the end, play nothing, return nothing.
-        return self._cancel("caller-hangup", say=False)
+        return self._cancel(Reason.CALLER_HANGUP, say=False)
 
     def _on_cancel(self, event: CancelRequested) -> list[Command]:
         return self._cancel(event.reason, say=False)
@@ -322,7 +323,7 @@ class CapturePlan:
         self.last_field = FieldReport(Field.CONFIRM, True, "start-again", 1)
         self._card_restarts += 1
         if self._card_restarts >= self.attempts:
-            return self._cancel("attempts-exhausted", say=True)
+            return self._cancel(Reason.ATTEMPTS_EXHAUSTED, say=True)
         self.wipe()
         self._brand = None
         return [play(PromptId.START_AGAIN), *self._enter(Field.CARD_NUMBER)]
@@ -331,7 +332,7 @@ class CapturePlan:
         self._failures += 1
         self.last_field = FieldReport(field, False, reason, count)
         if self._failures >= self.attempts:
-            return self._cancel("attempts-exhausted", say=True)
+            return self._cancel(Reason.ATTEMPTS_EXHAUSTED, say=True)
         return [play(reprompt(field, reason)), *self._ask(field)]
 
     def _process(self) -> list[Command]:
@@ -357,13 +358,17 @@ class CapturePlan:
         self.wipe()
         outcome = Outcome.from_answer(answer, brand=brand, last4=last4)
         if outcome.code is not ResultCode.APPROVED and outcome.reason is None:
-            default = "card-declined" if outcome.code is ResultCode.DECLINED else "processor-error"
+            default = (
+                Reason.CARD_DECLINED
+                if outcome.code is ResultCode.DECLINED
+                else Reason.PROCESSOR_ERROR
+            )
             outcome = dataclasses.replace(outcome, reason=default)
         self.outcome = outcome
         self.state = State.DONE
         return outcome
 
-    def _cancel(self, reason: str, *, say: bool) -> list[Command]:
+    def _cancel(self, reason: Reason, *, say: bool) -> list[Command]:
         self.wipe()
         commands = self._unmask()
         self.outcome = Outcome.cancelled(reason)
