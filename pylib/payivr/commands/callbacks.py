@@ -143,12 +143,16 @@ def cmd_work(args: argparse.Namespace) -> int:
     outbox = _outbox(config, block_s=settings.block_ms / 1000)
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
+    comments = _comment_worker(config, args.consumer)
     server = None
     if port:
         metrics.add_outbox_gauges(outbox.counts)
+        if comments is not None:
+            comment_outbox = comments.outbox
+            metrics.add_outbox_gauges(
+                lambda: {f"comments_{k}": v for k, v in comment_outbox.counts().items()}
+            )
         server = serve_metrics(metrics, args.metrics_host, port)
-
-    comments = _comment_worker(config, args.consumer)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from payivr.connectors.comments import CommentOutbox, CommentWorker
 from payivr.store import keys
 from tests.integration.connectors.zdsupport import TOKEN_ENV, settings_for, write_config_file
 from tests.support.fake_zendesk import Failure, FakeZendesk
-from tests.support.servers import stop_process
+from tests.support.servers import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 FAST = WorkerSettings(
@@ -226,6 +227,7 @@ def test_callbacks_worker_process_delivers_comments(
 ) -> None:
     config = write_config_file(tmp_path, zendesk, redis_url)
     env = {**os.environ, TOKEN_ENV: zendesk.api_token, "PYTHONPATH": str(REPO / "pylib")}
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -236,7 +238,7 @@ def test_callbacks_worker_process_delivers_comments(
             "--config",
             str(config),
             "--metrics-port",
-            "0",
+            str(metrics_port),
             "--threads",
             "2",
         ],
@@ -247,6 +249,11 @@ def test_callbacks_worker_process_delivers_comments(
     try:
         outbox_for(redis_url).enqueue("zendesk", "9002", SUMMARY, call_id="call-11")
         wait_until(lambda: 9002 in zendesk.comments, timeout=20)
+        wait_until(lambda: outbox_for(redis_url).counts()["outbox"] == 0)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        text = scraped.read().decode()
+        for gauge in ("comments_outbox", "comments_scheduled", "comments_dead"):
+            assert f"payivr_callbacks_{gauge}_entries 0.0" in text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert proc.stderr is not None
