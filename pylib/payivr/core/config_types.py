@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from payivr.core.configread import Secret
+from payivr.core.connector_settings import ConnectorSettings
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ class Config:
     merchants: Mapping[str, MerchantConfig]
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """The YAML as read (secrets unresolved): for features that read their own section."""
+    connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
+    """Named HTTP connectors (`connectors:`, payivr.core.connector_settings)."""
 
     def merchant(self, merchant_id: str) -> MerchantConfig | None:
         return self.merchants.get(merchant_id)
