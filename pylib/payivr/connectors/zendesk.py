@@ -29,7 +29,12 @@ MAX_PAGES = 5
 
 
 class TicketNotEditable(ConnectorError):
-    """Zendesk refuses to update the ticket (it is closed, or it is gone)."""
+    """Zendesk refuses to update the ticket for good; `reason`: ticket-closed |
+    ticket-not-found."""
+
+    def __init__(self, reason: str, ticket_id: int, status: int | None) -> None:
+        super().__init__("rejected", f"ticket {ticket_id}: {reason}", status=status)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -126,9 +131,7 @@ class ZendeskApi:
         except ConnectorError as exc:
             reason = not_editable_reason(exc)
             if reason:
-                raise TicketNotEditable(
-                    "rejected", f"ticket {int(ticket_id)}: {reason}", status=exc.status
-                ) from None
+                raise TicketNotEditable(reason, int(ticket_id), exc.status) from None
             raise
 
 

@@ -39,3 +39,15 @@ def config_with(fake: FakeZendesk, redis_url: str | None = None, **overrides: An
 
 def settings_for(fake: FakeZendesk, **overrides: Any) -> Mapping[str, ConnectorSettings]:
     return config_with(fake, **overrides).connectors
+
+
+def write_config_file(tmp: Path, fake: FakeZendesk, redis_url: str) -> Path:
+    """A config file on the test's Redis with the `zendesk` connector (token from
+    the environment variable TOKEN_ENV)."""
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")))
+    data["secrets_file"] = str(EXAMPLE.parent / data["secrets_file"])
+    data["services"]["redis"]["url"] = redis_url
+    data["connectors"] = {"zendesk": connector_doc(fake)}
+    path = tmp / "payivr.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
