@@ -41,7 +41,10 @@ class Engine(Protocol):
     """A pure state machine whose commands the executor runs: the capture plan, or
     another engine (a call flow) registering its own commands' handlers."""
 
-    last_field: FieldReport | None  # the verdict of the last handle(), if any
+    @property
+    def last_field(self) -> FieldReport | None:
+        """The verdict on a card field of the last handle(), if any."""
+        ...
 
     def start(self) -> list[Any]: ...
 

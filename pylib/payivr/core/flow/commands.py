@@ -107,6 +107,7 @@ class StartPayment:
     order: str
     language: str
     description: str = ""
+    callback_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ take_payment:
   currency: EUR                # default: the merchant's
   order: "{order}"
   description: "Invoice {order}"
+  callback_url: "https://shop.example.com/payivr"   # the result's callback, as X-Pay-Callback-Url
   next: after_payment
 ```
 The caller keys the card exactly as in a transferred payment call: the same prompts,
@@ -40,7 +41,7 @@ class Pay(Activity):
     kind: ClassVar[str] = "pay"
     media: ClassVar[bool] = True
     keys: ClassVar[frozenset[str]] = frozenset(
-        {"merchant", "operation", "amount", "currency", "order", "description"}
+        {"merchant", "operation", "amount", "currency", "order", "description", "callback_url"}
     )
 
     merchant: str = ""
@@ -49,6 +50,7 @@ class Pay(Activity):
     currency: str = ""
     order: str = ""
     description: str = ""
+    callback_url: str = ""
 
     @classmethod
     def parse(cls, aid: str, r: FlowReader, nxt: str | None, on_error: str | None) -> Pay:
@@ -74,6 +76,7 @@ class Pay(Activity):
             currency=r.template("currency", shown=True),
             order=r.template("order", shown=True, required=True),
             description=r.template("description", shown=True),
+            callback_url=r.template("callback_url", shown=True),
         )
 
     def begin(self, env: Env) -> Step:
@@ -85,6 +88,7 @@ class Pay(Activity):
             order=env.vars.render(self.order),
             language=env.language,
             description=env.vars.render(self.description),
+            callback_url=env.vars.render(self.callback_url),
         )
         return Step((command,), waits=(PaymentDone,))
 
