@@ -221,7 +221,7 @@ def test_caller_hangs_up_early_the_flow_ends_cleanly(
         assert_clean(stack, call)
         names = [e["event"] for e in stack.events()]
         assert names.count("flow.ended") == 1
-        ended = [e for e in stack.events() if e["event"] == "flow.ended"][0]
+        ended = next(e for e in stack.events() if e["event"] == "flow.ended")
         assert ended["ended_by"] == "caller"
 
     run(redis_url, zendesk, tmp_path, scenario)
