@@ -166,6 +166,12 @@ class Keypad:
             return None
         return _parse_line(line, collect.max_digits)
 
+    def line(self) -> str | None:
+        """One whole line (a flow's queue: Enter, ``timeout``, ``hangup``); None at
+        the end of input. Not for digits: it echoes what is typed."""
+        text = self._in.readline()
+        return text if text else None
+
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Keys one at a time and no terminal echo for the whole call.

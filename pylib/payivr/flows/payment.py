@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from payivr.core.config import MerchantConfig
 from payivr.core.errors import Rejection
@@ -32,7 +32,6 @@ from payivr.execution.executor import Executor as CommandExecutor
 from payivr.execution.registry import REGISTRY
 from payivr.execution.store import CallStore
 from payivr.flows.context import FlowContext
-from payivr.flows.ports import RedisFlowEvents
 from payivr.store.async_store import AsyncSessionStore
 
 log = logging.getLogger("payivr.flow")
@@ -51,12 +50,18 @@ class InFlowPayment(DriverHooks):
         )
 
 
+class SessionCreator(Protocol):
+    async def create_session(self, session: Session, ttl_s: int) -> None:
+        """Store a new payment session with its `session.created` event."""
+        ...
+
+
 @dataclasses.dataclass
 class CapturePayments:
     """The flow's Payments port."""
 
     store: AsyncSessionStore
-    sessions: RedisFlowEvents
+    sessions: SessionCreator
     merchants: Mapping[str, MerchantConfig]
     processor_for: Callable[[str], Processor]
     session_ttl_s: int = 3600
