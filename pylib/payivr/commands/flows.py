@@ -11,6 +11,8 @@
   and events are printed, not sent.
 - `media --config C`: speak every flow prompt (espeak-ng) and make the queues'
   music on hold (sox) under the prompts directory; recorded files are kept.
+- `demo`: the reference flow (flows/zendesk-caller-aware.yaml) in this terminal,
+  against a Zendesk stand-in on loopback: the demo caller has an open ticket.
 
 Exit status: 0 ok, 1 the simulated call hit an error, 2 problems in files or config.
 """
@@ -51,6 +53,10 @@ def add_commands(sub: Any) -> None:
         help="a SIP header of the call (a trunk header entry point)",
     )
     s.set_defaults(handler=simulate)
+    d = fsub.add_parser("demo", help="the reference flow against a loopback Zendesk")
+    d.add_argument("--config", required=True, help="a payivr config (its merchants, secrets)")
+    d.add_argument("--ani", help="the caller's number (default: the demo caller)")
+    d.set_defaults(handler=demo)
     m = fsub.add_parser("media", help="build flow prompts and music on hold")
     m.add_argument("--config", required=True)
     m.add_argument("--prompts-dir", help="default: services.esl.prompts_dir")
@@ -105,6 +111,58 @@ def media(args: argparse.Namespace) -> int:
         return 2
     print(f"{target}: {len(report.generated)} generated, {len(report.kept)} kept")
     return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    import yaml
+
+    from payivr.commands.simulate import Keypad
+    from payivr.core.config import ConfigError, load_config
+    from payivr.flows.demo_zendesk import DEMO_CALLER, DEMO_EMAIL, DEMO_TOKEN, DemoZendesk
+
+    source = Path(args.config).resolve()
+    reference = Path(__file__).resolve().parents[3] / "flows" / "zendesk-caller-aware.yaml"
+    zendesk = DemoZendesk().start()
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+        if data.get("secrets_file"):
+            data["secrets_file"] = str(source.parent / data["secrets_file"])
+        data["connectors"] = {
+            "zendesk": {
+                "base_url": zendesk.base_url,
+                "auth": {"kind": "zendesk", "email": DEMO_EMAIL,
+                         "api_token": "env:PAYIVR_DEMO_ZENDESK_TOKEN"},
+            }
+        }  # fmt: skip
+        data["flows"] = {
+            "files": [str(reference)],
+            "entry_points": {"support": {"number": "8000", "flow": "zendesk-caller-aware"}},
+            "queues": {"support": {"agents": ["sip:agent1@127.0.0.1:5090"]}},
+        }
+        with tempfile.TemporaryDirectory(prefix="payivr-flow-demo-") as tmp:
+            path = Path(tmp) / "payivr.yaml"
+            path.write_text(yaml.safe_dump(data), encoding="utf-8")
+            os.environ["PAYIVR_DEMO_ZENDESK_TOKEN"] = DEMO_TOKEN
+            try:
+                config = load_config(path)
+            except ConfigError as exc:
+                return report_problems(exc.problems, prefix="payivr flows demo: ")
+        entry = config.flows.entry_for("8000", {})
+        if entry is None:  # configured just above
+            return 2
+        print("payivr flows demo: the reference flow, Zendesk stand-in at " + zendesk.base_url)
+        print("  press 1 for an agent (then Enter: the agent answers), 2 to hang up")
+        keypad = Keypad(sys.stdin, sys.stdout)
+        with keypad.session():
+            ok = asyncio.run(
+                _simulate(config, entry, args.ani or DEMO_CALLER, "8000", keypad, sys.stdout)
+            )
+        return 0 if ok else 1
+    finally:
+        zendesk.stop()
 
 
 def simulate(args: argparse.Namespace) -> int:

@@ -122,3 +122,15 @@ def test_media_builds_prompts_and_music(tmp_path: Path, capsys: pytest.CaptureFi
     assert (prompts / "music" / "calm.wav").stat().st_size > 8000 * 2 * 30  # 30 s and more
     assert cli.main(args) == 0
     assert capsys.readouterr().out == f"{prompts}: 0 generated, 3 kept\n"
+
+
+def test_demo_runs_the_reference_flow_against_the_loopback_stand_in(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`./dev demo-flow`: the caller presses 2; the status was said, the comment made."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2\n"))
+    example = REPO / "config" / "payivr.example.yaml"
+    assert cli.main(["flows", "demo", "--config", str(example)]) == 0
+    out = capsys.readouterr().out
+    assert "IVR: 8 1 2 3" in out and "IVR: Gracias por su llamada. Adiós." in out
+    assert "(comment for zendesk ticket 8123: payivr call to entry support: menu choice 2;" in out
