@@ -124,7 +124,9 @@ def demo(args: argparse.Namespace) -> int:
     from payivr.flows.demo_zendesk import DEMO_CALLER, DEMO_EMAIL, DEMO_TOKEN, DemoZendesk
 
     source = Path(args.config).resolve()
-    reference = Path(__file__).resolve().parents[3] / "flows" / "zendesk-caller-aware.yaml"
+    from payivr.freeswitch.render import share_dir
+
+    reference = share_dir() / "flows" / "zendesk-caller-aware.yaml"
     zendesk = DemoZendesk().start()
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
