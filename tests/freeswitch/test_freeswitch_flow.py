@@ -205,19 +205,6 @@ def test_known_caller_hears_status_presses_1_waits_with_music_agent_answers_comm
         for e in events
         if e.get("Event-Name") == "CHANNEL_EXECUTE"
     ]
-    t0 = min(
-        int(e["Event-Date-Timestamp"]) for e in events if e.get("Event-Name") == "CHANNEL_ANSWER"
-    )
-    timing = [
-        (
-            round((int(e["Event-Date-Timestamp"]) - t0) / 1e6, 2),
-            e.get("Event-Name"),
-            e.get("Application"),
-        )
-        for e in events
-        if e.get("Event-Name") in ("CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE")
-    ]
-    print("KEYS", [k.start_s for k in keyings], "TIMING", timing)
     assert agent_rc == 0, ("\n".join(map(str, executed)), agent.explain()[-3000:])
     # Heard: the flow's prompts in the caller's language, the ticket id by mod_say.
     assert ("say", "es NUMBER ITERATED 8123") in executed, executed
