@@ -110,3 +110,21 @@ def test_a_pay_activity_names_a_configured_merchant(tmp_path: Path) -> None:
         f"flows.files[0] ({tmp_path / 'payme.yaml'}): activities.p.merchant: no merchant"
         " 'nobody' in the config's merchants"
     ]
+
+
+def test_check_config_names_the_flows_and_entry_points(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payivr import cli
+
+    data = config_doc()
+    data["secrets_file"] = str(EXAMPLE.parent / data["secrets_file"])
+    data["flows"]["files"] = [str(EXAMPLE.parent / "../flows/zendesk-caller-aware.yaml")]
+    path = tmp_path / "payivr.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("ZD_TOKEN", "t0k")
+    assert cli.main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(
+        "; 1 flow(s): zendesk-caller-aware (2 entry point(s): partner, support))"
+    )
