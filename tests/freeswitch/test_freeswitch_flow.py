@@ -8,7 +8,8 @@ ticket's status (mod_say and the flow's prompts, executed by FreeSWITCH), presse
 waits in the mod_fifo queue hearing the music (RTP arriving at the caller's media
 address), a SIPp agent (the fifo's outbound member, by SIP URI) answers, they talk,
 the caller hangs up; the comment worker delivers the after-call comment to the fake
-Zendesk exactly once.
+Zendesk exactly once. A caller who presses 2 hears the goodbye and is hung up on,
+and the ticket gets its comment.
 """
 
 from __future__ import annotations
@@ -166,11 +167,7 @@ def test_known_caller_hears_status_presses_1_waits_with_music_agent_answers_comm
     state, prompts, agent_port = stack
     workdir = Path(state.workdir) / "flow-call"
     workdir.mkdir(parents=True, exist_ok=True)
-    # When the menu plays: after the welcome, the status sentence and the ticket id.
-    lang = "es"
-    menu_at = 1.5 + seconds(prompts / "en" / "flows" / FLOW / "welcome.wav")
-    menu_at += seconds(prompts / lang / "flows" / FLOW / "ticket-status.wav") + 3.0
-    menu_at += seconds(prompts / lang / "flows" / FLOW / "status-open.wav")
+    menu_at = menu_start(prompts)
     keyings = [Keying(menu_at + 1.0 + 2.5 * i, "1") for i in range(5)]
     talk_end = menu_at + 14 + RING_S + 4.0  # queue-welcome, the ring, a few seconds' talk
     media_port = free_port()
@@ -236,3 +233,42 @@ def test_known_caller_hears_status_presses_1_waits_with_music_agent_answers_comm
     body = zendesk.comments[8123][0]["body"]
     assert body.startswith("payivr call to entry support: menu choice 1; queue answered after ")
     assert body.endswith("call ended by flow.")
+
+
+def menu_start(prompts: Path) -> float:
+    """Seconds from the answer to the menu: welcome, the status sentence, the id."""
+    at = 1.5 + seconds(prompts / "en" / "flows" / FLOW / "welcome.wav")
+    at += seconds(prompts / "es" / "flows" / FLOW / "ticket-status.wav") + 3.0
+    return at + seconds(prompts / "es" / "flows" / FLOW / "status-open.wav")
+
+
+@pytest.mark.timeout(120)
+def test_known_caller_presses_2_is_disconnected_and_the_ticket_gets_a_comment(
+    stack: tuple[StackState, Path, int], zendesk: FakeZendesk
+) -> None:
+    state, prompts, _ = stack
+    workdir = Path(state.workdir) / "flow-call-2"
+    workdir.mkdir(parents=True, exist_ok=True)
+    before = len(zendesk.comments.get(8123, []))
+    keyings = [Keying(menu_start(prompts) + 1.0 + 2.5 * i, "2") for i in range(4)]
+    media_port = free_port()
+    phone = RtpPhone(media_port, keyings, keyings[-1].start_s + 2.0)
+    try:
+        caller = sipp(
+            "caller", "uac-flow-caller-presses-keys-expect-bye.xml", workdir,
+            {"ENTRY": "8000", "ANI": ANI, "MEDIA_PORT": str(media_port)},
+            f"127.0.0.1:{state.ports['freeswitch']}", "-p", str(free_port()),
+            "-timeout", "90s", "-timeout_error",
+        ).start()  # fmt: skip
+        rc = caller.wait(100)
+        caller.stop()
+        assert rc == 0, caller.explain()[-4000:]  # the flow hung up (the BYE came)
+    finally:
+        phone.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(zendesk.comments.get(8123, [])) == before:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    comments = zendesk.comments.get(8123, [])
+    assert len(comments) == before + 1, comments
+    assert "menu choice 2; queue not-queued after 0 s; call ended by flow." in comments[-1]["body"]
