@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from payivr.core import orphan
 from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer, ResultCode
 from payivr.esl.channel import CallChannel
 from payivr.processors.outcome import (
@@ -36,7 +37,7 @@ log = logging.getLogger("payivr.esl")
 
 # Extra time past the merchant's timeouts (charge, then reversal) before payivr stops
 # waiting for an adapter that failed to honour ChargeRequest.timeout_s itself.
-PROCESSOR_GRACE_S = 1.0
+PROCESSOR_GRACE_S = orphan.PROCESSOR_GRACE_S
 REVERSAL_PENDING = "pending"
 
 
@@ -65,7 +66,7 @@ class Settlement:
 
 def settle_budget_s(charge: ChargeRequest) -> float:
     """How long the charge and its possible reversal may take, each on its timeout."""
-    return 2 * charge.timeout_s + PROCESSOR_GRACE_S
+    return orphan.settle_budget_s(charge.timeout_s, PROCESSOR_GRACE_S)
 
 
 async def settle_with_timeout(

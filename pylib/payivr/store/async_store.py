@@ -24,6 +24,7 @@ from payivr.store.transactions import (
     add_result_to,
     add_state_to,
     annotate_call,
+    recorded_session,
 )
 
 SOCKET_TIMEOUT_S = 3.0
@@ -87,13 +88,13 @@ class AsyncRedisSessionStore:
     ) -> Session:
         """Result and `done` on the session (with `annotations`: the processor's raw
         code and the reversal's outcome), the outbox entry, `payment.result`: one
-        transaction."""
+        transaction, first writer wins (see RedisSessionStore.record_result)."""
         async with self.client.pipeline(transaction=True) as pipe:
             done = add_result_to(
                 pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
             )
-            await pipe.execute()
-        return done
+            replies = await pipe.execute()
+        return recorded_session(done, replies[-1]) or done
 
     async def annotate(self, session_id: str, **fields: str) -> bool:
         """Operator-only fields added after the result (see RedisSessionStore.annotate)."""

@@ -2,8 +2,8 @@
 
 Life of an entry (docs/callbacks.md has the picture):
 
-1. `record_result` XADDs it to `payivr:outbox` in the same MULTI/EXEC that records the
-   result on the session (see `add_entry_to`).
+1. `record_result` XADDs it to `payivr:outbox` in the same script that records the
+   result on the session (payivr.store.transactions.RECORD_RESULT_SCRIPT).
 2. A worker reads it with XREADGROUP (group `workers`): the group hands each new entry
    to exactly one worker. The worker at once *adopts* it: one script acknowledges it
    in the group and puts it on the schedule `payivr:outbox:retry` with a lease (score =
@@ -64,11 +64,6 @@ def entry_fields(
         "body": text,
         "result_at_ms": str(result_at_ms),
     }
-
-
-def add_entry_to(pipeline: Any, fields: Mapping[str, str]) -> None:
-    """Queue the XADD of an outbox entry on a caller's pipeline/transaction."""
-    pipeline.xadd(keys.OUTBOX, dict(fields))
 
 
 @dataclass(frozen=True)

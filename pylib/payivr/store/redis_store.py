@@ -31,6 +31,7 @@ from payivr.store.transactions import (
     add_result_to,
     add_state_to,
     annotate_call,
+    recorded_session,
 )
 
 # add_create_to is re-exported: callers that batch a creation know it from here.
@@ -90,13 +91,15 @@ class RedisSessionStore:
         (when the request has a callback URL) and the `payment.result` event.
 
         `annotations` (ANNOTATION_FIELDS: the processor's raw code, the reversal's
-        outcome) go on the session hash in the same transaction."""
+        outcome) go on the session hash in the same transaction. First writer wins:
+        if a result was recorded already (by Kamailio or the watchdog, for a call
+        they took for orphaned), nothing is written and the session returned carries
+        that result."""
         pipe = self.client.pipeline(transaction=True)
         done = add_result_to(
             pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
         )
-        pipe.execute()
-        return done
+        return recorded_session(done, pipe.execute()[-1]) or done
 
     def annotate(self, session_id: str, **fields: str) -> bool:
         """Add operator-only fields (ANNOTATION_FIELDS) to a stored session.
