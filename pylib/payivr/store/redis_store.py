@@ -5,10 +5,11 @@ Keys (docs/architecture.md): `payivr:session:<id>` (hash, TTL), `payivr:events`
 
 Every write that changes a session is one MULTI/EXEC transaction together with its
 event (and, for the result, its outbox entry), so a reader never sees a state without
-its event, nor a result without its callback. Plain MULTI/EXEC rather than Lua for
-these: Kamailio's interpreter uses Debian's python3-redis 4.3 and queues `create` in
-its own pipeline (`add_create_to`). The transactions themselves are queued by
-payivr.store.transactions, shared with the ESL application's async store.
+its event, nor a result without its callback. The result is a Lua script inside that
+transaction, because it is conditional: first writer wins (a result already recorded,
+by Kamailio or the watchdog for an orphaned call, is kept). The transactions
+themselves are queued by payivr.store.transactions, shared with the ESL application's
+async store.
 
 What a session holds is `Session.to_hash()`: the request, state, result and times.
 The core's types keep card data out of it (a `Session` cannot hold a SecretDigits);

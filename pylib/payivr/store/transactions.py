@@ -4,7 +4,8 @@
 Kamailio) and `AsyncRedisSessionStore` (redis.asyncio, the ESL application) write the
 same keys in the same MULTI/EXEC transactions: the functions here queue the commands
 on a pipeline of either kind, and only the caller's `execute()` (plain or awaited)
-differs. None of them talks to Redis itself.
+differs. None of them talks to Redis itself. The result is one Lua script
+(RECORD_RESULT_SCRIPT: first writer wins), shared with payivr.store.orphans.
 """
 
 from __future__ import annotations
