@@ -96,7 +96,7 @@ class Watchdog:
 
     def run(self) -> None:
         """Sweep every `interval_s` until stopped; survives Redis outages."""
-        log.info("watchdog starting (every %.1fs)", self.settings.interval_s)
+        log.info("watchdog: sweeping every %.1fs", self.settings.interval_s)
         while not self._stop.is_set():
             try:
                 report = self.sweep()
