@@ -152,3 +152,35 @@ def _body(entry: dict[str, str]) -> dict[str, object]:
 
     body: dict[str, object] = json.loads(entry["body"])
     return body
+
+
+def test_a_fallback_bye_for_a_session_at_the_processor_queues_its_reversal(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with stack_running(
+        tmp_path, redis_url, uas_scenario=FALLBACK_UAS, uas_extra=("-d", "1500")
+    ) as stack:
+        prefix = new_prefix()
+        outcome: dict[str, object] = {}
+
+        def call() -> None:
+            outcome["sipp"], outcome["bye"] = place_call(stack, tmp_path, prefix)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert stack.uas is not None
+        session_id = stack.uas.wait_for_calls(1)[call_id(prefix)]
+        store = RedisSessionStore(stack.redis)
+        session = store.load(session_id)
+        assert session is not None
+        # The ESL application had asked the processor, then died.
+        store.set_state(session, SessionState.PROCESSING, datetime.now(UTC))
+        caller.join(30)
+
+        bye = outcome["bye"]
+        assert isinstance(bye, dict)
+        assert_signed(bye, call_id(prefix))
+        assert (bye["x-pay-result"], bye["x-pay-reason"]) == ("failed", "ivr-unavailable")
+        assert stack.redis.zrange(keys.REVERSALS, 0, -1) == [session_id]
+        assert stack.redis.zcard(keys.INFLIGHT) == 0
+        assert len(outbox(stack.redis)) == 1
