@@ -50,7 +50,7 @@ def test_the_watch_step_covers_the_longest_entry_or_the_processor_call() -> None
     )
     # The processor call and its reversal (2 x 100 s + 1 s grace) outlast an entry.
     assert budget.step_s(slow_processor) == 30 + 201 + 30
-    assert budget.admission_deadline(1000.0, slow_entry) == 1000.0 + 60 + 170
+    assert budget.admission_deadline(1000.0, budget.step_s(slow_entry)) == 1000.0 + 60 + 170
 
 
 def test_an_orphaned_session_is_a_full_failed_result() -> None:

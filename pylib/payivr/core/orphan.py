@@ -76,10 +76,10 @@ class WatchBudget:
         processing = self.prompt_allowance_s + settle_budget_s(merchant.processor.timeout_s)
         return math.ceil(max(entry, processing) + self.margin_s)
 
-    def admission_deadline(self, now: float, merchant: MerchantConfig) -> float:
+    def admission_deadline(self, now: float, step_s: int) -> float:
         """The deadline written when Kamailio admits the call (before any write of
-        the ESL application)."""
-        return now + self.answer_allowance_s + self.step_s(merchant)
+        the ESL application), for the merchant's `step_s`."""
+        return now + self.answer_allowance_s + step_s
 
 
 def orphan_result(

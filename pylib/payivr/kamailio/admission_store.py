@@ -91,7 +91,8 @@ class AdmissionStore:
         when = datetime.fromtimestamp(int(now), UTC)  # the hash keeps seconds
         session = Session.new(accept.request, when, session_id)
         fields = session.to_hash()
-        fields[keys.WATCHDOG_STEP_FIELD] = str(self._budget.step_s(accept.merchant))
+        step = self._budget.step_s(accept.merchant)
+        fields[keys.WATCHDOG_STEP_FIELD] = str(step)
         hash_items = [item for pair in fields.items() for item in pair]
         event = event_fields(Event.SESSION_CREATED, session, when)
         event_items = [item for pair in event.items() for item in pair]
@@ -109,7 +110,7 @@ class AdmissionStore:
             self._maxlen.encode(),
             _dumps(hash_items).encode(),
             _dumps(event_items).encode(),
-            repr(self._budget.admission_deadline(now, accept.merchant)).encode(),
+            repr(self._budget.admission_deadline(now, step)).encode(),
             session_id.encode(),
         )
         return Outcome.CREATED if int(done) == 1 else Outcome.REPLAYED
