@@ -58,6 +58,11 @@ return 0
 RECORD_RESULT_SCRIPT = """
 local recorded = redis.call('HGET', KEYS[1], 'result')
 if recorded then
+  -- A late state write of a writer that lost may have put the state back.
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if state ~= 'done' and state ~= 'returned' then
+    redis.call('HSET', KEYS[1], 'state', 'done')
+  end
   redis.call('ZREM', KEYS[4], ARGV[7])
   return {0, recorded}
 end

@@ -110,6 +110,24 @@ def test_the_esl_applications_async_store_keeps_the_first_result_too(
     assert len(outbox(client)) == 1 and len(results(client)) == 1
 
 
+def test_a_late_state_write_of_the_loser_does_not_leave_the_session_undone(
+    client: redis.Redis, config: Config
+) -> None:
+    """The ESL application was only slow: the watchdog finalised its session, then the
+    application wrote `processing` and finally its own result."""
+    store = RedisSessionStore(client)
+    session = admit(client, config)
+    orphaned = OrphanFinaliser(client, 600).finalise(session.id, datetime.now(UTC))
+    assert orphaned is not None
+    store.set_state(session, SessionState.PROCESSING, datetime.now(UTC))
+    returned = store.record_result(session, approved(session), datetime.now(UTC))
+    assert returned.result == orphaned.session.result
+    loaded = store.load(session.id)
+    assert loaded is not None and loaded.state is SessionState.DONE
+    assert loaded.result == orphaned.session.result
+    assert len(outbox(client)) == 1 and len(results(client)) == 1
+
+
 def test_admission_puts_the_session_on_inflight_and_writes_push_its_deadline(
     client: redis.Redis, config: Config
 ) -> None:
