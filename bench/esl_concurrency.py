@@ -61,13 +61,12 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
         # itself in production; the load generator keeps the default priority.
         with contextlib.suppress(PermissionError):
             os.nice(nice)
-    import redis
-
     from payivr.core.config import RedisConfig
     from payivr.core.logfilter import install_log_filter
     from payivr.esl.options import EslOptions
     from payivr.esl.returning import ReturnSettings
     from payivr.esl.service import EslService, build_service
+    from payivr.store.connect import redis_from_url
     from payivr.wiring import build_services
     from tests.esl.harness import test_config
 
@@ -75,13 +74,14 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
     logging.basicConfig(filename=log_file, level=logging.INFO, filemode="w")
     install_log_filter()
     config = test_config(processor_timeout_s=2.0)
-    client = redis.Redis.from_url(redis_url, decode_responses=True, max_connections=64)
+    client = redis_from_url(redis_url)
     services = build_services(config, redis_client=client)
     options = EslOptions(listen_port=0, prompts_dir=Path("/var/lib/payivr/prompts"),
                          linger_s=5, returns=ReturnSettings())  # fmt: skip
 
     async def build() -> object:
-        from payivr.store.async_store import AsyncRedisSessionStore, async_redis_client
+        from payivr.store.async_store import AsyncRedisSessionStore
+        from payivr.store.connect import async_redis_client
 
         store = AsyncRedisSessionStore(async_redis_client(RedisConfig(url=redis_url)))
         return build_service(config, services, store=store, options=options)
@@ -152,11 +152,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(calls: int, step_s: float, peers: int, ramp_s: float, nice: int = 0) -> dict[str, object]:
-    import redis
-
     from payivr.core.processor import Operation
     from payivr.core.request import PaymentRequest, ReturnTarget
     from payivr.core.session import Session
+    from payivr.store.connect import redis_from_url
     from payivr.store.redis_store import RedisSessionStore
     from tests.support.servers import RedisServer
 
@@ -172,7 +171,7 @@ def run(calls: int, step_s: float, peers: int, ramp_s: float, nice: int = 0) -> 
         app = ctx.Process(target=app_process, args=(server.url, port_q, stop, stats_q, nice))
         app.start()
         port = port_q.get(timeout=30)
-        store = RedisSessionStore(redis.Redis.from_url(server.url, decode_responses=True))
+        store = RedisSessionStore(redis_from_url(server.url))
         from datetime import UTC, datetime
 
         ids = []

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from payivr.core.config import Config, ConfigError
+from payivr.core.configread import Reader
 
 FeatureCheck = Callable[[Config, Mapping[str, str]], list[str]]
 
@@ -49,35 +49,16 @@ def check_features(config: Config, environ: Mapping[str, str] | None = None) -> 
     return problems
 
 
-def _mapping(node: object, *path: str) -> Mapping[str, Any] | None:
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else None
-
-
-def _unknown(node: Mapping[str, Any] | None, known: frozenset[str], where: str) -> list[str]:
-    if node is None:
-        return []
-    return [f"{where}.{key}: unknown setting" for key in node if key not in known]
-
-
 @feature_check("esl")
 def check_esl(config: Config, environ: Mapping[str, str]) -> list[str]:
     """`services.esl`: the ESL application's options, and no key nobody reads."""
     from payivr.esl import options
 
-    problems: list[str] = []
     try:
         options.esl_options(config)
     except options.OptionsError as exc:
-        problems.extend(exc.problems)
-    esl = _mapping(config.raw, "services", "esl")
-    problems += _unknown(esl, options.CORE_KEYS | options.OPTION_KEYS, "services.esl")
-    problems += _unknown(_mapping(esl, "return"), options.RETURN_KEYS, "services.esl.return")
-    problems += _unknown(
-        _mapping(esl, "event_socket"), options.EVENT_SOCKET_KEYS, "services.esl.event_socket"
-    )
-    return problems
+        return list(exc.problems)
+    return []
 
 
 @feature_check("freeswitch")
@@ -97,10 +78,11 @@ def check_freeswitch(config: Config, environ: Mapping[str, str]) -> list[str]:
 @feature_check("agent_api")
 def check_agent_api(config: Config, environ: Mapping[str, str]) -> list[str]:
     """`services.agent_api` and `merchants.<id>.agent_api`, when agent mode is set up."""
-    services = _mapping(config.raw, "services") or {}
-    merchants = _mapping(config.raw, "merchants") or {}
-    configured = "agent_api" in services or any(
-        isinstance(m, Mapping) and "agent_api" in m for m in merchants.values()
+    root = Reader(config.raw, "", [])
+    merchants = root.section("merchants")
+    configured = root.section("services").has("agent_api") or any(
+        merchants.section(m).has("agent_api")
+        for m in merchants.keys()  # noqa: SIM118
     )
     if not configured:
         return []

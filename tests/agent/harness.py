@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 import requests
 import yaml
 
 from payivr.agent.service import AgentService, build_service
 from payivr.agent.settings import AgentSettings, load_agent_settings
 from payivr.core.config import Config, parse_config
-from payivr.wiring import build_services
 from tests.agent.peer import AgentFakeCall, AgentInput
 from tests.esl.peer import CallScript
 from tests.support.servers import free_port
@@ -83,15 +81,11 @@ class AgentStack:
         self.thread.start()
 
         async def up() -> AgentService:
-            services = build_services(
-                self.config, redis_client=redis.Redis.from_url(self.redis_url)
-            )
+            # Redis clients from services.redis, as `payivr agent serve` builds them.
             service = build_service(
                 self.config,
                 self.settings,
                 self.tokens,
-                services=services,
-                aredis=aioredis.Redis.from_url(self.redis_url),
                 sse_block_ms=200,
                 command_block_ms=100,
             )

@@ -218,6 +218,13 @@ def test_api_auth_validation_and_isolation(agent_stack: AgentStack) -> None:
         body={"operation": "sale", "order": "B1", "amount": 100, "description": CARD_OK},
     )
     assert typed.status_code == 400 and CARD_OK not in typed.text
+    # The same detector as admission: a 12-digit PAN (Maestro range) is card data too.
+    typed12 = stack.api(
+        "POST",
+        f"/v1/calls/{cid}/payments",
+        body={"operation": "sale", "order": "B1", "amount": 100, "description": "501800000009"},
+    )
+    assert typed12.status_code == 400 and typed12.json()["field"] == "description"
     assert stack.api("GET", "/v1/calls").status_code == 400
     assert stack.api("GET", "/openapi.yaml", token=None).status_code == 200
     panel = stack.api("GET", "/panel/", token=None)

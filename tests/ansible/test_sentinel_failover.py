@@ -115,6 +115,7 @@ def _config(
 ) -> Path:
     (tmp_path / "secrets.yaml").write_text(
         f"redis_password: {password}\nacme_signing: s1\nacme_callback: c1\n"
+        f"sandbox_token: {'k' * 32}\n"
         f"sentinel_password: {sentinel_password or ''}\n"
     )
     sentinel_auth = ", password: file:sentinel_password" if sentinel_password else ""
@@ -131,6 +132,7 @@ def _config(
         "    signing_secret: file:acme_signing\n"
         "    callback_secret: file:acme_callback\n"
         "    sources: [127.0.0.1/32]\n"
+        "    processor: {type: sandbox, token_secret: file:sandbox_token}\n"
     )
     return path
 

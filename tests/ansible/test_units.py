@@ -136,3 +136,132 @@ def test_units_with_the_role_drop_ins_pass_systemd_analyze_verify(tmp_path: Path
     )
     # Any complaint (unknown key, bad value, missing command) is printed: none allowed.
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+
+
+FREESWITCH_ROLE = REPO / "ansible" / "roles" / "freeswitch"
+# The vendor's unit as freeswitch-systemd 1.10 ships it (the parts that matter here),
+# with ExecStart on a command this machine has so that verify can check it.
+VENDOR_FREESWITCH_UNIT = """\
+[Unit]
+Description=freeswitch
+Wants=network-online.target
+After=syslog.target network-online.target local-fs.target
+
+[Service]
+Type=forking
+PIDFile=/run/freeswitch/freeswitch.pid
+ExecStart=/bin/sleep infinity
+TimeoutSec=45s
+Restart=always
+User=root
+Group=daemon
+LimitCORE=infinity
+LimitNOFILE=100000
+LimitNPROC=60000
+LimitSTACK=250000
+LimitRTPRIO=infinity
+LimitRTTIME=infinity
+IOSchedulingClass=realtime
+IOSchedulingPriority=2
+CPUSchedulingPolicy=rr
+CPUSchedulingPriority=89
+UMask=0007
+NoNewPrivileges=false
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+RENDER_FREESWITCH_DROP_INS = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The role's no-core-dump drop-in
+      ansible.builtin.template:
+        src: {role}/templates/no-core-dumps.conf.j2
+        dest: {out}/freeswitch.service.d/payivr-no-core-dumps.conf
+        mode: "0644"
+    - name: The role's systemd-coredump drop-in
+      ansible.builtin.template:
+        src: {role}/templates/coredump.conf.j2
+        dest: {out}/coredump.conf
+        mode: "0644"
+"""
+
+
+def _effective(unit: Path, drop_ins: list[Path], key: str) -> str | None:
+    """A [Service] setting as systemd reads it: the unit, then its drop-ins in order."""
+    value = None
+    for path in [unit, *sorted(drop_ins)]:
+        service = _unit(path)
+        if service.has_section("Service") and key in service["Service"]:
+            value = service["Service"][key]
+    return value
+
+
+def test_the_freeswitch_role_installs_the_no_core_dump_drop_ins() -> None:
+    tasks = yaml.safe_load((FREESWITCH_ROLE / "tasks" / "core_dumps.yml").read_text())
+    destinations = {
+        t["ansible.builtin.template"]["dest"]: t["ansible.builtin.template"]["src"]
+        for t in tasks
+        if "ansible.builtin.template" in t
+    }
+    assert destinations == {
+        "/etc/systemd/system/freeswitch.service.d/payivr-no-core-dumps.conf": (
+            "no-core-dumps.conf.j2"
+        ),
+        "/etc/systemd/coredump.conf.d/payivr.conf": "coredump.conf.j2",
+    }
+    main = yaml.safe_load((FREESWITCH_ROLE / "tasks" / "main.yml").read_text())
+    names = [t["name"] for t in main]
+    included = next(t for t in main if t.get("ansible.builtin.include_tasks") == "core_dumps.yml")
+    assert included["when"] == "freeswitch_service_manager == 'systemd'"
+    # Before the first start, so FreeSWITCH never runs with the vendor's limit.
+    assert names.index(included["name"]) < names.index("Start FreeSWITCH")
+
+
+@needs_ansible
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_vendor_freeswitch_unit_with_the_drop_in_dumps_no_core(tmp_path: Path) -> None:
+    assert ANSIBLE_PLAYBOOK is not None
+    out = tmp_path / "units"
+    (out / "freeswitch.service.d").mkdir(parents=True)
+    unit = out / "freeswitch.service"
+    unit.write_text(VENDOR_FREESWITCH_UNIT)
+    play = tmp_path / "drop-ins.yml"
+    play.write_text(RENDER_FREESWITCH_DROP_INS.format(out=out, role=FREESWITCH_ROLE))
+    proc = _run(
+        [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", str(play),
+         "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}"],
+        60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    drop_ins = list((out / "freeswitch.service.d").glob("*.conf"))
+    # The vendor says infinity; with the role's drop-in systemd applies 0.
+    assert _effective(unit, [], "LimitCORE") == "infinity"
+    assert _effective(unit, drop_ins, "LimitCORE") == "0"
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"SYSTEMD_UNIT_PATH": f"{out}:", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    # Any complaint (unknown key, bad value) is printed: none allowed.
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    # systemd-coredump (where the kernel pipes cores to it) keeps nothing.
+    coredump = configparser.ConfigParser(interpolation=None)
+    coredump.optionxform = str  # type: ignore[assignment,method-assign]
+    coredump.read_string((out / "coredump.conf").read_text())
+    assert dict(coredump["Coredump"]) == {"Storage": "none", "ProcessSizeMax": "0"}
+
+
+def test_payivr_freeswitch_config_never_asks_for_core_dumps() -> None:
+    # FreeSWITCH starts as root and raises its own limit for `dump-cores` (switch.conf)
+    # or `-core`, whatever LimitCORE says: payivr's configuration must ask for neither.
+    switch_conf = (
+        REPO / "freeswitch" / "conf" / "autoload_configs" / "switch.conf.xml"
+    ).read_text()
+    assert "dump-cores" not in switch_conf
+    assert "-core" not in VENDOR_FREESWITCH_UNIT

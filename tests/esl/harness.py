@@ -77,7 +77,8 @@ class EslHarness:
 
     async def start(self) -> None:
         # The asyncio Redis client belongs to the event loop that runs the test.
-        from payivr.store.async_store import AsyncRedisSessionStore, async_redis_client
+        from payivr.store.async_store import AsyncRedisSessionStore
+        from payivr.store.connect import async_redis_client
 
         store = AsyncRedisSessionStore(async_redis_client(RedisConfig(url=self.redis_url)))
         self.service = build_service(self.config, self.services, store=store, options=self.options)

@@ -326,7 +326,7 @@ class ReverseSpy:
     adapter that ignores its timeout and answers `approved` late."""
 
     def __init__(self, charge_delay_s: float = 0.0) -> None:
-        self.inner = SandboxProcessor()
+        self.inner = SandboxProcessor(b"esl-test-sandbox-token-key-0123456789")
         self.charge_delay_s = charge_delay_s
         self.reversals: list[ChargeRequest] = []
 

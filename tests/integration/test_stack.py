@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,87 @@ def test_stack_down_never_signals_a_pid_it_did_not_start(tmp_path: Path) -> None
         processes=[Managed("redis", os.getpid(), ["/usr/bin/redis-server"], "redis.log")],
     ).save()
     assert stack_down(tmp_path) == []
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            raw = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in raw:
+            found.append(raw)
+    return found
+
+
+def test_a_starting_child_is_not_taken_for_dead_by_its_command_line(tmp_path: Path) -> None:
+    # The flaky "callbacks exited at start:" with an empty reason: /proc showed the
+    # child with a command line that was not (yet) the recorded one (a child inside
+    # execve shows an empty one), so a live, slow-starting worker was reported as
+    # exited and then not stopped either. Here the command line changes for good
+    # (sh execs sleep): liveness and stopping must not depend on it.
+    from payivr.stack.processes import spawn, stop
+    from payivr.stack.up import _wait_alive
+
+    proc = spawn("slow", ["/bin/sh", "-c", "exec sleep 30"], tmp_path / "slow.log")
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    try:
+        for _ in range(100):  # until the exec happened
+            if cmdline.read_bytes().startswith(b"sleep\0"):
+                break
+            time.sleep(0.02)
+        assert not proc.cmdline_matches(), "the test needs a command line unlike argv"
+        _wait_alive(proc, 0.3)
+        assert proc.alive()
+    finally:
+        stopped = stop(proc, timeout=5)
+    assert stopped and proc.exit_code() is not None
+    assert not cmdline.exists()
+
+
+def test_a_service_failing_at_start_is_named_with_its_exit_code_and_stderr(
+    tmp_path: Path,
+) -> None:
+    from payivr.stack.processes import spawn
+    from payivr.stack.up import StackError, _wait_alive
+
+    script = "echo 'fatal: cannot read /etc/payivr/missing.yaml' >&2; exit 3"
+    proc = spawn("callbacks", ["/bin/sh", "-c", script], tmp_path / "callbacks.log")
+    with pytest.raises(StackError) as failed:
+        _wait_alive(proc, 5)
+    message = str(failed.value)
+    assert message.startswith("callbacks exited with code 3 at start:")
+    assert "fatal: cannot read /etc/payivr/missing.yaml" in message
+
+
+@pytest.mark.timeout(90)
+def test_a_failed_stack_up_stops_everything_it_started_and_says_why(tmp_path: Path) -> None:
+    from payivr.stack.layout import StackLayout
+    from payivr.stack.processes import StackState
+    from payivr.stack.up import StackError, stack_up
+
+    taken: list[socket.socket] = []
+
+    def occupy_kamailio_port(layout: StackLayout) -> None:
+        # Redis is up by now; Kamailio will find its SIP port taken and exit.
+        port = layout.ports["kamailio"]
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_INET, kind)
+            s.bind(("127.0.0.1", port))
+            taken.append(s)
+
+    try:
+        with pytest.raises(StackError) as failed:
+            stack_up(
+                EXAMPLE_CONFIG, tmp_path, freeswitch=False, before_kamailio=occupy_kamailio_port
+            )
+    finally:
+        for s in taken:
+            s.close()
+    message = str(failed.value)
+    assert message.startswith("kamailio did not start: kamailio exited with")
+    assert "Address already in use" in message or "bind" in message, message
+    state = StackState.load(tmp_path)
+    assert state is not None and state.processes == []
+    assert _processes_mentioning(str(tmp_path)) == []

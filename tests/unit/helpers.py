@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from payivr.core.admission import MessageBody
 from payivr.core.config import Config, parse_config
 from payivr.core.request import SIGNED_REQUEST_HEADERS
 from payivr.core.signature import sign
@@ -15,6 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "payivr.example.yaml"
 SECRET = "demo-signing-secret-acme-0001"
 NOW = 1_795_263_787
+# The SDP offer of an early-offer INVITE (admission requires one).
+SDP = MessageBody(
+    "application/sdp",
+    "v=0\r\no=cti 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+)
 
 
 def example_data() -> dict[str, Any]:

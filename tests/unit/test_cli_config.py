@@ -44,6 +44,25 @@ def test_check_config_lists_three_mistakes_with_paths(tmp_path: Path) -> None:
         assert line in out.stderr
 
 
+def test_check_config_names_a_missing_sandbox_token_secret(tmp_path: Path) -> None:
+    data = example_data()
+    del data["merchants"]["acme"]["processor"]["token_secret"]
+    # A merchant without a processor section gets the sandbox too, so it needs one too.
+    data["merchants"]["beta"] = {
+        k: v for k, v in data["merchants"]["acme"].items() if k != "processor"
+    }
+    shutil.copy(EXAMPLE.parent / "secrets.example.yaml", tmp_path / "secrets.example.yaml")
+    cfg = tmp_path / "payivr.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    out = run("check-config", str(cfg))
+    assert out.returncode == 2
+    for merchant in ("acme", "beta"):
+        assert (
+            f"merchants.{merchant}.processor.token_secret: required (a secret reference"
+            in out.stderr
+        )
+
+
 def test_sign_output_verifies_with_an_independent_hmac() -> None:
     out = run(
         "sign",

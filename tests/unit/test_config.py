@@ -142,3 +142,29 @@ def test_sentinel_password_inline_is_refused_and_unknown_keys_reported() -> None
     assert "services.redis.sentinel.password: secrets are referenced" in text
     assert "services.redis.sentinel" in text and "sentinels" in text
     assert "hunter2" not in text
+
+
+def test_redis_database_number_and_timeouts() -> None:
+    data = example_data()
+    data["services"]["redis"].update(
+        {"url": "redis://10.0.0.9:6379/4", "socket_timeout_s": 0.5, "connect_timeout_s": 0.2}
+    )
+    redis_cfg = config_from(data).services.redis
+    assert (redis_cfg.db, redis_cfg.socket_timeout_s, redis_cfg.connect_timeout_s) == (4, 0.5, 0.2)
+    assert config_from(example_data()).services.redis.db == 0
+    data["services"]["redis"].update(
+        {"url": "redis://10.0.0.9:6379/four", "socket_timeout_s": 0, "connect_timeout_s": "x"}
+    )
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    problems = "\n".join(err.value.problems)
+    assert "services.redis.url: must be a redis://" in problems
+    assert "services.redis.socket_timeout_s: must be a positive number" in problems
+    assert "services.redis.connect_timeout_s: " in problems
+
+
+def test_unix_socket_url_names_its_database_in_the_query() -> None:
+    from payivr.core.config_types import RedisConfig
+
+    assert RedisConfig(url="unix:///run/redis/redis.sock?db=2").db == 2
+    assert RedisConfig(url="unix:///run/redis/redis.sock").db == 0

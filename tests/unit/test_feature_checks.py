@@ -36,7 +36,7 @@ def one_mistake_per_feature() -> dict[str, Any]:
 EXPECTED = (
     "services.esl.linger_s: must be a non-negative integer",
     "services.esl.lingr_s: unknown setting",
-    "services.freeswitch.srtp: one of",
+    "services.freeswitch.srtp: must be one of",
     "services.agent_api.dtmf_mask:",
 )
 
@@ -92,3 +92,42 @@ def test_each_problem_is_listed_once(tmp_path: Path) -> None:
     data["services"]["agent_api"] = {"dtmf_mask": "loud"}
     problems = check_features(load_config(write_config(tmp_path, data)), {})
     assert len(problems) == 1 and problems[0].startswith("services.agent_api.dtmf_mask:")
+
+
+def test_every_feature_section_reports_through_one_reader_with_paths(tmp_path: Path) -> None:
+    """services.freeswitch, services.esl and the processors read through the core's
+    Reader: typos, wrong types and bad items all come back as `path: must be ...`."""
+    data = example_data()
+    data["services"]["freeswitch"] = {
+        "srtpp": "optional",
+        "tls": {"enabled": "yes", "verify": "none"},
+        "rtp_ports": [20000, "20999"],
+        "max_sessions": 0,
+        "kamailio_addresses": ["10.0.0.1", "kamailio.example"],
+    }
+    data["services"]["esl"]["return"] = "refer"
+    problems = check_features(load_config(write_config(tmp_path, data)), {})
+    assert problems == [
+        "services.esl.return: must be a mapping",
+        "services.freeswitch.tls.enabled: must be true or false",
+        "services.freeswitch.rtp_ports[1]: must be an integer",
+        "services.freeswitch.rtp_ports: must be [first, last] with 1024 <= first < last <= 65535",
+        "services.freeswitch.kamailio_addresses[1]: must be an IP address",
+        "services.freeswitch.max_sessions: must be an integer from 1 to 100000",
+        "services.freeswitch.srtpp: unknown setting",
+        "services.freeswitch.tls.verify: unknown setting",
+    ]
+
+
+def test_a_node_problem_names_its_config_path(tmp_path: Path) -> None:
+    from payivr.freeswitch.settings import FreeswitchConfigError, freeswitch_settings
+
+    data = example_data()
+    data["services"]["freeswitch_nodes"] = ["sip:10.0.0.5:5080", "sip:fs2.example:5080"]
+    config = load_config(write_config(tmp_path, data))
+    with pytest.raises(FreeswitchConfigError) as err:
+        freeswitch_settings(config, "sip:fs2.example:5080")
+    assert err.value.problems == [
+        "services.freeswitch_nodes[1]: 'sip:fs2.example:5080': FreeSWITCH binds an IP "
+        "address; use one in the URI"
+    ]

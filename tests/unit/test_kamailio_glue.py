@@ -124,3 +124,14 @@ def test_socket_parse() -> None:
 def test_env_references_finds_every_env_secret() -> None:
     raw = {"a": "env:ONE", "b": [{"c": "env:TWO"}, "file:x"], "d": 3}
     assert env_references(raw) == {"ONE", "TWO"}
+
+
+def test_message_body_reads_the_offer_and_its_content_type() -> None:
+    from payivr.kamailio.sipmsg import message_body
+
+    head = "INVITE sip:pay@h SIP/2.0\r\nCall-ID: 1@h\r\n"
+    sdp = "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    full = message_body(f"{head}c: application/sdp\r\nContent-Length: 25\r\n\r\n{sdp}")
+    assert (full.content_type, full.text) == ("application/sdp", sdp)
+    late = message_body(f"{head}Content-Length: 0\r\n\r\n")
+    assert (late.content_type, late.text) == ("", "")

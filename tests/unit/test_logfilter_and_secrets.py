@@ -62,3 +62,29 @@ def test_card_details_wipe_everything() -> None:
     assert card.masked() == "************1111"
     card.wipe()
     assert card.pan.wiped and card.expiry.wiped and card.cvv is not None and card.cvv.wiped
+
+
+def test_secrets_compare_with_compare_digest_and_no_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The comments say constant time: both comparisons go through hmac.compare_digest,
+    and SecretDigits hands it its own bytearrays (no immutable copy of the digits)."""
+    import hmac
+
+    from payivr.core.configread import Secret
+
+    seen: list[tuple[type, type]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes | bytearray, b: bytes | bytearray) -> bool:
+        seen.append((type(a), type(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert SecretDigits("4111") == SecretDigits("4111")
+    assert SecretDigits("4111") != SecretDigits("4112")
+    assert SecretDigits("4111") != "4111"  # type: ignore[comparison-overlap]
+    assert seen == [(bytearray, bytearray)] * 2
+    assert Secret("s3cret", "env:X") == Secret("s3cret", "file:y")
+    assert Secret("s3cret", "env:X") != Secret("s3creT", "env:X")
+    assert len(seen) == 4

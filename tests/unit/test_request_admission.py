@@ -4,13 +4,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payivr.core.admission import Accept, Reject, admit
+from payivr.core.admission import NO_BODY, Accept, MessageBody, Reject, admit
 from payivr.core.config import parse_config
 from payivr.core.errors import Rejection
 from payivr.core.processor import Operation
 from payivr.core.replay import MemoryReplayGuard
 from payivr.core.request import REQUEST_HEADERS, collect_headers, parse_request
-from tests.unit.helpers import EXAMPLE, NOW, example_config, example_data, signed_headers
+from tests.unit.helpers import EXAMPLE, NOW, SDP, example_config, example_data, signed_headers
 
 CONFIG = example_config()
 ACME = CONFIG.merchants["acme"]
@@ -25,6 +25,7 @@ def decide(
     replay=None,
     config=CONFIG,
     referred_by=None,
+    body=None,
 ):  # type: ignore[no-untyped-def]
     return admit(
         headers,
@@ -32,6 +33,7 @@ def decide(
         source_ip=source,
         config=config,
         now=now,
+        body=SDP if body is None else body,
         replay=replay,
         referred_by=referred_by,
     )
@@ -154,8 +156,16 @@ def test_duplicate_header_with_different_values_is_400() -> None:
     assert isinstance(decide(same_twice), Accept)
 
 
-def test_long_numeric_orders_that_fail_luhn_are_fine() -> None:
-    assert isinstance(decide(signed_headers(x_pay_order="4111111111111112")), Accept)
+def test_numeric_orders_up_to_11_digits_or_with_a_letter_prefix_are_fine() -> None:
+    assert isinstance(decide(signed_headers(x_pay_order="20261203001")), Accept)
+    assert isinstance(decide(signed_headers(x_pay_order="A4111111111111112")), Accept)
+
+
+def test_long_numeric_orders_are_refused_whether_or_not_they_pass_luhn() -> None:
+    # One detector, no Luhn (docs/contract-notes.md): predictable for an integrator.
+    for order in ("4111111111111112", "202612030001"):
+        r = rejection(decide(signed_headers(x_pay_order=order)))
+        assert (r.status, r.header) == (400, "X-Pay-Order") and "card number" in r.problem
 
 
 def test_unknown_x_pay_headers_are_ignored_and_unsigned() -> None:
@@ -227,3 +237,41 @@ def test_parse_request_never_crashes(fields) -> None:  # type: ignore[no-untyped
         parse_request(cleaned, ACME, call_id="c")
     except Rejection as r:
         assert r.header in REQUEST_HEADERS.values()
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (NO_BODY, "late offer"),
+        (MessageBody("application/sdp", "\r\n"), "late offer"),
+        (MessageBody("text/plain", "hello"), "not an SDP offer"),
+        (MessageBody("application/sdp", "v=0\r\ns=-\r\n"), "no media line"),
+    ],
+)
+def test_an_invite_without_an_sdp_offer_is_488_after_authentication(
+    body: MessageBody, problem: str
+) -> None:
+    r = rejection(decide(signed_headers(), body=body))
+    assert (r.status, r.reason_phrase, r.header) == (488, "Not Acceptable Here", "SDP")
+    assert problem in r.problem
+    # Authenticate before explaining: an unsigned late offer learns only about the signature.
+    headers = [(k, v) for k, v in signed_headers() if k.lower() != "x-pay-signature"]
+    unsigned = rejection(decide(headers, body=NO_BODY))
+    assert (unsigned.status, unsigned.header) == (403, "X-Pay-Signature")
+
+
+def test_a_multipart_body_with_an_sdp_part_is_an_offer() -> None:
+    boundary = "b1"
+    text = (
+        f"--{boundary}\r\nContent-Type: application/sdp\r\n\r\n{SDP.text}"
+        f"--{boundary}\r\nContent-Type: application/isup\r\n\r\nxx\r\n--{boundary}--\r\n"
+    )
+    body = MessageBody(f"multipart/mixed;boundary={boundary}", text)
+    assert isinstance(decide(signed_headers(), body=body), Accept)
+
+
+def test_a_late_offer_does_not_use_up_the_replay_guard() -> None:
+    guard = MemoryReplayGuard()
+    headers = signed_headers()
+    assert isinstance(decide(headers, body=NO_BODY, replay=guard), Reject)
+    assert isinstance(decide(headers, replay=guard), Accept)

@@ -250,7 +250,9 @@ def test_token_sale_cvv_reaches_the_processor_and_is_wiped_after() -> None:
     merchant = dataclasses.replace(
         acme, capture=dataclasses.replace(acme.capture, token_sale_cvv=True)
     )
-    token = sandbox_token("acme", "4111111111111111")
+    from payivr.processors import sandbox_token_key
+
+    token = sandbox_token(sandbox_token_key(merchant), "acme", "4111111111111111")
     fields = {
         "x-pay-merchant": "acme", "x-pay-operation": "token_sale", "x-pay-order": "TS1",
         "x-pay-amount": "990", "x-pay-token": token,

@@ -26,6 +26,7 @@ from payivr.agent.http import Request, Response, error, json_response
 from payivr.agent.settings import MerchantTokens
 from payivr.core.config import Config
 from payivr.core.errors import Rejection
+from payivr.core.pan import contains_card_number
 from payivr.core.plan.fields import Field
 from payivr.core.request import parse_request
 from payivr.core.result import callback_payload
@@ -45,9 +46,6 @@ PAYMENT_FIELDS: dict[str, str] = {
 }
 _CALL = r"(?P<call>[A-Za-z0-9-]{1,64})"
 _PAYMENT = r"(?P<payment>[A-Za-z0-9_-]{16,64})"
-# An agent typing a card number into a free-text field would put it in Redis: refuse
-# any 12+ digit run (spaces and dashes ignored) anywhere in a start body.
-_DIGIT_RUN = re.compile(r"(?:\d[ -]?){12,}")
 _STREAM_ID = re.compile(r"^(0|\d{1,20}-\d{1,20})$")
 STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -191,7 +189,8 @@ class AgentApi:
             if isinstance(value, bool) or not isinstance(value, str | int):
                 return error(400, "bad-request", f"{name} must be a string", field=name)
             text = str(value)
-            if _DIGIT_RUN.search(text):
+            # An agent typing a card number into a field would put it in Redis.
+            if contains_card_number(text):
                 return error(400, "bad-request", f"{name} looks like card data", field=name)
             fields[PAYMENT_FIELDS[name]] = text
         merchant_config = self.ctx.config.merchant(merchant)

@@ -151,7 +151,8 @@ class AgentCall:
             f"{{origination_uuid={self.agent_uuid},fs_send_unsupported_info=true}}"
             f"sofia/{self.deps.sofia_profile}/{target}"
         )
-        assert self.info is not None
+        if self.info is None:
+            raise RuntimeError("agent call: used before the call was registered")
         await self.deps.bus.update_call(self.info.call, state="connected")
         with contextlib.suppress(CallerGone):
             # No event-lock: with it FreeSWITCH holds every payment application sent
@@ -160,7 +161,8 @@ class AgentCall:
             await self.conn.execute("bridge", dial, event_lock=False)
 
     async def _commands(self) -> None:
-        assert self.info is not None
+        if self.info is None:
+            raise RuntimeError("agent call: used before the call was registered")
         last = "0"
         while not self.conn.hungup:
             try:
@@ -189,7 +191,8 @@ class AgentCall:
             await self.payment.control(name, command.get("field"))
 
     async def _run_payment(self, payment_id: str) -> None:
-        assert self.info is not None
+        if self.info is None:
+            raise RuntimeError("agent call: used before the call was registered")
         deps = self.deps
         try:
             session = await asyncio.to_thread(deps.store.load, payment_id)

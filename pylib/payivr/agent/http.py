@@ -1,27 +1,35 @@
-"""A small HTTP/1.1 server on asyncio streams: enough for a JSON API, SSE and a few files.
+"""The agent API's HTTP server: aiohttp's, with payivr's requests and responses.
 
-Why not a framework: the API has a handful of routes, one streaming response (SSE)
-and static files; the standard library keeps the secure zone's dependency list (and
-its audit) short. One request per connection (`Connection: close`), bodies bounded,
-every read under a timeout, nothing of a request body ever logged.
+aiohttp parses HTTP (a widely used parser maintained upstream; a hand-written one
+in the PCI zone was one more thing to audit). Routing, bearer-token auth and the JSON
+errors stay in `payivr.agent.api`, which sees only `Request` and returns `Response`
+(a streaming one for SSE), so the routes do not depend on the server library.
+
+Limits: request line and each header at most MAX_HEADER_BYTES, at most MAX_HEADERS
+headers, a body at most MAX_BODY_BYTES (413), read within READ_TIMEOUT_S (408); a
+connection that sends no complete request head within READ_TIMEOUT_S is closed
+(aiohttp's keep-alive timer starts when the connection opens). No access log and
+nothing of a request body is ever logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from aiohttp import web
 
 log = logging.getLogger("payivr.agent.http")
 
-MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 8 * 1024
+MAX_HEADERS = 64
 MAX_BODY_BYTES = 64 * 1024
 READ_TIMEOUT_S = 10.0
+# How long `stop()` lets open responses (SSE streams see `stopping`) finish.
+SHUTDOWN_GRACE_S = 2.0
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -64,130 +72,117 @@ def error(status: int, code: str, message: str, **extra: object) -> Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class _NoRequestBytes(logging.Filter):
+    """aiohttp's parser errors quote the offending request bytes (a header, a line of
+    a body): keep only the kind of error, at WARNING (the client's fault)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg = "agent API: refused a malformed request (%s)"
+        record.args = (type(exc).__name__ if exc is not None else "error",)
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
-async def read_request(reader: asyncio.StreamReader) -> Request:
+# Given to aiohttp's protocol handler instead of its own `aiohttp.server` logger.
+_server_log = logging.getLogger("payivr.agent.http.server")
+_server_log.addFilter(_NoRequestBytes())
+
+
+async def _read_request(raw: web.Request, read_timeout_s: float) -> Request | Response:
+    """payivr's Request from aiohttp's, or the error Response for a bad body."""
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
-    except asyncio.LimitOverrunError:
-        raise HttpError(431, "request header too large") from None
-    except asyncio.IncompleteReadError as exc:
-        raise ConnectionError("client went away") from exc
-    if len(head) > MAX_HEADER_BYTES:
-        raise HttpError(431, "request header too large")
-    lines = head.decode("iso-8859-1").split("\r\n")
-    try:
-        method, target, version = lines[0].split(" ", 2)
-    except ValueError:
-        raise HttpError(400, "bad request line") from None
-    if not version.startswith("HTTP/1."):
-        raise HttpError(505, "HTTP/1.x only")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise HttpError(400, "bad header line")
-        headers[name.strip().lower()] = value.strip()
-    length_text = headers.get("content-length", "0")
-    if not length_text.isdigit():
-        raise HttpError(400, "bad Content-Length")
-    length = int(length_text)
-    if length > MAX_BODY_BYTES:
-        raise HttpError(413, "body too large")
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise HttpError(411, "send a Content-Length")
-    body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT_S) if length else b""
-    parts = urlsplit(target)
-    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    return Request(method.upper(), unquote(parts.path), query, headers, body)
+        body = await asyncio.wait_for(raw.read(), read_timeout_s)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "bad-http", "body too large")
+    except TimeoutError:
+        return error(408, "bad-http", "request body not received in time")
+    headers = {name.lower(): value for name, value in raw.headers.items()}
+    query = {name: raw.query.getone(name) for name in raw.query}
+    return Request(raw.method.upper(), raw.path, query, headers, body)
 
 
-def _head(status: int, headers: Mapping[str, str]) -> bytes:
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1")
-
-
-async def write_response(writer: asyncio.StreamWriter, response: Response) -> None:
-    headers = {**SECURITY_HEADERS, "Content-Type": response.content_type, **response.headers}
-    headers["Connection"] = "close"
+async def _send(raw: web.Request, response: Response) -> web.StreamResponse:
+    headers = {**SECURITY_HEADERS, **response.headers}
     if response.stream is None:
-        headers["Content-Length"] = str(len(response.body))
-        writer.write(_head(response.status, headers) + response.body)
-        await writer.drain()
-        return
-    writer.write(_head(response.status, headers))
-    await writer.drain()
-    async for chunk in response.stream:
-        writer.write(chunk)
-        await writer.drain()
+        return web.Response(
+            status=response.status,
+            body=response.body,
+            headers={**headers, "Content-Type": response.content_type},
+        )
+    out = web.StreamResponse(status=response.status, headers=headers)
+    out.content_type = response.content_type.split(";", 1)[0]
+    out.charset = "utf-8" if "charset=utf-8" in response.content_type else None
+    await out.prepare(raw)
+    try:
+        async for chunk in response.stream:
+            await out.write(chunk)
+    except ConnectionError:
+        pass  # the client went away: the stream ends here
+    finally:
+        close = getattr(response.stream, "aclose", None)
+        if close is not None:
+            await close()  # ends the generator's Redis read now, not at garbage collection
+    return out
+
+
+async def _no_server_banner(_request: web.Request, response: web.StreamResponse) -> None:
+    """No library name or version in the PCI zone's responses."""
+    response.headers.popall("Server", None)
 
 
 class HttpServer:
-    """Accepts connections and hands each parsed request to `handler`."""
+    """Serves `handler` (payivr.agent.api.AgentApi) on host:port with aiohttp."""
 
-    def __init__(self, handler: Handler, host: str, port: int) -> None:
+    def __init__(
+        self, handler: Handler, host: str, port: int, *, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         self.handler = handler
         self.host = host
         self.port = port
-        self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.read_timeout_s = read_timeout_s
+        self._runner: web.AppRunner | None = None
+
+    async def _dispatch(self, raw: web.Request) -> web.StreamResponse:
+        request = await _read_request(raw, self.read_timeout_s)
+        if isinstance(request, Response):
+            refused = await _send(raw, request)
+            refused.force_close()  # the rest of the body is not read: drop the connection
+            return refused
+        try:
+            response = await self.handler(request)
+        except Exception:
+            # The message names the route only: request bodies are never logged.
+            log.exception("agent API: %s %s failed", request.method, request.path)
+            response = error(500, "internal-error", "internal error")
+        return await _send(raw, response)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_HEADER_BYTES, reuse_address=True
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES,
+            handler_args={
+                "max_line_size": MAX_HEADER_BYTES,
+                "max_field_size": MAX_HEADER_BYTES,
+                "max_headers": MAX_HEADERS,
+                "keepalive_timeout": self.read_timeout_s,
+                # After a refused body, the rest is read (and dropped) this long at most.
+                "lingering_time": self.read_timeout_s,
+                "logger": _server_log,
+            },
         )
-        sockets = self._server.sockets or ()
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        app.router.add_route("*", "/{path:.*}", self._dispatch)
+        app.on_response_prepare.append(_no_server_banner)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        for address in self._runner.addresses:
+            self.port = int(address[1])
         log.info("agent API listening on http://%s:%d/", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            try:
-                request = await read_request(reader)
-            except HttpError as exc:
-                await write_response(writer, error(exc.status, "bad-http", str(exc)))
-                return
-            except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-                return
-            try:
-                response = await self.handler(request)
-            except Exception:
-                # The message names the route only: request bodies are never logged.
-                log.exception("agent API: %s %s failed", request.method, request.path)
-                response = error(500, "internal-error", "internal error")
-            with contextlib.suppress(ConnectionError):
-                await write_response(writer, response)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-            if task is not None:
-                self._tasks.discard(task)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -14,8 +14,6 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from payivr.agent.api import AgentApi, ApiContext
 from payivr.agent.bus import AgentBus
 from payivr.agent.driver import AgentDeps, call_handler
@@ -48,11 +46,14 @@ class AgentService:
         self.services.close()
 
 
-def async_redis(config: Config) -> Any:
-    """A redis.asyncio client for the same Redis as the session store (URL form)."""
+def async_redis(config: Config, *, block_ms: int) -> Any:
+    """A redis.asyncio client for the same Redis as the session store (URL or Sentinel,
+    passwords, database number): the bus blocks on its streams for up to `block_ms`,
+    so the socket timeout is `services.redis.socket_timeout_s` beyond that."""
+    from payivr.store.connect import async_redis_client
+
     cfg = config.services.redis
-    password = cfg.password.value() if cfg.password else None
-    return aioredis.Redis.from_url(cfg.url, password=password)
+    return async_redis_client(cfg, socket_timeout=cfg.socket_timeout_s + block_ms / 1000)
 
 
 def build_service(
@@ -68,7 +69,8 @@ def build_service(
     from payivr.wiring import build_services
 
     services = services if services is not None else build_services(config)
-    aredis = aredis if aredis is not None else async_redis(config)
+    if aredis is None:
+        aredis = async_redis(config, block_ms=max(sse_block_ms, command_block_ms))
     bus = AgentBus(aredis, ttl_s=settings.call_ttl_s)
     api = AgentApi(
         ApiContext(

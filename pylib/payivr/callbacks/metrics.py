@@ -1,13 +1,25 @@
-"""Prometheus text exposition of the callback worker's counters (no client library).
+"""The callback worker's Prometheus metrics, on `prometheus_client`.
 
 Labels carry only stable ids (reason), never URLs, event ids or anything from a body.
+Each `Metrics` has its own registry, so a process (or a test) can hold several
+workers without their counts mixing.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+log = logging.getLogger("payivr.callbacks.metrics")
 
 # Seconds from the result being recorded to the first 2xx.
 LATENCY_BUCKETS = (
@@ -30,100 +42,101 @@ LATENCY_BUCKETS = (
     21600.0,
     86400.0,
 )
+# Shown at 0 before any entry died, so that a dashboard's rate() has a series to use.
+DEFAULT_DEAD_REASON = "retry-window-exhausted"
+
+
+class _OutboxGauges(Collector):
+    """Outbox sizes read from Redis at scrape time (`Outbox.counts`)."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self.read()
+        except Exception as exc:  # Redis down: the counters are still worth scraping
+            log.warning("metrics: outbox sizes unavailable (%s)", type(exc).__name__)
+            return
+        for key, value in sorted(counts.items()):
+            yield GaugeMetricFamily(
+                f"payivr_callbacks_{key}_entries", f"Entries in the {key} set.", value=value
+            )
 
 
 class Metrics:
-    """Thread-safe counters and the latency histogram of one worker process."""
+    """Counters and the latency histogram of one worker process (thread-safe)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.delivered = 0
-        self.retried = 0
-        self.dead: dict[str, int] = {}
-        self._buckets = [0] * len(LATENCY_BUCKETS)
-        self._latency_sum = 0.0
-        self._latency_count = 0
+        self.registry = CollectorRegistry()
+        self._delivered = Counter(
+            "payivr_callbacks_delivered",
+            "Callbacks answered with a 2xx.",
+            registry=self.registry,
+        )
+        self._retried = Counter(
+            "payivr_callbacks_retried",
+            "Failed attempts scheduled for a retry.",
+            registry=self.registry,
+        )
+        self._dead = Counter(
+            "payivr_callbacks_dead",
+            "Entries parked as dead, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._dead.labels(reason=DEFAULT_DEAD_REASON)
+        self._latency = Histogram(
+            "payivr_callbacks_result_to_delivery_seconds",
+            "Time from the result to the first 2xx of its callback.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe_delivered(self, latency_s: float | None) -> None:
         """A 2xx; `latency_s` from the result (None for replays, which would skew it)."""
-        with self._lock:
-            self.delivered += 1
-            if latency_s is None:
-                return
-            self._latency_sum += latency_s
-            self._latency_count += 1
-            for i, bound in enumerate(LATENCY_BUCKETS):
-                if latency_s <= bound:
-                    self._buckets[i] += 1
+        self._delivered.inc()
+        if latency_s is not None:
+            self._latency.observe(latency_s)
 
     def observe_retried(self) -> None:
-        with self._lock:
-            self.retried += 1
+        self._retried.inc()
 
     def observe_dead(self, reason: str) -> None:
-        with self._lock:
-            self.dead[reason] = self.dead.get(reason, 0) + 1
+        self._dead.labels(reason=reason).inc()
 
-    def render(self, gauges: dict[str, int] | None = None) -> str:
-        """The text exposition format (version 0.0.4)."""
-        with self._lock:
-            lines = [
-                "# HELP payivr_callbacks_delivered_total Callbacks answered with a 2xx.",
-                "# TYPE payivr_callbacks_delivered_total counter",
-                f"payivr_callbacks_delivered_total {self.delivered}",
-                "# HELP payivr_callbacks_retried_total Failed attempts scheduled for a retry.",
-                "# TYPE payivr_callbacks_retried_total counter",
-                f"payivr_callbacks_retried_total {self.retried}",
-                "# HELP payivr_callbacks_dead_total Entries parked as dead, by reason.",
-                "# TYPE payivr_callbacks_dead_total counter",
-            ]
-            if not self.dead:
-                lines.append('payivr_callbacks_dead_total{reason="retry-window-exhausted"} 0')
-            for reason, n in sorted(self.dead.items()):
-                lines.append(f'payivr_callbacks_dead_total{{reason="{reason}"}} {n}')
-            name = "payivr_callbacks_result_to_delivery_seconds"
-            lines += [
-                f"# HELP {name} Time from the result to the first 2xx of its callback.",
-                f"# TYPE {name} histogram",
-            ]
-            for bound, n in zip(LATENCY_BUCKETS, self._buckets, strict=True):
-                lines.append(f'{name}_bucket{{le="{bound:g}"}} {n}')
-            lines.append(f'{name}_bucket{{le="+Inf"}} {self._latency_count}')
-            lines.append(f"{name}_sum {self._latency_sum:.6f}")
-            lines.append(f"{name}_count {self._latency_count}")
-        for key, value in sorted((gauges or {}).items()):
-            lines += [
-                f"# TYPE payivr_callbacks_{key}_entries gauge",
-                f"payivr_callbacks_{key}_entries {value}",
-            ]
-        return "\n".join(lines) + "\n"
+    def add_outbox_gauges(self, read: Callable[[], dict[str, int]]) -> None:
+        """Expose `read()` (name -> entries) as `payivr_callbacks_<name>_entries` gauges."""
+        self.registry.register(_OutboxGauges(read))
+
+    @property
+    def delivered(self) -> int:
+        return int(self._sample("payivr_callbacks_delivered_total"))
+
+    @property
+    def retried(self) -> int:
+        return int(self._sample("payivr_callbacks_retried_total"))
+
+    @property
+    def dead(self) -> dict[str, int]:
+        """Dead entries by reason (reasons seen so far, and the default one)."""
+        return {
+            sample.labels["reason"]: int(sample.value)
+            for metric in self._dead.collect()
+            for sample in metric.samples
+            if sample.name == "payivr_callbacks_dead_total"
+        }
+
+    def _sample(self, name: str) -> float:
+        value = self.registry.get_sample_value(name)
+        return 0.0 if value is None else value
+
+    def render(self) -> str:
+        """The Prometheus text exposition of everything registered."""
+        return generate_latest(self.registry).decode("utf-8")
 
 
-def serve_metrics(
-    metrics: Metrics, host: str, port: int, gauges: Callable[[], dict[str, int]] | None = None
-) -> ThreadingHTTPServer:
-    """Serve GET /metrics on host:port from a daemon thread; returns the server."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] not in ("/metrics", "/"):
-                self.send_error(404)
-                return
-            try:
-                extra = gauges() if gauges else None
-            except Exception:  # Redis down: counters are still worth scraping
-                extra = None
-            body = metrics.render(extra).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # scrapes are not worth a log line each
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+def serve_metrics(metrics: Metrics, host: str, port: int) -> WSGIServer:
+    """Serve the metrics on host:port from a daemon thread; returns the server."""
+    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     return server

@@ -102,11 +102,14 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _outbox(config: Any, socket_timeout: float = 5.0) -> Any:
+def _outbox(config: Any, block_s: float = 0.0) -> Any:
+    """The outbox on `services.redis`; a caller that blocks up to `block_s` on a read
+    gets that much more than the configured socket timeout."""
     from payivr.store.connect import redis_client
     from payivr.store.outbox import Outbox
 
-    return Outbox(redis_client(config.services.redis, socket_timeout=socket_timeout))
+    cfg = config.services.redis
+    return Outbox(redis_client(cfg, socket_timeout=cfg.socket_timeout_s + block_s))
 
 
 def cmd_work(args: argparse.Namespace) -> int:
@@ -142,13 +145,14 @@ def cmd_work(args: argparse.Namespace) -> int:
     )
     policies = {mid: CallbackPolicy.from_merchant(m) for mid, m in config.merchants.items()}
     # XREADGROUP blocks up to block_ms: the socket timeout must outlast it.
-    outbox = _outbox(config, socket_timeout=settings.block_ms / 1000 + 5)
+    outbox = _outbox(config, block_s=settings.block_ms / 1000)
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
     watchdog = _watchdog(config, args.watchdog_interval)
     server = None
     if port:
-        server = serve_metrics(metrics, args.metrics_host, port, outbox.counts)
+        metrics.add_outbox_gauges(outbox.counts)
+        server = serve_metrics(metrics, args.metrics_host, port)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
@@ -172,7 +176,7 @@ def _watchdog(config: Any, interval_s: float) -> Any:
     from payivr.store.connect import redis_client
     from payivr.watchdog import WatchdogSettings, start_watchdog
 
-    client = redis_client(config.services.redis, socket_timeout=10.0)
+    client = redis_client(config.services.redis)
     return start_watchdog(client, config, WatchdogSettings(interval_s=interval_s))
 
 

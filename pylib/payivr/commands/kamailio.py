@@ -127,7 +127,8 @@ def run_kamailio(args: argparse.Namespace) -> int:
         process.start(foreground_log=True)
         listening = ", ".join(str(s) for s in settings.listen)
         print(f"kamailio ready on {listening} (runtime {runtime})", file=sys.stderr)
-        assert process.proc is not None
+        if process.proc is None:
+            raise RuntimeError("kamailio did not start: no process")
         return process.proc.wait()
     except KeyboardInterrupt:
         return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import secrets
 import sys
 import time
 from collections import deque
@@ -111,10 +112,20 @@ def simulate(args: argparse.Namespace) -> int:
         timeout_s = merchant.processor.timeout_s
     plan = CapturePlan(request, merchant, args.today or datetime.date.today())
     keypad = Keypad(sys.stdin, out)
-    simulator = Simulator(plan, request, texts, keypad, out, timeout_s)
+    simulator = Simulator(plan, request, texts, keypad, out, timeout_s, _sandbox(merchant))
     with keypad.session():
         outcome = simulator.run()
     return 0 if outcome.code is ResultCode.APPROVED else 1
+
+
+def _sandbox(merchant: MerchantConfig) -> SandboxProcessor:
+    """The sandbox, with the merchant's token key when its processor is the sandbox;
+    otherwise with a key of this run only (its tokens are good for this run only)."""
+    from payivr.processors import sandbox_token_key
+
+    if merchant.processor.type == "sandbox":
+        return SandboxProcessor(sandbox_token_key(merchant))
+    return SandboxProcessor(secrets.token_bytes(32))
 
 
 def _fields(args: argparse.Namespace, merchant: MerchantConfig, order: str) -> dict[str, str]:
@@ -252,7 +263,7 @@ class Simulator:
         keypad: Keypad,
         out: TextIO,
         timeout_s: float,
-        processor: Processor | None = None,
+        processor: Processor,
     ) -> None:
         self.plan = plan
         self.request = request
@@ -260,7 +271,7 @@ class Simulator:
         self.keypad = keypad
         self.out = out
         self.timeout_s = timeout_s
-        self.processor: Processor = processor or SandboxProcessor()
+        self.processor = processor
         self.outcome: Outcome | None = None
         # The settled processor call: its raw code and any reversal, shown with the result.
         self.settled: ChargeOutcome | None = None

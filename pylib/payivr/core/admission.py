@@ -1,9 +1,9 @@
 """The whole admission decision for a payment INVITE (SPEC sections 2-4), pure.
 
-Kamailio's KEMI script gathers headers, source address and Call-ID, calls `admit`,
-and acts on the decision. Checks run in an order that authenticates before it
-explains: merchant -> source -> signature -> fields -> replay, so an unsigned peer
-learns nothing about what a valid request would look like.
+Kamailio's KEMI script gathers headers, body, source address and Call-ID, calls
+`admit`, and acts on the decision. Checks run in an order that authenticates before
+it explains: merchant -> source -> signature -> fields -> SDP offer -> replay, so an
+unsigned peer learns nothing about what a valid request would look like.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from payivr.core.config import Config, MerchantConfig
-from payivr.core.errors import Rejection, forbidden, unknown_merchant
+from payivr.core.errors import Rejection, forbidden, not_acceptable, unknown_merchant
 from payivr.core.replay import ReplayGuard, replay_key
 from payivr.core.request import (
     SIGNED_REQUEST_HEADERS,
@@ -22,6 +22,17 @@ from payivr.core.request import (
     parse_request,
 )
 from payivr.core.signature import timestamp_fresh, verify
+
+
+@dataclass(frozen=True)
+class MessageBody:
+    """The INVITE's body as received: its Content-Type header value and its text."""
+
+    content_type: str
+    text: str
+
+
+NO_BODY = MessageBody("", "")
 
 
 @dataclass(frozen=True)
@@ -54,12 +65,13 @@ def admit(
     source_ip: str,
     config: Config,
     now: float,
+    body: MessageBody,
     replay: ReplayGuard | None = None,
     referred_by: str | None = None,
 ) -> Decision:
     """Decide on one payment INVITE. Never raises for anything the peer sent."""
     try:
-        return _admit(headers, call_id, source_ip, config, now, replay, referred_by)
+        return _admit(headers, call_id, source_ip, config, now, body, replay, referred_by)
     except Rejection as rejection:
         return Reject(rejection)
 
@@ -70,6 +82,7 @@ def _admit(
     source_ip: str,
     config: Config,
     now: float,
+    body: MessageBody,
     replay: ReplayGuard | None,
     referred_by: str | None,
 ) -> Decision:
@@ -99,6 +112,7 @@ def _admit(
         key = replay_key(mid, call_id, signature)
 
     request = parse_request(fields, merchant, call_id=call_id, referred_by=referred_by)
+    check_offer(body)
 
     # A replay window twice the timestamp window covers a timestamp at either edge.
     ttl = 2 * merchant.signing.window_s
@@ -107,3 +121,25 @@ def _admit(
             raise replayed()
         key = None
     return Accept(request=request, merchant=merchant, replay_key=key, replay_ttl_s=ttl)
+
+
+def check_offer(body: MessageBody) -> None:
+    """The INVITE must carry its SDP offer (early offer); raise a 488 otherwise.
+
+    An offerless INVITE (late offer) would leave the media terms, SRTP and the
+    RFC 2833 events card digits travel as, to be settled in the ACK, after the
+    call was admitted and relayed. payivr refuses it here, before any session
+    exists, with a Warning telling the integrator what to change (docs/SPEC.md
+    section 4, docs/contract-notes.md).
+    """
+    media_type = body.content_type.split(";", 1)[0].strip().lower()
+    if not body.text.strip():
+        raise not_acceptable(
+            "SDP", "the INVITE has no offer (late offer): send the SDP offer in the INVITE"
+        )
+    if media_type != "application/sdp" and not (
+        media_type.startswith("multipart/") and "application/sdp" in body.text.lower()
+    ):
+        raise not_acceptable("SDP", "the INVITE body is not an SDP offer (application/sdp)")
+    if not any(line.startswith("m=") for line in body.text.splitlines()):
+        raise not_acceptable("SDP", "the SDP offer has no media line")

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -131,6 +132,15 @@ def parse_config(
     )
 
 
+def _is_redis_url(url: str) -> bool:
+    if url.startswith("unix://"):
+        return True
+    if not url.startswith(("redis://", "rediss://")):
+        return False
+    path = urlsplit(url).path.strip("/")
+    return path == "" or path.isdigit()
+
+
 def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesConfig:
     r = s.section("redis")
     sentinel = None
@@ -158,13 +168,15 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "url",
             str,
             "redis://127.0.0.1:6379/0",
-            check=lambda v: v.startswith(("redis://", "rediss://", "unix://")),
-            what="a redis://, rediss:// or unix:// URL",
+            check=_is_redis_url,
+            what="a redis://, rediss:// or unix:// URL (its path, if any, a database number)",
         ),
         password=secrets.resolve(password_ref, r.path_of("password")) if password_ref else None,
         sentinel=sentinel,
+        socket_timeout_s=r.positive_number("socket_timeout_s", RedisConfig.socket_timeout_s),
+        connect_timeout_s=r.positive_number("connect_timeout_s", RedisConfig.connect_timeout_s),
     )
-    r.reject_unknown({"url", "password", "sentinel"})
+    r.reject_unknown({"url", "password", "sentinel", "socket_timeout_s", "connect_timeout_s"})
 
     k = s.section("kamailio")
     listens = []

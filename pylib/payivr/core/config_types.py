@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from payivr.core.configread import Secret
 
@@ -92,6 +93,28 @@ class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     password: Secret | None = None
     sentinel: SentinelConfig | None = None
+    # Short on purpose: a Redis that does not answer must turn into a quick 503 at
+    # Kamailio or a retry in a worker, not a stuck process.
+    socket_timeout_s: float = 2.0
+    connect_timeout_s: float = 1.0
+
+    @property
+    def db(self) -> int:
+        """The database number: the URL's path (`redis://h:6379/3`) or `?db=` (unix://).
+
+        With Sentinel only this part of the URL is used (the master comes from the
+        Sentinels)."""
+        return redis_db_of(self.url)
+
+
+def redis_db_of(url: str) -> int:
+    """The database number a Redis URL names (0 when it names none)."""
+    parts = urlsplit(url)
+    for name, value in parse_qsl(parts.query):
+        if name == "db" and value.isdigit():
+            return int(value)
+    path = parts.path.strip("/") if parts.scheme != "unix" else ""
+    return int(path) if path.isdigit() else 0
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ validation goes on and the operator sees all problems at once.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +51,8 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        # compare_digest: the time taken does not tell how much of a secret matched.
+        return isinstance(other, Secret) and hmac.compare_digest(other.encode(), self.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -84,6 +87,13 @@ class Reader:
     def items(self) -> Iterable[tuple[str, Any]]:
         return ((str(k), v) for k, v in self.data.items())
 
+    def at(self, dotted: str) -> Reader:
+        """The section at a dotted path below this one (`services.esl.return`)."""
+        reader = self
+        for key in dotted.split("."):
+            reader = reader.section(key)
+        return reader
+
     def section(self, key: str) -> Reader:
         value = self.data.get(key)
         if value is not None and not isinstance(value, dict):
@@ -93,7 +103,7 @@ class Reader:
     def item(self, key: str, index: int, value: object) -> Reader:
         return Reader(value, f"{self.path_of(key)}[{index}]", self.problems)
 
-    def reject_unknown(self, known: set[str]) -> None:
+    def reject_unknown(self, known: AbstractSet[str]) -> None:
         for key in self.data:
             if key not in known:
                 self.problem(str(key), "unknown setting")
@@ -153,6 +163,22 @@ class Reader:
             check=lambda v: v > 0 and (maximum is None or v <= maximum),
             what=what,
         )
+
+    def non_negative_int(self, key: str, default: int) -> int:
+        """An integer >= 0; a wrong type and a negative number get the same message."""
+        value = self.data[key] if self.has(key) else default
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.problem(key, "must be a non-negative integer")
+            return default
+        return value
+
+    def int_range(self, key: str, default: int, low: int, high: int) -> int:
+        """An integer from low to high (inclusive); otherwise one message for both."""
+        value = self.data[key] if self.has(key) else default
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(key, f"must be an integer from {low} to {high}")
+            return default
+        return value
 
     def positive_number(self, key: str, default: float) -> float:
         return self.get(key, float, default, check=lambda v: v > 0, what="a positive number")

@@ -42,6 +42,11 @@ def unknown_merchant(header: str, problem: str) -> Rejection:
     return Rejection(404, "Unknown Merchant", header, problem)
 
 
+def not_acceptable(header: str, problem: str) -> Rejection:
+    """488: the session the INVITE describes cannot be set up as offered (RFC 3261 21.4.26)."""
+    return Rejection(488, "Not Acceptable Here", header, problem)
+
+
 def unavailable(header: str, problem: str, retry_after: int) -> Rejection:
     return Rejection(503, "Service Unavailable", header, problem, retry_after)
 

@@ -2,24 +2,23 @@
 
 The first line is that card data only ever lives in SecretDigits/CardDetails, whose
 repr shows no digit. This filter catches what slips past anyway (a processor's error
-text echoing a request, a developer's f-string): any run of 12-19 digits, possibly
-split by spaces or dashes, is replaced before the record reaches a handler.
+text echoing a request, a developer's f-string): whatever the one card-number
+detector (payivr.core.pan) finds is replaced before the record reaches a handler,
+while identifiers (UUIDs, hex ids, Call-IDs, session ids) stay readable.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
-# 12-19 digits, optionally grouped by single spaces/dashes (4111 1111 1111 1111).
-_PAN_LIKE = re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
+from payivr.core.pan import mask_card_numbers
+
 MASK = "[digits masked]"
 
 
 def mask_digits(text: str) -> str:
-    """Replace PAN-like digit runs. Luhn is not consulted: a false positive costs a
-    log line's readability, a false negative costs a PCI incident."""
-    return _PAN_LIKE.sub(MASK, text)
+    """Replace whatever could be a card number (payivr.core.pan) with MASK."""
+    return mask_card_numbers(text, MASK)
 
 
 class PanMaskingFilter(logging.Filter):

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from payivr.core.card import luhn_valid
 from payivr.core.config import LANGUAGES, MERCHANT_ID, MerchantConfig
 from payivr.core.errors import Rejection, bad_request
 from payivr.core.order_rules import check_order
+from payivr.core.pan import contains_card_number
 from payivr.core.processor import Operation
 from payivr.core.siputil import parse_sip_uri
 
@@ -45,8 +45,6 @@ _ORDER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,11})$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:=+/-]{1,128}$")
-_LOOKS_LIKE_PAN = re.compile(r"^[0-9 -]{12,23}$")
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
 
 
 @dataclass(frozen=True)
@@ -138,7 +136,7 @@ def parse_request(
         raise bad_request("X-Pay-Order", "missing")
     if not _ORDER.match(order):
         raise bad_request("X-Pay-Order", "must be 1-32 of A-Z a-z 0-9 _ -")
-    if _carries_card_number(order):
+    if contains_card_number(order):
         raise bad_request(
             "X-Pay-Order", "looks like a card number: card data never goes in headers"
         )
@@ -157,7 +155,7 @@ def parse_request(
     if operation is Operation.TOKEN_SALE and token is None:
         raise bad_request("X-Pay-Token", "missing (required for token_sale)")
     if token is not None:
-        if _LOOKS_LIKE_PAN.match(token):
+        if contains_card_number(token):
             # A CTI that puts a card number here would leak it into SIP and Redis.
             raise bad_request("X-Pay-Token", "looks like a card number: send a token")
         if not _TOKEN.match(token):
@@ -182,7 +180,7 @@ def parse_request(
     description = fields.get("x-pay-description")
     if description is not None and (len(description) > 64 or not description.isprintable()):
         raise bad_request("X-Pay-Description", "at most 64 printable characters")
-    if description is not None and _carries_card_number(description):
+    if description is not None and contains_card_number(description):
         raise bad_request("X-Pay-Description", "looks like a card number")
 
     ts = fields.get("x-pay-timestamp")
@@ -200,19 +198,6 @@ def parse_request(
         agent=agent,
         description=description,
         timestamp=int(ts) if ts is not None and ts.isdigit() else None,
-    )
-
-
-def _carries_card_number(value: str) -> bool:
-    """A run of 13-19 digits (spaces or dashes allowed) that passes Luhn.
-
-    A CTI that put a card number into a free-form header would leak it into SIP,
-    Redis and the processor's description field; refusing costs a merchant whose
-    numeric order ids happen to pass Luhn a prefix letter (documented).
-    """
-    return any(
-        luhn_valid(match.group().replace(" ", "").replace("-", ""))
-        for match in _DIGIT_RUN.finditer(value)
     )
 
 

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 # Stable, machine-readable reasons: the same ids show up in logs, headers, callbacks
-# and docs (docs/results.md lists what each means).
+# and docs (docs/contract-notes.md, "Result reasons", says what each means).
 REASONS = frozenset(
     {
         "card-declined",

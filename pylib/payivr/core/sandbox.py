@@ -11,9 +11,13 @@ anyone can recompute an answer:
 * The authorisation code is the last 6 decimal digits of
   ``int(sha256("<order>:<amount>").hexdigest(), 16)``.
 * ``sale_tokenize`` / ``tokenize`` return ``tok_`` followed by the first 32 hex
-  digits of ``sha256("payivr-sandbox-token:<merchant>:<PAN>")`` with the hex digits
-  ``0-9a-f`` spelled as the letters ``g-v``: stable for a merchant and card, and no
-  digit at all, so no part of a PAN (nor anything that looks like one) is in it.
+  digits of ``HMAC-SHA256(token_key, "payivr-sandbox-token:<merchant>:<PAN>")`` with
+  the hex digits ``0-9a-f`` spelled as the letters ``g-v``: stable for a merchant and
+  card within one deployment, and no digit at all, so no part of a PAN (nor anything
+  that looks like one) is in it. The key is the deployment's secret
+  (``processor.token_secret``): a PAN has so little entropy (a known IIN, the Luhn
+  digit, often the last four on a receipt) that an unkeyed hash of it is reversed
+  by trying every candidate; without the key a token says nothing about the card.
 * ``token_sale`` approves any token of that exact shape and declines anything else
   (``invalid-card``): the sandbox keeps no state, so "known" means "could have come
   from this sandbox".
@@ -26,6 +30,7 @@ not honour, ``51`` insufficient funds, ``54`` expired card, ``14`` invalid card,
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import time
 from collections.abc import Callable
@@ -68,16 +73,23 @@ def sandbox_auth_code(order: str, amount: int) -> str:
     return f"{int(digest, 16) % 1_000_000:06d}"
 
 
-def sandbox_token(merchant: str, pan: str) -> str:
-    """``tok_`` + 32 letters derived from a hash of merchant and PAN (no digits)."""
-    digest = hashlib.sha256(f"payivr-sandbox-token:{merchant}:{pan}".encode()).hexdigest()
+MIN_TOKEN_KEY_BYTES = 32
+
+
+def sandbox_token(key: bytes, merchant: str, pan: str) -> str:
+    """``tok_`` + 32 letters of an HMAC-SHA256 under ``key`` of merchant and PAN."""
+    message = f"payivr-sandbox-token:{merchant}:{pan}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()
     return TOKEN_PREFIX + digest[:32].translate(_HEX_TO_LETTERS)
 
 
 class SandboxProcessor:
-    """The embedded default processor (``processor: {type: sandbox}``)."""
+    """The embedded default processor (``processor: {type: sandbox, token_secret: ...}``)."""
 
-    def __init__(self, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, token_key: bytes, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        if len(token_key) < MIN_TOKEN_KEY_BYTES:
+            raise ValueError(f"the sandbox token key needs at least {MIN_TOKEN_KEY_BYTES} bytes")
+        self._token_key = token_key
         # Injected so tests of the timeout card need not wait.
         self._sleep = sleep
 
@@ -94,7 +106,11 @@ class SandboxProcessor:
         fixed = SANDBOX_CARDS.get(pan)
         if fixed is not None:
             return ProcessorAnswer(fixed.code, fixed.reason, raw_code=fixed.raw_code)
-        token = sandbox_token(request.merchant, pan) if request.operation.returns_token else None
+        token = (
+            sandbox_token(self._token_key, request.merchant, pan)
+            if request.operation.returns_token
+            else None
+        )
         return ProcessorAnswer(
             ResultCode.APPROVED,
             auth_code=sandbox_auth_code(request.order, request.amount),

@@ -7,6 +7,7 @@ log line, f-string or traceback prints nothing sensitive.
 
 from __future__ import annotations
 
+import hmac
 from typing import NoReturn
 
 
@@ -56,11 +57,12 @@ class SecretDigits:
         return repr(self)
 
     def __eq__(self, other: object) -> bool:
-        # Constant-time-ish comparison between secrets only; never against str, so
-        # nobody is tempted to compare with a literal card number in production code.
+        # Between secrets only, never against str, so nobody is tempted to compare
+        # with a literal card number in production code. compare_digest: the time
+        # taken does not depend on where the digits differ (only on their lengths).
         if not isinstance(other, SecretDigits):
             return NotImplemented
-        return bytes(self._buf) == bytes(other._buf)
+        return hmac.compare_digest(self._buf, other._buf)
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -17,15 +17,15 @@ services:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from payivr.core.config import Config
+from payivr.core.configread import Reader
 from payivr.esl.returning import ReturnSettings
 
 # The keys of `services.esl`: the core's (payivr.core.config.EslConfig) and the ones
-# read here; `payivr check-config` reports any other (payivr.feature_checks).
+# read here; any other is reported by `esl_options` (and so by `payivr check-config`).
 CORE_KEYS = frozenset({"listen_host", "listen_port", "event_socket", "prompts_dir"})
 OPTION_KEYS = frozenset({"linger_s", "recordings_dir", "processor_threads", "return"})
 RETURN_KEYS = frozenset({"use_refer", "sofia_profile", "proxy"})
@@ -49,56 +49,38 @@ class OptionsError(ValueError):
         self.problems = problems
 
 
-def _section(raw: Mapping[str, object], *path: str) -> Mapping[str, object]:
-    node: object = raw
-    for key in path:
-        node = node.get(key, {}) if isinstance(node, Mapping) else {}
-    return node if isinstance(node, Mapping) else {}
-
-
 def esl_options(config: Config) -> EslOptions:
-    """Build the options from a loaded Config; every problem reported at once."""
-    esl = _section(config.raw, "services", "esl")
-    ret = _section(esl, "return")
+    """Build the options from a loaded Config; every problem reported at once, each
+    with its path, unknown keys of `services.esl` included."""
     problems: list[str] = []
-
-    def integer(node: Mapping[str, object], key: str, default: int, where: str) -> int:
-        value = node.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            problems.append(f"services.esl.{where}{key}: must be a non-negative integer")
-            return default
-        return value
-
-    def text(node: Mapping[str, object], key: str, default: str | None, where: str) -> str | None:
-        value = node.get(key, default)
-        if value is not None and not isinstance(value, str):
-            problems.append(f"services.esl.{where}{key}: must be a string")
-            return default
-        return value
-
-    use_refer = ret.get("use_refer", True)
-    if not isinstance(use_refer, bool):
-        problems.append("services.esl.return.use_refer: must be true or false")
-        use_refer = True
-    proxy = text(ret, "proxy", None, "return.")
-    if proxy is not None and not proxy.startswith(("sip:", "sips:")):
-        problems.append("services.esl.return.proxy: must be a sip: or sips: URI")
+    esl = Reader(config.raw, "", problems).at("services.esl")
+    ret = esl.section("return")
+    proxy = ret.get(
+        "proxy",
+        str,
+        None,
+        check=lambda v: v is not None and v.startswith(("sip:", "sips:")),
+        what="a sip: or sips: URI",
+    )
     returns = ReturnSettings(
-        use_refer=use_refer,
-        sofia_profile=text(ret, "sofia_profile", "payivr", "return.") or "payivr",
+        use_refer=ret.get("use_refer", bool, True),
+        sofia_profile=ret.get("sofia_profile", str, "payivr") or "payivr",
         proxy=proxy,
     )
     base = config.path.parent if config.path else Path(".")
-    recordings = text(esl, "recordings_dir", "/var/lib/payivr/recordings", "") or "."
+    recordings = esl.get("recordings_dir", str, "/var/lib/payivr/recordings") or "."
     options = EslOptions(
         listen_host=config.services.esl.listen_host,
         listen_port=config.services.esl.listen_port,
         prompts_dir=config.services.esl.prompts_dir,
-        linger_s=integer(esl, "linger_s", 10, ""),
+        linger_s=esl.non_negative_int("linger_s", 10),
         recordings_dir=(base / recordings).resolve(),
-        processor_threads=max(1, integer(esl, "processor_threads", 64, "")),
+        processor_threads=max(1, esl.non_negative_int("processor_threads", 64)),
         returns=returns,
     )
+    esl.reject_unknown(CORE_KEYS | OPTION_KEYS)
+    ret.reject_unknown(RETURN_KEYS)
+    esl.section("event_socket").reject_unknown(EVENT_SOCKET_KEYS)
     if problems:
         raise OptionsError(problems)
     return options

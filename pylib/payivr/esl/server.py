@@ -76,9 +76,11 @@ class OutboundServer:
     async def serve_forever(self) -> None:
         if self._server is None:
             await self.start()
-        assert self._server is not None
-        async with self._server:
-            await self._server.serve_forever()
+        server = self._server
+        if server is None:
+            raise RuntimeError("esl server: start() left no listening socket")
+        async with server:
+            await server.serve_forever()
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop accepting; give calls in progress `grace_s` to end, then cut them."""

@@ -14,7 +14,8 @@ from payivr.core.config import Config
 from payivr.esl.driver import EslApplication
 from payivr.esl.options import EslOptions, esl_options
 from payivr.esl.server import OutboundServer
-from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore, async_redis_client
+from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
+from payivr.store.connect import async_redis_client
 
 if TYPE_CHECKING:
     from payivr.wiring import Services

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from payivr.core.config import LANGUAGES, Config
+from payivr.core.configread import Reader
 
 SRTP_MODES = ("optional", "mandatory", "forbidden")
 LOG_LEVELS = ("info", "notice", "warning", "err")
@@ -112,111 +113,111 @@ def _ip_literal(value: str) -> str | None:
     return None if ip.is_unspecified else str(ip)
 
 
+FREESWITCH_KEYS = frozenset(
+    {
+        "srtp",
+        "tls",
+        "rtp_ip",
+        "sip_port",
+        "rtp_ports",
+        "log_level",
+        "max_sessions",
+        "sessions_per_second",
+        "kamailio_addresses",
+        "say_sounds",
+    }
+)
+TLS_KEYS = frozenset({"enabled", "only", "port", "cert_dir", "verify_policy"})
+
+
 def freeswitch_settings(config: Config, node_uri: str | None = None) -> FreeswitchSettings:
     """Derive and validate the FreeSWITCH settings for one node (default: the first)."""
     problems: list[str] = []
-    services_raw = config.raw.get("services") if isinstance(config.raw, Mapping) else None
-    raw = services_raw.get("freeswitch") if isinstance(services_raw, Mapping) else None
-    fs: Mapping[str, object] = raw if isinstance(raw, Mapping) else {}
-    where = "services.freeswitch"
+    services = Reader(config.raw, "", problems).section("services")
+    fs = services.section("freeswitch")
 
-    uri = node_uri or config.services.freeswitch_nodes[0]
+    nodes = config.services.freeswitch_nodes
+    uri = node_uri or nodes[0]
+    where = f"freeswitch_nodes[{nodes.index(uri)}]" if uri in nodes else "freeswitch_nodes"
     node = parse_node(uri)
     if node is None:
-        problems.append(f"node {uri!r}: not a sip:/sips: URI with an IP and port")
+        services.problem(where, f"{uri!r} is not a sip:/sips: URI with an IP and port")
         node = SipNode("127.0.0.1", 5080, False)
-    if _ip_literal(node.host) is None:
-        problems.append(f"node {uri!r}: FreeSWITCH binds an IP address; use one in the URI")
+    elif _ip_literal(node.host) is None:
+        services.problem(where, f"{uri!r}: FreeSWITCH binds an IP address; use one in the URI")
 
-    srtp = str(fs.get("srtp", "optional"))
-    if srtp not in SRTP_MODES:
-        problems.append(f"{where}.srtp: one of {', '.join(SRTP_MODES)}")
-    tls_raw = fs.get("tls", {})
-    tls: Mapping[str, object] = tls_raw if isinstance(tls_raw, Mapping) else {}
-    tls_enabled = bool(tls.get("enabled", False)) or node.tls
-    tls_only = bool(tls.get("only", node.tls))
-    tls_port = _int(
-        tls.get("port", node.port if node.tls else 5081), f"{where}.tls.port", problems, 1, 65535
-    )
-    sip_port = (
-        node.port
-        if not node.tls
-        else _int(fs.get("sip_port", 5080), f"{where}.sip_port", problems, 1, 65535)
-    )
-    verify = str(tls.get("verify_policy", "none"))
-    if verify not in TLS_VERIFY_POLICIES:
-        problems.append(f"{where}.tls.verify_policy: one of {', '.join(TLS_VERIFY_POLICIES)}")
+    srtp = fs.choice("srtp", SRTP_MODES, "optional")
+    tls = fs.section("tls")
+    tls_enabled = tls.get("enabled", bool, False) or node.tls
+    tls_only = tls.get("only", bool, node.tls)
+    tls_port = tls.int_range("port", node.port if node.tls else 5081, 1, 65535)
+    sip_port = node.port if not node.tls else fs.int_range("sip_port", 5080, 1, 65535)
+    verify = tls.choice("verify_policy", TLS_VERIFY_POLICIES, "none")
 
-    ports_raw = fs.get("rtp_ports", [16384, 32768])
+    ports = fs.get_list("rtp_ports", int, [16384, 32768])
     rtp_ports = (16384, 32768)
-    if (
-        isinstance(ports_raw, list)
-        and len(ports_raw) == 2
-        and all(isinstance(p, int) for p in ports_raw)
-        and 1024 <= ports_raw[0] < ports_raw[1] <= 65535
-    ):
-        rtp_ports = (int(ports_raw[0]), int(ports_raw[1]))
+    if len(ports) == 2 and 1024 <= ports[0] < ports[1] <= 65535:
+        rtp_ports = (ports[0], ports[1])
     else:
-        problems.append(f"{where}.rtp_ports: [first, last] with 1024 <= first < last <= 65535")
+        fs.problem("rtp_ports", "must be [first, last] with 1024 <= first < last <= 65535")
 
-    log_level = str(fs.get("log_level", "notice"))
-    if log_level not in LOG_LEVELS:
-        problems.append(
-            f"{where}.log_level: one of {', '.join(LOG_LEVELS)} "
-            "(debug levels can show collected input)"
-        )
+    log_level = fs.get(
+        "log_level",
+        str,
+        "notice",
+        check=lambda v: v in LOG_LEVELS,
+        what=f"one of {', '.join(LOG_LEVELS)} (debug levels can show collected input)",
+    )
 
     kam = config.services.kamailio
-    declared = fs.get("kamailio_addresses")
-    if isinstance(declared, list) and declared:
-        candidates = [str(a) for a in declared]
-        for i, a in enumerate(candidates):
-            if _ip_literal(a) is None:
-                problems.append(f"{where}.kamailio_addresses[{i}]: not an IP address")
-    else:
-        candidates = [li.host for li in kam.listen] + [kam.advertise_host]
-        if kam.tls.enabled:
-            candidates.append(kam.tls.host)
+    declared = fs.get_list("kamailio_addresses", str)
+    for i, address in enumerate(declared):
+        if _ip_literal(address) is None:
+            fs.problem(f"kamailio_addresses[{i}]", "must be an IP address")
+    candidates = declared or [li.host for li in kam.listen] + [kam.advertise_host]
+    if not declared and kam.tls.enabled:
+        candidates.append(kam.tls.host)
     addresses = tuple(dict.fromkeys(a for a in map(_ip_literal, candidates) if a))
     if not addresses:
-        problems.append(
-            f"{where}.kamailio_addresses: Kamailio listens on no IP literal; "
-            "list the addresses its relayed calls come from"
+        fs.problem(
+            "kamailio_addresses",
+            "Kamailio listens on no IP literal; list the addresses its relayed calls come from",
         )
 
     esl = config.services.esl
     esl_host = _ip_literal(esl.listen_host) or "127.0.0.1"
     password = esl.event_socket.password.value() if esl.event_socket.password else ""
     if not password or password == DEFAULT_PASSWORD:
-        problems.append(
-            "services.esl.event_socket.password: set a non-default password (env:/file: reference)"
+        services.at("esl.event_socket").problem(
+            "password", "set a non-default password (env:/file: reference)"
         )
 
-    say_raw = fs.get("say_sounds", {})
     say: dict[str, str] = {lang: str(esl.prompts_dir / lang) for lang in LANGUAGES}
-    if isinstance(say_raw, Mapping):
-        for lang, prefix in say_raw.items():
-            if lang not in LANGUAGES:
-                problems.append(f"{where}.say_sounds.{lang}: unknown language")
-            else:
-                say[str(lang)] = str(prefix)
+    say_sounds = fs.section("say_sounds")
+    for lang in say_sounds.keys():  # noqa: SIM118 (a Reader)
+        if lang not in LANGUAGES:
+            say_sounds.problem(lang, "unknown language")
+        else:
+            say[lang] = say_sounds.get(lang, str, say[lang])
 
-    max_sessions = _int(fs.get("max_sessions", 1000), f"{where}.max_sessions", problems, 1, 100000)
-    sessions_per_second = _int(
-        fs.get("sessions_per_second", 100), f"{where}.sessions_per_second", problems, 1, 10000
-    )
+    max_sessions = fs.int_range("max_sessions", 1000, 1, 100000)
+    sessions_per_second = fs.int_range("sessions_per_second", 100, 1, 10000)
+    rtp_ip = fs.get("rtp_ip", str, node.host)
+    cert_dir = tls.get("cert_dir", str, "/etc/freeswitch/tls")
+    fs.reject_unknown(FREESWITCH_KEYS)
+    tls.reject_unknown(TLS_KEYS)
     agent_socket = _agent_socket(config, problems)
     if problems:
         raise FreeswitchConfigError(problems)
     return FreeswitchSettings(
         node=node,
         sip_port=sip_port,
-        rtp_ip=str(fs.get("rtp_ip", node.host)),
+        rtp_ip=rtp_ip,
         srtp=srtp,
         tls_enabled=tls_enabled,
         tls_only=tls_only,
         tls_port=tls_port,
-        tls_cert_dir=str(tls.get("cert_dir", "/etc/freeswitch/tls")),
+        tls_cert_dir=cert_dir,
         tls_verify_policy=verify,
         rtp_ports=rtp_ports,
         log_level=log_level,
@@ -237,8 +238,7 @@ def _agent_socket(config: Config, problems: list[str]) -> tuple[str, int] | None
     """Where secure-trunk (agent-mode) calls go, if `services.agent_api` is configured.
 
     Read through the agent feature's own settings loader, so both agree on defaults."""
-    services = config.raw.get("services") if isinstance(config.raw, Mapping) else None
-    if not isinstance(services, Mapping) or "agent_api" not in services:
+    if not Reader(config.raw, "", []).section("services").has("agent_api"):
         return None
     import os
 
@@ -251,10 +251,3 @@ def _agent_socket(config: Config, problems: list[str]) -> tuple[str, int] | None
         problems.extend(exc.problems)
         return None
     return (_ip_literal(agent.esl_listen_host) or "127.0.0.1", agent.esl_listen_port)
-
-
-def _int(value: object, path: str, problems: list[str], low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        problems.append(f"{path}: an integer from {low} to {high}")
-        return low
-    return value

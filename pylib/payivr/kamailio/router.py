@@ -6,7 +6,7 @@ SIP plumbing: retransmissions, in-dialog routing, failover between FreeSWITCH no
 rate limits and the two infrastructure failures (Redis, no node) of SPEC section 4.
 
 Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
-    pike (per source) -> admit() (merchant, source, signature, fields) ->
+    pike (per source) -> admit() (merchant, source, signature, fields, SDP offer) ->
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
 Nothing is written anywhere for a rejected request.
@@ -30,6 +30,7 @@ from payivr.kamailio.bye import ByeResults
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
+    message_body,
     payment_headers,
     reply_headers,
     unknown_payment_headers,
@@ -176,13 +177,15 @@ class Router:
             return self._reject(
                 unavailable("source", f"too many requests from {source}", self.retry_after)
             )
-        headers = payment_headers(ksr.kx.get_msgbuf())
+        message = ksr.kx.get_msgbuf()
+        headers = payment_headers(message)
         decision = admit(
             headers,
             call_id=ksr.kx.get_callid(),
             source_ip=source,
             config=self.config,
             now=now,
+            body=message_body(message),
             replay=None,
             referred_by=ksr.hdr.get("Referred-By"),
         )

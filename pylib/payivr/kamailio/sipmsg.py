@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 
+from payivr.core.admission import MessageBody
 from payivr.core.errors import Rejection
 from payivr.core.request import REQUEST_HEADERS
 
 # Header lines only: the request line and the body never match (see payment_headers).
 _PAY_LINE = re.compile(r"^(x-pay-[a-z0-9-]*)[ \t]*:([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+# Content-Type, or its compact form "c" (RFC 3261 section 7.3.3).
+_CONTENT_TYPE = re.compile(r"^(?:content-type|c)[ \t]*:([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 
 
 def header_block(message: str) -> str:
@@ -32,6 +35,19 @@ def payment_headers(message: str) -> list[tuple[str, str]]:
     and a folded payment header then fails validation rather than passing half-read.
     """
     return [(name, value.strip()) for name, value in _PAY_LINE.findall(header_block(message))]
+
+
+def message_body(message: str) -> MessageBody:
+    """The body after the blank line, with the Content-Type it was sent under."""
+    for separator in ("\r\n\r\n", "\n\n"):
+        end = message.find(separator)
+        if end >= 0:
+            text = message[end + len(separator) :]
+            break
+    else:
+        text = ""
+    found = _CONTENT_TYPE.search(header_block(message))
+    return MessageBody(found.group(1).strip() if found else "", text)
 
 
 def unknown_payment_headers(headers: list[tuple[str, str]]) -> set[str]:

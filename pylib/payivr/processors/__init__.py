@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from payivr.core.config import MerchantConfig
     from payivr.core.processor import Processor
 
-__all__ = ["ChargeOutcome", "build_processor", "charge_and_settle", "needs_reversal"]
+__all__ = [
+    "ChargeOutcome",
+    "build_processor",
+    "charge_and_settle",
+    "needs_reversal",
+    "sandbox_token_key",
+]
 
 
 class UnknownProcessorType(ValueError):
@@ -49,5 +55,14 @@ def _sandbox(merchant: MerchantConfig) -> Processor:
     # The sandbox is pure (SPEC 8) and lives in the core beside the interface.
     from payivr.core import sandbox
 
-    processor: Processor = sandbox.SandboxProcessor()
+    processor: Processor = sandbox.SandboxProcessor(sandbox_token_key(merchant))
     return processor
+
+
+def sandbox_token_key(merchant: MerchantConfig) -> bytes:
+    """The key of the sandbox's tokens: the merchant's `processor.token_secret`."""
+    secret = merchant.processor.options.get("token_secret")
+    reveal = getattr(secret, "value", None)
+    if not callable(reveal):  # the config validator refuses such a config
+        raise ValueError(f"merchant {merchant.id}: processor.token_secret is not set")
+    return str(reveal()).encode()

@@ -180,10 +180,9 @@ class HttpConnectorProcessor(HttpAdapter):
         }
         if self.settings.key_id:
             headers[KEY_ID_HEADER] = self.settings.key_id
-        try:
-            http = self._post(self.settings.url, body, headers, request)
-        finally:
-            del body
+        # `body` holds the card digits and, being bytes, cannot be wiped: it is never
+        # logged, cached or put in an exception, and is released when this returns.
+        http = self._post(self.settings.url, body, headers, request)
         if isinstance(http, ProcessorAnswer):
             return http
         answer = self._read(http, request, secret, reversal=operation == "reverse")

@@ -147,6 +147,7 @@ def drive_session(
     from payivr.core.prompts import load_prompts
     from payivr.core.result import build_result
     from payivr.core.session import SessionState, new_event_id
+    from payivr.processors import build_processor
     from payivr.store.connect import redis_client
     from payivr.store.redis_store import RedisSessionStore
 
@@ -156,7 +157,8 @@ def drive_session(
         raise DemoError(f"session {session_id} is not in Redis: Kamailio did not store it")
     request = session.request
     merchant = config.merchant(request.merchant)
-    assert merchant is not None
+    if merchant is None:
+        raise DemoError(f"session {session_id} names merchant {request.merchant}, not configured")
     session = store.set_state(session, SessionState.CAPTURING, datetime.now(UTC))
     holder = {"session": session}
 
@@ -171,7 +173,13 @@ def drive_session(
     plan = CapturePlan(request, merchant, today)
     keypad = Keypad(io.StringIO(_keys(merchant, today, card)), out)
     simulator = StoreSimulator(
-        plan, request, load_prompts(request.language), keypad, out, merchant.processor.timeout_s
+        plan,
+        request,
+        load_prompts(request.language),
+        keypad,
+        out,
+        merchant.processor.timeout_s,
+        build_processor(merchant),
     )
     outcome = simulator.run()
     now = datetime.now(UTC)

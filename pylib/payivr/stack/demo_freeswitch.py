@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from payivr.stack.ports import free_port, free_udp_block
 from payivr.stack.receiver import CallbackReceiver
 from payivr.stack.rtp_pcap import Keying, keyed_call
-from payivr.stack.sipp import Sipp, received_bye_headers, scenario, sipp_binary, write_injection
+from payivr.stack.sipp import Sipp, received_bye_headers, scenario, write_injection
 
 if TYPE_CHECKING:
     from payivr.core.config import Config, MerchantConfig
@@ -140,7 +140,6 @@ def start_keyed_call(
         ],
         sipp_dir,
     )
-    assert uac.argv[0] == sipp_binary()
     uac.start()
     return KeyedCall(call_id, headers, keyings, uac)
 

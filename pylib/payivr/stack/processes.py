@@ -5,6 +5,12 @@ does not reach it and `stack down` can stop it with its children), records its p
 and command line, and returns. `payivr stack down` stops exactly those processes:
 a pid is signalled only while /proc still shows the command line recorded for it,
 so a recycled pid is never hit.
+
+The process that started a component knows better than /proc: until it reaps its
+child, that pid cannot be reused, and waitpid tells whether the child has ended and
+how. /proc is no guide there: a child still inside execve (its close-on-exec fds
+already closed, so Popen has returned) shows an empty command line, which once made
+a slow start on a loaded host look like an exit and left the process running.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STATE_FILE = "stack.json"
@@ -30,6 +36,18 @@ class Managed:
     pid: int
     argv: list[str]
     log: str
+    # Set in the process that started it (not saved): liveness and exit code come from
+    # waitpid on it, never from /proc (see the module doc).
+    child: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def record(self) -> dict[str, object]:
+        """What stack.json keeps of it."""
+        return {"name": self.name, "pid": self.pid, "argv": self.argv, "log": self.log}
+
+    def exit_code(self) -> int | None:
+        """How our child ended (negative: killed by that signal); None while it runs,
+        and for a process started by another `payivr` (stack down reads stack.json)."""
+        return self.child.poll() if self.child is not None else None
 
     def cmdline_matches(self) -> bool:
         try:
@@ -42,6 +60,8 @@ class Managed:
         return Path(first).name == Path(self.argv[0]).name
 
     def alive(self) -> bool:
+        if self.child is not None:
+            return self.child.poll() is None  # also reaps it, so no zombie lingers
         if not self.cmdline_matches():
             return False
         try:
@@ -64,7 +84,14 @@ class StackState:
     def save(self) -> None:
         path = Path(self.workdir) / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        data = {
+            "workdir": self.workdir,
+            "config": self.config,
+            "ports": self.ports,
+            "processes": [p.record() for p in self.processes],
+            "missing": self.missing,
+        }
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, path)
 
     @classmethod
@@ -97,7 +124,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Managed(name=name, pid=proc.pid, argv=list(argv), log=str(log))
+    return Managed(name=name, pid=proc.pid, argv=list(argv), log=str(log), child=proc)
 
 
 def stop(proc: Managed, timeout: float = 10.0) -> bool:
@@ -108,18 +135,12 @@ def stop(proc: Managed, timeout: float = 10.0) -> bool:
         os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _reap(proc.pid)
         if not proc.alive():
             return True
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    _reap(proc.pid)
+    if proc.child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.child.wait(5)
     return True
-
-
-def _reap(pid: int) -> None:
-    # Our own children (the stack was started by this process) must be waited for,
-    # or they linger as zombies; others are reaped by init.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -82,8 +83,7 @@ def _start_redis(layout: StackLayout) -> Managed:
         ],
         layout.workdir / "logs" / "redis.log",
     )
-    if not wait_for_tcp(layout.ports["redis"], 10):
-        raise StackError("redis did not start:\n" + _log_tail(proc.log))
+    _wait_ready(proc, lambda: wait_for_tcp(layout.ports["redis"], 0.1), 10, "accept connections")
     return proc
 
 
@@ -116,8 +116,11 @@ def _start_kamailio(layout: StackLayout) -> Managed:
         process.start(timeout=20)
     except (RuntimeError, TimeoutError) as exc:
         raise StackError(f"kamailio did not start: {exc}") from None
-    assert process.proc is not None
-    return Managed("kamailio", process.proc.pid, process.command(), str(process.log_path))
+    if process.proc is None:
+        raise StackError("kamailio did not start: no process")
+    return Managed(
+        "kamailio", process.proc.pid, process.command(), str(process.log_path), child=process.proc
+    )
 
 
 def _start_freeswitch(layout: StackLayout, binary: str) -> Managed:
@@ -141,9 +144,35 @@ def _start_freeswitch(layout: StackLayout, binary: str) -> Managed:
     for name, d in dirs.items():
         argv += [f"-{name}", str(d)]
     proc = spawn("freeswitch", argv, layout.workdir / "logs" / "freeswitch.log")
-    if not wait_for_tcp(layout.ports["event_socket"], 30):
-        raise StackError("freeswitch did not open its event socket:\n" + _log_tail(proc.log))
+    port = layout.ports["event_socket"]
+    _wait_ready(proc, lambda: wait_for_tcp(port, 0.1), 30, "open its event socket")
     return proc
+
+
+def exit_reason(proc: Managed) -> str:
+    """Why a started component is gone: its exit code or signal, and its log's tail."""
+    code = proc.exit_code()
+    if code is None:
+        how = "exited"
+    elif code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+    else:
+        how = f"exited with code {code}"
+    tail = _log_tail(proc.log)
+    detail = tail if tail.strip() else f"(its log {proc.log} is empty)"
+    return f"{proc.name} {how} at start:\n{detail}"
+
+
+def _wait_ready(proc: Managed, ready: Callable[[], bool], seconds: float, what: str) -> None:
+    """Until `ready()`; StackError naming the cause if the process ends or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not proc.alive():
+            raise StackError(exit_reason(proc))
+    stop(proc)  # not in the stack's state yet, so nothing else would stop it
+    raise StackError(f"{proc.name} did not {what} within {seconds:g} s:\n" + _log_tail(proc.log))
 
 
 def _wait_listening(proc: Managed, port: int, seconds: float) -> bool:
@@ -162,7 +191,7 @@ def _wait_alive(proc: Managed, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise StackError(f"{proc.name} exited at start:\n" + _log_tail(proc.log))
+            raise StackError(exit_reason(proc))
         time.sleep(0.05)
 
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from payivr.core.config import RedisConfig
 from payivr.core.result import PaymentResult
 from payivr.core.session import Event, Session, SessionState
 from payivr.store import keys
@@ -26,8 +25,6 @@ from payivr.store.transactions import (
     annotate_call,
     recorded_session,
 )
-
-SOCKET_TIMEOUT_S = 3.0
 
 
 class AsyncSessionStore(Protocol):
@@ -113,29 +110,3 @@ class AsyncRedisSessionStore:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def async_redis_client(settings: RedisConfig, *, max_connections: int = 64) -> Any:
-    """A redis.asyncio client for the configured Redis or Sentinel-monitored master."""
-    import redis.asyncio as aioredis
-
-    password = settings.password.value() if settings.password else None
-    common: dict[str, Any] = {
-        "socket_timeout": SOCKET_TIMEOUT_S,
-        "socket_connect_timeout": SOCKET_TIMEOUT_S,
-        "decode_responses": True,
-    }
-    if settings.sentinel is not None:
-        from redis.asyncio.sentinel import Sentinel
-
-        # The Sentinels' own requirepass (services.redis.sentinel.password), if any.
-        sentinel_password = settings.sentinel.password
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.sentinel.nodes),
-            socket_timeout=SOCKET_TIMEOUT_S,
-            sentinel_kwargs={"password": sentinel_password.value()} if sentinel_password else None,
-        )
-        return sentinel.master_for(settings.sentinel.master, password=password, **common)
-    if password:
-        common["password"] = password
-    return aioredis.Redis.from_url(settings.url, max_connections=max_connections, **common)

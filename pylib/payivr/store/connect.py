@@ -1,83 +1,129 @@
-"""Build a Redis client from `services.redis`: a URL, or Sentinel {master, nodes}.
+"""The one way payivr builds Redis clients, from `services.redis`.
 
-Works with the venv's redis-py and with Debian's python3-redis 4.3 (Kamailio's
-embedded interpreter). Timeouts are short on purpose: a Redis that does not answer
-must turn into a quick 503 at Kamailio or a retry in a worker, not a stuck process.
+`services.redis` is a URL (its path or `?db=` names the database) or Sentinel
+{master, nodes, password} plus that URL for the database number, a password for the
+data nodes, and `socket_timeout_s` / `connect_timeout_s`. `redis_client` gives a
+blocking client (Kamailio, the callback worker, CLI commands, the stack);
+`async_redis_client` a redis.asyncio one (the ESL application, the agent service).
+Both read the same settings the same way, so a Sentinel deployment, a password or a
+database number reaches every service.
+
+The sync path works with the venv's redis-py and with Debian's python3-redis 4.3
+(Kamailio's embedded interpreter).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # the core stays importable without redis installed
     import redis
+    import redis.asyncio
 
     from payivr.core.config import RedisConfig
 
-CONNECT_TIMEOUT_S = 1.0
-SOCKET_TIMEOUT_S = 2.0
+HEALTH_CHECK_INTERVAL_S = 30
 
 
-def _db_from_url(url: str) -> int:
-    path = urlsplit(url).path.strip("/")
-    return int(path) if path.isdigit() else 0
+@dataclass(frozen=True)
+class _Options:
+    """What both client kinds are built from."""
+
+    connection: dict[str, Any]  # for the data node (password, db, timeouts, decoding)
+    sentinel_nodes: list[tuple[str, int]]
+    sentinel_master: str
+    sentinel_kwargs: dict[str, Any]  # for the Sentinels themselves
+
+
+def _options(
+    settings: RedisConfig,
+    socket_timeout: float | None,
+    connect_timeout: float | None,
+    decode_responses: bool,
+) -> _Options:
+    connect_s = settings.connect_timeout_s if connect_timeout is None else connect_timeout
+    connection: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout_s if socket_timeout is None else socket_timeout,
+        "socket_connect_timeout": connect_s,
+        "decode_responses": decode_responses,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+    }
+    if settings.password is not None:
+        connection["password"] = settings.password.value()
+    sentinel = settings.sentinel
+    if sentinel is None:
+        return _Options(connection, [], "", {})
+    # With Sentinel the URL is not dialled: only its database number is used.
+    connection["db"] = settings.db
+    # A Sentinel answers a lookup at once; the connect timeout bounds it.
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": connect_s,
+        "socket_connect_timeout": connect_s,
+    }
+    if sentinel.password is not None:
+        # The Sentinels' own requirepass; the data nodes' password is in `connection`.
+        sentinel_kwargs["password"] = sentinel.password.value()
+    return _Options(connection, list(sentinel.nodes), sentinel.master, sentinel_kwargs)
 
 
 def redis_client(
     settings: RedisConfig,
     *,
-    socket_timeout: float = SOCKET_TIMEOUT_S,
-    connect_timeout: float = CONNECT_TIMEOUT_S,
+    socket_timeout: float | None = None,
+    connect_timeout: float | None = None,
     decode_responses: bool = True,
 ) -> redis.Redis:
-    """A client for the configured Redis (or the Sentinel-monitored master).
+    """A blocking client for the configured Redis (or the Sentinel-monitored master).
 
-    `socket_timeout` bounds every command; a caller that blocks (XREADGROUP BLOCK)
-    passes a timeout longer than its block time.
+    The timeouts default to `services.redis`; a caller that blocks (XREADGROUP BLOCK)
+    passes a `socket_timeout` longer than its block time.
     """
     import redis as redis_lib
 
-    password = settings.password.value() if settings.password else None
-    common: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": connect_timeout,
-        "decode_responses": decode_responses,
-        "health_check_interval": 30,
-    }
-    if settings.sentinel is not None:
-        from redis.sentinel import Sentinel
+    opts = _options(settings, socket_timeout, connect_timeout, decode_responses)
+    if settings.sentinel is None:
+        return redis_lib.Redis.from_url(settings.url, **opts.connection)
+    from redis.sentinel import Sentinel
 
-        # The Sentinels' own requirepass (services.redis.sentinel.password); the data
-        # nodes' password goes to master_for below.
-        sentinel_secret = settings.sentinel.password
-        sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": connect_timeout,
-            "socket_connect_timeout": connect_timeout,
-        }
-        if sentinel_secret:
-            sentinel_kwargs["password"] = sentinel_secret.value()
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(settings.sentinel.nodes),
-            sentinel_kwargs=sentinel_kwargs,
-            socket_timeout=connect_timeout,
-            socket_connect_timeout=connect_timeout,
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        opts.sentinel_nodes, sentinel_kwargs=opts.sentinel_kwargs
+    )
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        opts.sentinel_master, **opts.connection
+    )
+    return client
+
+
+def async_redis_client(
+    settings: RedisConfig,
+    *,
+    socket_timeout: float | None = None,
+    connect_timeout: float | None = None,
+    decode_responses: bool = True,
+    max_connections: int = 64,
+) -> redis.asyncio.Redis:
+    """The redis.asyncio counterpart of `redis_client`, with the same settings."""
+    import redis.asyncio as aioredis
+
+    opts = _options(settings, socket_timeout, connect_timeout, decode_responses)
+    if settings.sentinel is None:
+        return aioredis.Redis.from_url(
+            settings.url, max_connections=max_connections, **opts.connection
         )
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            settings.sentinel.master,
-            password=password,
-            db=_db_from_url(settings.url),
-            **common,
-        )
-        return client
-    kwargs = dict(common)
-    if password:
-        kwargs["password"] = password
-    return redis_lib.Redis.from_url(settings.url, **kwargs)
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        opts.sentinel_nodes, sentinel_kwargs=opts.sentinel_kwargs
+    )
+    client: redis.asyncio.Redis = sentinel.master_for(
+        opts.sentinel_master, max_connections=max_connections, **opts.connection
+    )
+    return client
 
 
 def redis_from_url(url: str, **kwargs: Any) -> redis.Redis:
-    """A client for a plain URL with the same short timeouts (tests, tools)."""
+    """A blocking client for a plain URL with the default timeouts (tests, tools)."""
     from payivr.core.config import RedisConfig
 
     return redis_client(RedisConfig(url=url), **kwargs)

@@ -271,3 +271,16 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0
             return True
         time.sleep(step)
     return check()
+
+
+def scraped_samples(text: str) -> dict[str, float]:
+    """A Prometheus text exposition as `name{label="v"}` -> value, parsed by the
+    client library's own parser (so the format is checked, not just substrings)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out

@@ -10,7 +10,7 @@ from payivr.callbacks.backoff import Backoff
 from payivr.callbacks.metrics import Metrics
 from payivr.callbacks.policy import CallbackPolicy, NotAllowed, address_allowed, check_url
 from payivr.callbacks.transport import guarded_session
-from tests.integration.callbacks.cbsupport import Endpoint
+from tests.integration.callbacks.cbsupport import Endpoint, scraped_samples
 
 POLICY = CallbackPolicy(secret=b"s", hosts=frozenset({"cb.example.com", "127.0.0.1"}))
 
@@ -101,14 +101,33 @@ def test_metrics_text_exposition() -> None:
     m.observe_delivered(None)
     m.observe_retried()
     m.observe_dead("host-not-allowed")
-    text = m.render({"dead": 1})
-    assert "payivr_callbacks_delivered_total 2\n" in text
-    assert "payivr_callbacks_retried_total 1\n" in text
-    assert 'payivr_callbacks_dead_total{reason="host-not-allowed"} 1\n' in text
-    assert 'payivr_callbacks_result_to_delivery_seconds_bucket{le="0.01"} 0\n' in text
-    assert 'payivr_callbacks_result_to_delivery_seconds_bucket{le="0.025"} 1\n' in text
-    assert "payivr_callbacks_result_to_delivery_seconds_count 1\n" in text
-    assert "payivr_callbacks_dead_entries 1\n" in text
+    m.add_outbox_gauges(lambda: {"dead": 1})
+    samples = scraped_samples(m.render())
+    assert samples["payivr_callbacks_delivered_total"] == 2
+    assert samples["payivr_callbacks_retried_total"] == 1
+    assert samples['payivr_callbacks_dead_total{reason="host-not-allowed"}'] == 1
+    assert samples['payivr_callbacks_dead_total{reason="retry-window-exhausted"}'] == 0
+    assert samples['payivr_callbacks_result_to_delivery_seconds_bucket{le="0.01"}'] == 0
+    assert samples['payivr_callbacks_result_to_delivery_seconds_bucket{le="0.025"}'] == 1
+    assert samples['payivr_callbacks_result_to_delivery_seconds_bucket{le="+Inf"}'] == 1
+    assert samples["payivr_callbacks_result_to_delivery_seconds_count"] == 1
+    assert samples["payivr_callbacks_result_to_delivery_seconds_sum"] == pytest.approx(0.02)
+    assert samples["payivr_callbacks_dead_entries"] == 1
+    assert m.delivered == 2 and m.retried == 1 and m.dead["host-not-allowed"] == 1
+
+
+def test_metrics_keep_the_counters_when_redis_does_not_answer() -> None:
+    m = Metrics()
+    m.observe_delivered(None)
+
+    def redis_down() -> dict[str, int]:
+        raise ConnectionError("redis down")
+
+    m.add_outbox_gauges(redis_down)
+    samples = scraped_samples(m.render())
+    assert samples["payivr_callbacks_delivered_total"] == 1
+    assert samples["payivr_callbacks_result_to_delivery_seconds_count"] == 0
+    assert not any(name.endswith("_entries") for name in samples)
 
 
 def test_request_head_and_body_leave_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:

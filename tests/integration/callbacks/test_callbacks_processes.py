@@ -16,6 +16,7 @@ from tests.integration.callbacks.cbsupport import (
     Endpoint,
     endpoint_running,
     record,
+    scraped_samples,
     spawn_worker,
     stop_worker,
     wait_until,
@@ -152,15 +153,18 @@ def test_metrics_are_exposed_in_prometheus_text(
                     text = r.read().decode()
             except OSError:
                 return False
-            return "payivr_callbacks_delivered_total 2" in text
+            return scraped_samples(text).get("payivr_callbacks_delivered_total") == 2
 
         assert wait_until(scraped, timeout=5), text
     finally:
         stop_worker(proc)
-    assert "payivr_callbacks_retried_total 2" in text
-    assert 'payivr_callbacks_result_to_delivery_seconds_bucket{le="+Inf"} 2' in text
-    assert "payivr_callbacks_result_to_delivery_seconds_count 2" in text
-    assert "payivr_callbacks_dead_entries 0" in text
+    samples = scraped_samples(text)
+    assert samples["payivr_callbacks_retried_total"] == 2
+    assert samples['payivr_callbacks_result_to_delivery_seconds_bucket{le="+Inf"}'] == 2
+    assert samples["payivr_callbacks_result_to_delivery_seconds_count"] == 2
+    assert samples["payivr_callbacks_outbox_entries"] == 0
+    assert samples["payivr_callbacks_scheduled_entries"] == 0
+    assert samples["payivr_callbacks_dead_entries"] == 0
 
 
 def test_sigterm_stops_the_worker_cleanly(config_path: Path, tmp_path: Path) -> None:

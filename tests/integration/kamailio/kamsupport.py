@@ -30,6 +30,7 @@ SECRETS = {
     "beta_signing": "test-signing-secret-beta",
     "beta_callback": "test-callback-secret-beta",
     "freeswitch_esl": "test-esl",
+    "sandbox_token": "test-sandbox-token-key-0123456789abcdef",
 }
 
 CONFIG_TEMPLATE = """\
@@ -51,6 +52,7 @@ merchants:
     callback_secret: "file:acme_callback"
     sources: [127.0.0.1/32]
     signing: {{required: true, window_s: 300}}
+    processor: {{type: sandbox, token_secret: "file:sandbox_token"}}
     currencies: [EUR, USD]
     max_amount: 1000000
     callback_hosts: [127.0.0.1]
@@ -61,6 +63,7 @@ merchants:
     signing_secret: "file:beta_signing"
     callback_secret: "file:beta_callback"
     sources: [192.0.2.0/24]
+    processor: {{type: sandbox, token_secret: "file:sandbox_token"}}
     return_hosts: [cc.beta.example]
 """
 
@@ -332,8 +335,14 @@ def send_raw_invite(target_port: int, call: Call, cid: str) -> None:
             f"Call-ID: {cid}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
             f"Contact: <sip:cti@127.0.0.1:{port}>\r\n"
         )
-        body = "".join(line + "\r\n" for line in call.lines)
-        s.sendto((head + body + "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", target_port))
+        headers = "".join(line + "\r\n" for line in call.lines)
+        # An early offer, as admission requires (SPEC 4: a late offer is a 488).
+        sdp = (
+            "v=0\r\no=cti 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        )
+        tail = f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+        s.sendto((head + headers + tail).encode(), ("127.0.0.1", target_port))
 
 
 def traced_request_headers(trace: str, method: str) -> dict[str, str]:

@@ -94,6 +94,22 @@ def test_rejection_answers_with_warning_and_creates_nothing(stack: Stack, scenar
     assert_nothing_created(stack, cid)
 
 
+def test_late_offer_is_refused_at_admission_before_any_session(stack: Stack) -> None:
+    # A signed, otherwise valid INVITE without SDP: 488 with a Warning naming SDP (the
+    # scenario checks both), and nothing in Redis: no session, no event, no replay key.
+    prefix = new_prefix()
+    cid = call_id(prefix)
+    call = signed_sale(cid)
+
+    result = stack.uac("uac-late-offer-expect-488", [call], prefix)
+
+    assert result.returncode == 0, result.explain()
+    assert "status=488 warning=" in result.log and "late offer" in result.log
+    time.sleep(0.2)
+    assert_nothing_created(stack, cid)
+    assert stack.redis.dbsize() == 0, sorted(stack.redis.scan_iter("*"))
+
+
 def test_replayed_signature_is_refused(stack: Stack) -> None:
     prefix = new_prefix()
     cid = call_id(prefix)

@@ -20,6 +20,7 @@ from tests.integration.kamailio.kamsupport import (
     signed,
     write_config,
 )
+from tests.unit.helpers import SDP
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,22 @@ def test_admit_with_the_redis_guard_refuses_a_replay(redis_url: str, tmp_path: P
     headers = list(signed(sale_fields(), cid).items())
 
     first = admit(
-        headers, call_id=cid, source_ip="127.0.0.1", config=config, now=time.time(), replay=guard
+        headers,
+        call_id=cid,
+        source_ip="127.0.0.1",
+        config=config,
+        now=time.time(),
+        body=SDP,
+        replay=guard,
     )
     second = admit(
-        headers, call_id=cid, source_ip="127.0.0.1", config=config, now=time.time(), replay=guard
+        headers,
+        call_id=cid,
+        source_ip="127.0.0.1",
+        config=config,
+        now=time.time(),
+        body=SDP,
+        replay=guard,
     )
 
     assert isinstance(first, Accept) and first.replay_key is None

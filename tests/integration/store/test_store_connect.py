@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
 
-from payivr.core.config import load_config
-from payivr.store.connect import redis_client
+from payivr.core.config import RedisConfig, load_config
+from payivr.store.connect import async_redis_client, redis_client
 from tests.support.servers import RedisServer, free_port, stop_process, wait_for_tcp
 
 pytestmark = pytest.mark.integration
@@ -149,3 +151,134 @@ def test_a_redis_that_does_not_answer_fails_fast(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
     finally:
         silent.close()
+
+
+@dataclass
+class SentinelSet:
+    master: RedisServer
+    sentinel_port: int
+
+    def section(self, db: int, **extra: object) -> dict[str, object]:
+        """`services.redis` for this set; the URL's host is never dialled, its db is used."""
+        return {
+            "url": f"redis://ignored:6379/{db}",
+            "sentinel": {"master": "payivr", "nodes": [f"127.0.0.1:{self.sentinel_port}"]},
+            **extra,
+        }
+
+    def direct(self, db: int) -> redis.Redis:
+        return redis.Redis(port=self.master.port, db=db, decode_responses=True)
+
+
+@pytest.fixture()
+def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    master = RedisServer().start()
+    sentinel_port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor payivr 127.0.0.1 {master.port} 1\n"
+    )
+    binary = shutil.which("redis-server") or "redis-server"
+    sentinel = start([binary, str(conf), "--sentinel"], sentinel_port)
+    try:
+        yield SentinelSet(master, sentinel_port)
+    finally:
+        stop(sentinel)
+        master.cleanup()
+
+
+def redis_config(tmp: Path, section: dict[str, object]) -> RedisConfig:
+    config = config_with(tmp, section, {})
+    return config.services.redis  # type: ignore[attr-defined,no-any-return]
+
+
+def test_sync_and_async_sentinel_clients_use_the_database_number(
+    tmp_path: Path, sentinel_set: SentinelSet
+) -> None:
+    settings = redis_config(tmp_path, sentinel_set.section(db=3))
+    redis_client(settings).set("payivr:test:sync", "db3")
+
+    async def write_async() -> None:
+        client = async_redis_client(settings)
+        await client.set("payivr:test:async", "db3")
+        await client.aclose()
+
+    asyncio.run(write_async())
+    assert sentinel_set.direct(3).mget("payivr:test:sync", "payivr:test:async") == ["db3", "db3"]
+    assert sentinel_set.direct(0).dbsize() == 0
+
+
+def paused_ping_s(master: RedisServer, ping: Callable[[], object], pause_ms: int) -> float:
+    """Seconds `ping` takes to fail while the master holds every command for pause_ms;
+    -1 if it succeeded (its timeout outlasted the pause)."""
+    redis.Redis(port=master.port).client_pause(pause_ms)
+    started = time.monotonic()
+    try:
+        ping()
+    except (redis.TimeoutError, redis.ConnectionError):
+        return time.monotonic() - started
+    finally:
+        time.sleep(max(0.0, pause_ms / 1000 - (time.monotonic() - started)) + 0.1)
+    return -1.0
+
+
+@pytest.mark.parametrize("timeout_s", [0.3, 3.0])
+def test_sentinel_clients_honour_the_configured_socket_timeout(
+    tmp_path: Path, sentinel_set: SentinelSet, timeout_s: float
+) -> None:
+    settings = redis_config(tmp_path, sentinel_set.section(db=2, socket_timeout_s=timeout_s))
+    sync = redis_client(settings)
+    sync.ping()
+    failed_after = paused_ping_s(sentinel_set.master, sync.ping, pause_ms=1200)
+
+    async def async_failed_after() -> float:
+        client = async_redis_client(settings)
+        await client.ping()
+        loop = asyncio.get_running_loop()
+        pinged: list[float] = []
+
+        def ping() -> None:
+            asyncio.run_coroutine_threadsafe(client.ping(), loop).result()
+
+        pinged.append(await asyncio.to_thread(paused_ping_s, sentinel_set.master, ping, 1200))
+        await client.aclose()
+        return pinged[0]
+
+    async_after = asyncio.run(async_failed_after())
+    if timeout_s < 1:
+        assert 0.2 < failed_after < 1.0 and 0.2 < async_after < 1.0, (failed_after, async_after)
+    else:  # a timeout longer than the pause: the command waits and succeeds
+        assert failed_after == -1.0 and async_after == -1.0
+
+
+def test_the_agent_service_uses_sentinel_database_and_timeouts(
+    tmp_path: Path, sentinel_set: SentinelSet
+) -> None:
+    from payivr.agent.bus import CallInfo, call_key
+    from payivr.agent.service import build_service
+    from payivr.agent.settings import load_agent_settings
+
+    config = config_with(tmp_path, sentinel_set.section(db=5, socket_timeout_s=0.3), {})
+    settings, tokens = load_agent_settings(config, {})  # type: ignore[arg-type]
+
+    async def exercise() -> float:
+        service = build_service(config, settings, tokens, sse_block_ms=200, command_block_ms=100)  # type: ignore[arg-type]
+        bus = service.api.ctx.bus
+        try:
+            await bus.register_call(CallInfo(call="call-1", merchant="acme"))
+            loop = asyncio.get_running_loop()
+
+            def ping() -> None:
+                asyncio.run_coroutine_threadsafe(bus.get_call("call-1"), loop).result()
+
+            return await asyncio.to_thread(paused_ping_s, sentinel_set.master, ping, 2000)
+        finally:
+            await service.aredis.aclose()
+            service.services.close()
+
+    failed_after = asyncio.run(exercise())
+    assert sentinel_set.direct(5).hget(call_key("call-1"), "merchant") == "acme"
+    assert sentinel_set.direct(0).dbsize() == 0
+    # socket_timeout_s beyond the bus's longest block (200 ms): 0.5 s, not the pause.
+    assert 0.4 < failed_after < 1.5, failed_after

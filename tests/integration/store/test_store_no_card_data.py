@@ -107,7 +107,9 @@ def run_flow(
             event = DigitsEntered(command.field, SecretDigits(keys_left.popleft()), "#")
         elif isinstance(command, ProcessPayment):
             session = store.set_state(session, SessionState.PROCESSING, datetime.now(UTC))
-            answer = SandboxProcessor().charge(command.charge_request(session.request, timeout_s=2))
+            answer = SandboxProcessor(b"k" * 32).charge(
+                command.charge_request(session.request, timeout_s=2)
+            )
             event = ProcessorAnswered(answer)
         elif isinstance(command, Finish):
             now = datetime.now(UTC)

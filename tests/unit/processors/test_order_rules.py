@@ -47,7 +47,7 @@ def _merchant(processor: dict[str, object]) -> object:
     example = Path(__file__).resolve().parents[3] / "config" / "payivr.example.yaml"
     data = copy.deepcopy(yaml.safe_load(example.read_text()))
     data["merchants"]["acme"]["processor"] = processor
-    env = {"K": "sq7HjrUOBfKmC576ILgskD5srU870gJ7"}
+    env = {"K": "sq7HjrUOBfKmC576ILgskD5srU870gJ7", "T": "t" * 32}
     return parse_config(data, base_dir=example.parent, environ=env).merchants["acme"]
 
 
@@ -64,9 +64,9 @@ REDSYS = {
     ("processor", "order", "rejected"),
     [
         (REDSYS, "A-1001", True),
-        (REDSYS, "12345678901234", True),
+        (REDSYS, "1234567890ABC", True),
         (REDSYS, "2026A1", False),
-        ({"type": "sandbox"}, "A-1001", False),
+        ({"type": "sandbox", "token_secret": "env:T"}, "A-1001", False),
     ],
 )
 def test_the_request_parser_rejects_orders_the_processor_would_refuse(

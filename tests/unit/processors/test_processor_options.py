@@ -33,12 +33,33 @@ def http(**overrides: object) -> dict[str, object]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def test_sandbox_is_fine_alone() -> None:
-    assert validate_processor_options({"type": "sandbox", "timeout_s": 2}, PATH) == []
+SANDBOX_KEY = Secret("s" * 32, "file:sandbox_token")
+
+
+def test_sandbox_needs_only_its_token_secret() -> None:
+    options = {"type": "sandbox", "timeout_s": 2, "token_secret": SANDBOX_KEY}
+    assert validate_processor_options(options, PATH) == []
+
+
+@pytest.mark.parametrize(
+    ("token_secret", "problem"),
+    [
+        (None, "token_secret: required (a secret reference: env:NAME or file:KEY)"),
+        ("inline-secret-" * 4, "token_secret: must be a secret reference"),
+        (Secret("short", "env:SANDBOX"), "token_secret: must have at least 32 characters"),
+    ],
+)
+def test_sandbox_token_secret_is_a_long_enough_reference(
+    token_secret: object, problem: str
+) -> None:
+    options = {"type": "sandbox", "token_secret": token_secret}
+    (found,) = validate_processor_options({k: v for k, v in options.items() if v}, PATH)
+    assert found.startswith(f"{PATH}.{problem}")
 
 
 def test_sandbox_rejects_unknown_options() -> None:
-    assert validate_processor_options({"type": "sandbox", "url": "x"}, PATH) == [
+    options = {"type": "sandbox", "url": "x", "token_secret": SANDBOX_KEY}
+    assert validate_processor_options(options, PATH) == [
         f"{PATH}.url: unknown option for a sandbox processor"
     ]
 

@@ -140,7 +140,10 @@ class RedsysProcessor(HttpAdapter):
         version = self.settings.signature_version
         try:
             merchant_parameters = encode_parameters(version, to_json(params))
-            params.clear()  # the card digits leave with the encoded text only
+            # Drop the dict's references to the digit strings: from here the request
+            # only needs the encoded text. (A Python str cannot be zeroed; its memory
+            # is released unwiped, which is why none is ever logged or cached.)
+            params.clear()
             signature = sign(
                 version, self.settings.secret_key.value(), request.order, merchant_parameters
             )
@@ -154,12 +157,8 @@ class RedsysProcessor(HttpAdapter):
                 "Ds_Signature": signature,
             }
         ).encode("ascii")
-        del merchant_parameters
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        try:
-            http = self._post(self.settings.endpoint, body, headers, request)
-        finally:
-            del body
+        http = self._post(self.settings.endpoint, body, headers, request)
         if isinstance(http, ProcessorAnswer):
             return http
         answer = self._read(http, request, mapper, charge=charge)
