@@ -91,7 +91,7 @@ def test_the_esl_applications_async_store_keeps_the_first_result_too(
     redis_url: str, client: redis.Redis, config: Config
 ) -> None:
     from payivr.core.config import RedisConfig
-    from payivr.store.async_store import async_redis_client
+    from payivr.store.connect import async_redis_client
 
     session = admit(client, config)
     orphaned = OrphanFinaliser(client, 600).finalise(session.id, datetime.now(UTC))
@@ -214,12 +214,12 @@ def test_an_orphan_that_reached_processing_is_reversed_by_idempotency_key(
     reversed_requests = []
 
     class Recording:
-        """The sandbox, keeping the reversal requests it was given."""
+        """acme's configured processor (the sandbox), keeping the reversal requests."""
 
         def __init__(self) -> None:
-            from payivr.core.sandbox import SandboxProcessor
+            from payivr.processors import build_processor
 
-            self.sandbox = SandboxProcessor()
+            self.sandbox = build_processor(config.merchants["acme"])
 
         def charge(self, request):  # type: ignore[no-untyped-def]
             raise AssertionError("the watchdog never charges")
