@@ -35,6 +35,7 @@ import redis
 from payivr.core.config import Config
 from payivr.core.plan.commands import ProcessPayment
 from payivr.core.processor import Processor, ProcessorAnswer, ProcessorTimeout, ResultCode
+from payivr.core.reasons import Reason
 from payivr.core.session import Session
 from payivr.processors import build_processor
 from payivr.processors.outcome import RAW_TIMEOUT, failed
@@ -179,10 +180,10 @@ class Watchdog:
         try:
             return processor.reverse(request)
         except ProcessorTimeout:
-            return failed("processor-timeout", RAW_TIMEOUT)
+            return failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)
         except Exception as exc:  # a reversal must never stop the watchdog
             log.error("watchdog: reversal error: %s", type(exc).__name__)
-            return failed("processor-error", f"payivr:{type(exc).__name__}")
+            return failed(Reason.PROCESSOR_ERROR, f"payivr:{type(exc).__name__}")
 
 
 def start_watchdog(client: Any, config: Config, settings: WatchdogSettings) -> Watchdog:

@@ -15,7 +15,8 @@ from tests.esl import transcripts
 def agent_stack(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
     if not transcripts.available():
         pytest.skip(transcripts.SKIP_REASON)
-    stack = AgentStack(tmp_path, redis_url).start()
+    # Live digit counts on (not the default): the tests follow the per-key progress.
+    stack = AgentStack(tmp_path, redis_url, live_digit_count=True).start()
     yield stack
     stack.close()
 

@@ -99,7 +99,7 @@ def test_panel_shows_progress_never_digits(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    stack = AgentStack(tmp_path, redis_url).start()
+    stack = AgentStack(tmp_path, redis_url, live_digit_count=True).start()  # per-key progress
     try:
         fake, done = stack.call(
             [UntilBreak("4111"), Keys("4111111111111111#"), Keys("1230"), Keys("123")],

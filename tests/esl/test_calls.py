@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from payivr.core.config import ReturnSettings
 from payivr.core.processor import (
     ChargeRequest,
     Operation,
@@ -26,7 +27,6 @@ from payivr.core.processor import (
 from payivr.core.result import SIGNED_RESULT_HEADERS
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.signature import verify
-from payivr.esl.returning import ReturnSettings
 from tests.esl import transcripts
 from tests.esl.harness import EslHarness
 from tests.esl.peer import FakeCall, HangUp, Keys, Silence

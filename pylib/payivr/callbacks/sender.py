@@ -34,8 +34,8 @@ def _normalised_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one attempt gave. `kind`: delivered | retry | dead."""
+class DeliveryVerdict:
+    """What one delivery attempt gave. `kind`: delivered | retry | dead."""
 
     kind: str
     status: str = ""  # HTTP status code as text, or "" when no response came
@@ -86,17 +86,17 @@ class Sender:
             sessions[allow_private] = guarded_session(allow_private, self._pool_maxsize)
         return sessions[allow_private]
 
-    def send(self, entry: LeasedEntry, policy: CallbackPolicy | None) -> Outcome:
+    def send(self, entry: LeasedEntry, policy: CallbackPolicy | None) -> DeliveryVerdict:
         """Try once; never raises for anything the endpoint or the network does."""
         if policy is None:
-            return Outcome(
+            return DeliveryVerdict(
                 "dead",
                 error="merchant not in the config",
                 reason="unknown-merchant",
                 attempted=False,
             )
         if not policy.secret:
-            return Outcome(
+            return DeliveryVerdict(
                 "dead",
                 error="merchant has no callback secret",
                 reason="no-callback-secret",
@@ -107,9 +107,9 @@ class Sender:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             self._check_resolved(parts.hostname or "", port, policy.allow_private)
         except NotAllowed as exc:
-            return Outcome("dead", error=exc.detail, reason=exc.reason, attempted=False)
+            return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
         except (socket.gaierror, UnicodeError) as exc:
-            return Outcome("retry", error=f"name resolution failed: {_short(exc)}")
+            return DeliveryVerdict("retry", error=f"name resolution failed: {_short(exc)}")
 
         timestamp = int(time.time())
         body = entry.body
@@ -137,17 +137,17 @@ class Sender:
                 prepared, stream=True, timeout=self.timeout, verify=True, cert=None, proxies={}
             )
         except NotAllowed as exc:  # raised by the peer check of the connection
-            return Outcome("dead", error=exc.detail, reason=exc.reason, attempted=False)
+            return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
         except requests.Timeout as exc:
-            return Outcome("retry", error=f"timeout: {_short(exc)}")
+            return DeliveryVerdict("retry", error=f"timeout: {_short(exc)}")
         except requests.RequestException as exc:
-            return Outcome("retry", error=_short(exc))
+            return DeliveryVerdict("retry", error=_short(exc))
         try:
             return self._verdict(response)
         finally:
             response.close()
 
-    def _verdict(self, response: requests.Response) -> Outcome:
+    def _verdict(self, response: requests.Response) -> DeliveryVerdict:
         status = response.status_code
         # Read (a bounded part of) the body so the connection can be reused; its
         # content is not kept anywhere.
@@ -159,12 +159,14 @@ class Sender:
                     break
         except requests.RequestException as exc:
             if 200 <= status < 300:
-                return Outcome("delivered", status=str(status))
-            return Outcome("retry", status=str(status), error=_short(exc))
+                return DeliveryVerdict("delivered", status=str(status))
+            return DeliveryVerdict("retry", status=str(status), error=_short(exc))
         if 200 <= status < 300:
-            return Outcome("delivered", status=str(status))
+            return DeliveryVerdict("delivered", status=str(status))
         if 300 <= status < 400:
             target = urlsplit(response.headers.get("Location", "")).hostname or "?"
-            return Outcome("retry", status=str(status), error=f"redirect to {target} not followed")
+            return DeliveryVerdict(
+                "retry", status=str(status), error=f"redirect to {target} not followed"
+            )
         reason = (response.reason or "")[:80]
-        return Outcome("retry", status=str(status), error=f"HTTP {status} {reason}".strip())
+        return DeliveryVerdict("retry", status=str(status), error=f"HTTP {status} {reason}".strip())

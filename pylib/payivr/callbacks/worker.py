@@ -24,7 +24,7 @@ from payivr.callbacks.acks import AckBatcher
 from payivr.callbacks.backoff import Backoff
 from payivr.callbacks.metrics import Metrics
 from payivr.callbacks.policy import CallbackPolicy
-from payivr.callbacks.sender import Outcome, Sender
+from payivr.callbacks.sender import DeliveryVerdict, Sender
 from payivr.store.outbox import LeasedEntry, Outbox, now_ms
 
 log = logging.getLogger("payivr.callbacks")
@@ -234,7 +234,7 @@ class Worker:
                 self._leases.pop(entry.id, None)
             self._release_slot()
 
-    def _record(self, entry: LeasedEntry, outcome: Outcome) -> None:
+    def _record(self, entry: LeasedEntry, outcome: DeliveryVerdict) -> None:
         now = now_ms()
         if outcome.kind == "delivered":
             with self._lease_lock:
@@ -270,7 +270,7 @@ class Worker:
             (next_at - now) / 1000,
         )
 
-    def _park(self, entry: LeasedEntry, now: int, outcome: Outcome, reason: str) -> None:
+    def _park(self, entry: LeasedEntry, now: int, outcome: DeliveryVerdict, reason: str) -> None:
         if self._under_current_lease(
             entry,
             lambda held: self.outbox.park_dead(

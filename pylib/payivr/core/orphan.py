@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from payivr.core.config_types import MerchantConfig
+from payivr.core.reasons import Reason
 from payivr.core.result import Outcome, PaymentResult, build_result
 from payivr.core.session import Session
 
-ORPHAN_REASON = "ivr-unavailable"
+ORPHAN_REASON = Reason.IVR_UNAVAILABLE
 
 # How long the ESL application waits for a processor that ignores its timeout: the
 # charge, then the reversal, each on the merchant's timeout, and this grace.
@@ -44,7 +45,7 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 def settle_budget_s(timeout_s: float, grace_s: float = PROCESSOR_GRACE_S) -> float:
     """How long one processor call may take, with its possible reversal (the ESL
-    application gives up after this: payivr.esl.processing)."""
+    application gives up after this: payivr.execution.processing)."""
     return 2 * timeout_s + grace_s
 
 
@@ -83,7 +84,7 @@ class WatchBudget:
 
 
 def orphan_result(
-    session: Session, now: datetime, event_id: str, reason: str = ORPHAN_REASON
+    session: Session, now: datetime, event_id: str, reason: Reason = ORPHAN_REASON
 ) -> PaymentResult:
     """The result recorded for a session whose ESL application is gone."""
     return build_result(

@@ -85,7 +85,8 @@ class AsyncRedisSessionStore:
     ) -> Session:
         """Result and `done` on the session (with `annotations`: the processor's raw
         code and the reversal's outcome), the outbox entry, `payment.result`: one
-        transaction, first writer wins (see RedisSessionStore.record_result)."""
+        transaction, first writer wins, so a retry after a lost reply writes nothing
+        twice (see RedisSessionStore.record_result)."""
         async with self.client.pipeline(transaction=True) as pipe:
             done = add_result_to(
                 pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations

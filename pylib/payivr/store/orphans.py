@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from payivr.core.orphan import ORPHAN_REASON, orphan_result
+from payivr.core.reasons import Reason
 from payivr.core.session import Session, new_event_id
 from payivr.store import keys
 from payivr.store.transactions import (
@@ -46,7 +47,7 @@ class OrphanFinaliser:
         self._record = client.register_script(RECORD_RESULT_SCRIPT)
 
     def finalise(
-        self, session_id: str, now: datetime, reason: str = ORPHAN_REASON
+        self, session_id: str, now: datetime, reason: Reason = ORPHAN_REASON
     ) -> Finalised | None:
         """The session's result, recorded now as `failed`/`reason` unless it had one.
 

@@ -94,8 +94,8 @@ class RedisSessionStore:
         `annotations` (ANNOTATION_FIELDS: the processor's raw code, the reversal's
         outcome) go on the session hash in the same transaction. First writer wins:
         if a result was recorded already (by Kamailio or the watchdog, for a call
-        they took for orphaned), nothing is written and the session returned carries
-        that result."""
+        they took for orphaned; or this very result, by a try whose reply was lost),
+        nothing is written and the session returned carries that result."""
         pipe = self.client.pipeline(transaction=True)
         done = add_result_to(
             pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations

@@ -105,7 +105,7 @@ def _flat(fields: Mapping[str, str]) -> str:
 
 
 # Operator-only fields a caller may add to a session hash beside Session.to_hash()
-# (payivr.processors.ChargeOutcome.session_fields()). Session.from_hash ignores them.
+# (payivr.processors.SettledCharge.session_fields()). Session.from_hash ignores them.
 ANNOTATION_FIELDS = frozenset({"processor_raw_code", "reversal", "reversal_raw_code"})
 
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from payivr.core.processor import ChargeRequest, Operation, idempotency_key
-from payivr.core.secrets import CardDetails, SecretDigits
+from payivr.core.processor import ChargeRequest, Operation
+from tests.support import builders
 
-APPROVED_PAN = "4111111111111111"
-EXPIRY_MMYY = "0731"  # keyed by the caller as MMYY
+APPROVED_PAN = builders.VISA
+EXPIRY_MMYY = builders.EXPIRY_MMYY  # keyed by the caller as MMYY
 EXPIRY_YYMM = "3107"  # as Redsys wants it
-CVV = "582"
+CVV = builders.CVV
 
 SANDBOX_PANS = (
     APPROVED_PAN,
@@ -24,15 +24,6 @@ SANDBOX_PANS = (
     "4000000000000119",
     "4000000000000127",
 )
-
-
-def card(pan: str = APPROVED_PAN, cvv: str | None = CVV) -> CardDetails:
-    return CardDetails(
-        SecretDigits(pan),
-        SecretDigits(EXPIRY_MMYY),
-        SecretDigits(cvv) if cvv is not None else None,
-        "visa",
-    )
 
 
 def charge_request(
@@ -46,16 +37,15 @@ def charge_request(
     timeout_s: float = 3.0,
     merchant: str = "acme",
 ) -> ChargeRequest:
-    return ChargeRequest(
-        merchant=merchant,
-        order=order,
+    return builders.charge_request(
+        order,
         operation=operation,
+        pan=None if operation is Operation.TOKEN_SALE else pan,
+        card_cvv=cvv,
+        merchant=merchant,
         amount=0 if operation is Operation.TOKENIZE else amount,
-        currency="EUR",
         description="Tickets",
-        idempotency_key=idempotency_key(merchant, order),
         timeout_s=timeout_s,
-        card=None if operation is Operation.TOKEN_SALE else card(pan, cvv),
         token=token,
     )
 
