@@ -27,11 +27,8 @@ from payivr.core.processor import (
 from payivr.core.result import SIGNED_RESULT_HEADERS
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.signature import verify
-from tests.esl import transcripts
 from tests.esl.harness import EslHarness
 from tests.esl.peer import FakeCall, HangUp, Keys, Silence
-
-pytestmark = pytest.mark.skipif(not transcripts.available(), reason=transcripts.SKIP_REASON)
 
 PAN = "4111111111111111"
 EXPIRY = "1230"  # December 2030

@@ -35,6 +35,7 @@ from payivr.core.config_types import (
     TlsConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
+from payivr.core.connector_settings import read_connectors
 from payivr.core.siputil import parse_sip_uri
 
 LANGUAGES = ("es", "en", "pt", "nl")
@@ -127,11 +128,16 @@ def parse_config(
         m = _merchant(merchant_id, merchants_section.section(merchant_id), secrets)
         if m is not None:
             merchants[merchant_id] = m
-    root.reject_unknown({"secrets_file", "services", "merchants", "agent_api"})
+    connectors = read_connectors(root.section("connectors"), secrets)
+    root.reject_unknown({"secrets_file", "services", "merchants", "agent_api", "connectors"})
     if problems:
         raise ConfigError(problems)
     return Config(
-        path=path or base_dir / "payivr.yaml", services=services, merchants=merchants, raw=data
+        path=path or base_dir / "payivr.yaml",
+        services=services,
+        merchants=merchants,
+        raw=data,
+        connectors=connectors,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from payivr.core.configread import Secret
+from payivr.core.connector_settings import ConnectorSettings
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,8 @@ class Config:
     merchants: Mapping[str, MerchantConfig]
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """The YAML as read (secrets unresolved): for features that read their own section."""
+    connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
+    """Named HTTP connectors (`connectors:`, payivr.core.connector_settings)."""
 
     def merchant(self, merchant_id: str) -> MerchantConfig | None:
         return self.merchants.get(merchant_id)
