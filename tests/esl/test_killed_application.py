@@ -35,11 +35,8 @@ from payivr.kamailio.admission_store import AdmissionStore
 from payivr.stack.receiver import CallbackReceiver
 from payivr.store import keys
 from payivr.store.redis_store import RedisSessionStore
-from tests.esl import transcripts
 from tests.esl.peer import CallScript, Keys, run_call
 from tests.support.servers import free_port, stop_process, wait_for_tcp
-
-pytestmark = pytest.mark.skipif(not transcripts.available(), reason=transcripts.SKIP_REASON)
 
 REPO = Path(__file__).resolve().parents[2]
 # Short capture timeouts and processor budget: the watchdog step (the furthest a
