@@ -282,3 +282,32 @@ def test_the_agent_service_uses_sentinel_database_and_timeouts(
     assert sentinel_set.direct(0).dbsize() == 0
     # socket_timeout_s beyond the bus's longest block (200 ms): 0.5 s, not the pause.
     assert 0.4 < failed_after < 1.5, failed_after
+
+
+async def burst_of_commands(settings: RedisConfig, commands: int, connections: int) -> list[str]:
+    """`commands` commands at once through a client of `connections` connections."""
+    client = async_redis_client(settings, max_connections=connections)
+    try:
+        await client.set("payivr:test:burst", "reached")
+        replies = await asyncio.gather(*(client.get("payivr:test:burst") for _ in range(commands)))
+        return [str(reply) for reply in replies]
+    finally:
+        await client.aclose()
+
+
+def test_a_burst_larger_than_the_pool_waits_for_connections(tmp_path: Path) -> None:
+    """More commands at once than connections: each waits for one (before: the pool
+    raised MaxConnectionsError, and 1,000 lockstep ESL calls failed with it)."""
+    server = RedisServer().start()
+    try:
+        settings = redis_config(tmp_path, {"url": server.url})
+        assert asyncio.run(burst_of_commands(settings, 200, 2)) == ["reached"] * 200
+    finally:
+        server.cleanup()
+
+
+def test_a_burst_larger_than_the_sentinel_pool_waits_too(
+    tmp_path: Path, sentinel_set: SentinelSet
+) -> None:
+    settings = redis_config(tmp_path, sentinel_set.section(db=1))
+    assert asyncio.run(burst_of_commands(settings, 200, 2)) == ["reached"] * 200
