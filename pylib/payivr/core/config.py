@@ -299,6 +299,8 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
         # 0 is taken as 1: the processor needs a thread to run at all.
         processor_threads=max(1, e.non_negative_int("processor_threads", 64)),
         returns=returns,
+        # 0 is taken as 1: a process that takes no call would refuse every one.
+        max_calls=max(1, e.non_negative_int("max_calls", 1000)),
     )
     e.reject_unknown(
         {
@@ -309,6 +311,7 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
             "linger_s",
             "recordings_dir",
             "processor_threads",
+            "max_calls",
             "return",
         }
     )

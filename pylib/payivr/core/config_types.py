@@ -190,6 +190,8 @@ class EslConfig:
     recordings_dir: Path  # IVR-leg recordings (record_ivr_leg)
     processor_threads: int  # concurrent processor calls per process
     returns: ReturnSettings
+    # Concurrent calls one process takes; the next are refused at once (`ivr-busy`).
+    max_calls: int = 1000
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     SESSION_ALREADY_USED = "session-already-used"
     MERCHANT_UNKNOWN = "merchant-unknown"
     IVR_UNAVAILABLE = "ivr-unavailable"
+    IVR_BUSY = "ivr-busy"
     INTERNAL_ERROR = "internal-error"
 
 

@@ -23,16 +23,17 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from payivr.core.config import EslConfig, MerchantConfig
 from payivr.core.plan import CapturePlan
 from payivr.core.processor import Processor
 from payivr.core.prompts import LANGUAGES, PromptId
-from payivr.core.result import PaymentResult, result_headers
+from payivr.core.reasons import Reason
+from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
 from payivr.core.session import Event as SessionEvent
-from payivr.core.session import SessionState
+from payivr.core.session import Session, SessionState, new_event_id
 from payivr.core.signature import sign
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.flow_call import FlowCall, FlowPorts
@@ -66,6 +67,8 @@ class EslApplication:
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     flows: FlowPorts | None = None  # flow calls (flows.entry_points); None: payments only
+    # Calls in progress; beyond options.max_calls a call is refused at once (ivr-busy).
+    active: int = field(default=0, init=False)
 
     async def warm_up(self, connections: int = 16) -> None:
         """Open the store's connections now, not on the first calls (latency spikes)."""
@@ -74,6 +77,19 @@ class EslApplication:
             await asyncio.gather(*(ping() for _ in range(connections)), return_exceptions=True)
 
     async def handle(self, channel: CallChannel) -> None:
+        # Admission: a burst beyond what the process was sized for is returned at once
+        # with a signed `failed` result, rather than slowing every call down until
+        # Redis writes and prompts time out (docs/esl.md, Benchmark).
+        if self.active >= self.options.max_calls:
+            await PaymentCall(self, channel).refuse_busy()
+            return
+        self.active += 1
+        try:
+            await self._handle(channel)
+        finally:
+            self.active -= 1
+
+    async def _handle(self, channel: CallChannel) -> None:
         # A call with a payivr session stays a payment call; one without may be a
         # flow call, by its entry point; anything else is refused as before.
         if self.flows is not None and not channel.channel_data.get(SESSION_HEADER, "").strip():
@@ -159,48 +175,102 @@ class PaymentCall(DriverHooks):
         if not self.channel.hungup:
             # For the dialplan fallback, should this process die before the return.
             with contextlib.suppress(CallerGone):
-                await self.channel.set_variables(
-                    {**bye_variables(self._headers(ctx, result, dialog_call_id(self.channel, "")))}
+                headers = self._headers(
+                    ctx.merchant.signing_secret.encode(),
+                    ctx.session.request.call_id,
+                    result,
+                    dialog_call_id(self.channel, ""),
                 )
+                await self.channel.set_variables(bye_variables(headers))
 
     async def return_call(self, ctx: CallContext) -> None:
         result = ctx.result
         if result is None:
             raise RuntimeError("ReturnCall before Finish: the plan always records first")
-        request = ctx.session.request
-        settings = self.app.options.returns
-        dialog = dialog_call_id(self.channel, request.call_id)
-        how = "hangup"
-        if request.return_to.kind == "hangup":
-            await hang_up_with(self.channel, self._headers(ctx, result, dialog), settings)
-        else:
-            target = request.return_to.uri or request.agent
-            if not target:
-                await hang_up_with(self.channel, self._headers(ctx, result, dialog), settings)
-            elif settings.use_refer and await transfer_by_refer(
-                self.channel, target, self._headers(ctx, result, dialog)
-            ):
-                how = "refer"
-            else:
-                call_id = new_call_id()
-                await transfer_by_bridge(
-                    self.channel, target, self._headers(ctx, result, call_id), settings, call_id
-                )
-                how = "bridge"
+        how = await self._return(ctx.session, ctx.merchant, result)
         ctx.store.later(
             self.app.store.set_state, ctx.session, SessionState.RETURNED, ctx.clock(), how=how
         )
 
+    async def _return(
+        self, session: Session, merchant: MerchantConfig, result: PaymentResult
+    ) -> str:
+        """Hang up or transfer the call with the result's headers; how it went back."""
+        request = session.request
+        settings = self.app.options.returns
+        dialog = dialog_call_id(self.channel, request.call_id)
+        secret = merchant.signing_secret.encode()
+        if request.return_to.kind == "hangup":
+            await hang_up_with(
+                self.channel, self._headers(secret, request.call_id, result, dialog), settings
+            )
+            return "hangup"
+        target = request.return_to.uri or request.agent
+        if not target:
+            await hang_up_with(
+                self.channel, self._headers(secret, request.call_id, result, dialog), settings
+            )
+            return "hangup"
+        if settings.use_refer and await transfer_by_refer(
+            self.channel, target, self._headers(secret, request.call_id, result, dialog)
+        ):
+            return "refer"
+        call_id = new_call_id()
+        await transfer_by_bridge(
+            self.channel,
+            target,
+            self._headers(secret, request.call_id, result, call_id),
+            settings,
+            call_id,
+        )
+        return "bridge"
+
+    @staticmethod
     def _headers(
-        self, ctx: CallContext, result: PaymentResult, call_id: str
+        secret: bytes, request_call_id: str, result: PaymentResult, call_id: str
     ) -> list[tuple[str, str]]:
-        call_id = call_id or ctx.session.request.call_id
-        secret = ctx.merchant.signing_secret.encode()
-        return result_headers(result, secret, call_id, int(time.time()))
+        return result_headers(result, secret, call_id or request_call_id, int(time.time()))
+
+    # -- over the limit ------------------------------------------------------------------
+
+    async def refuse_busy(self) -> None:
+        """The process has max_calls calls: this one goes back at once, no prompt, with
+        `failed`/`ivr-busy`, recorded on its session (one callback) and signed."""
+        session_id = self.channel.channel_data.get(SESSION_HEADER, "").strip()
+        log.warning(
+            "call %s: %d calls in progress (max_calls): returned as %s",
+            self.channel.uuid,
+            self.app.active,
+            Reason.IVR_BUSY,
+        )
+        try:
+            session = await with_retries(self.app.store.load, session_id) if session_id else None
+            merchant = self.app.merchants.get(session.request.merchant) if session else None
+            if session is None or merchant is None or session.state is not SessionState.CREATED:
+                await self._refuse(session_id, Reason.IVR_BUSY, apologise=False)
+                return
+            now = self.app.clock()
+            result = build_result(
+                session.request,
+                session_id=session.id,
+                event_id=new_event_id(),
+                created_at=session.created_at,
+                completed_at=now,
+                outcome=Outcome.failed(Reason.IVR_BUSY),
+            )
+            session = await with_retries(self.app.store.record_result, session, result, now)
+            await self.channel.execute("answer")
+            # First writer wins: a result already recorded for the session is the one.
+            how = await self._return(session, merchant, session.result or result)
+            await with_retries(
+                self.app.store.set_state, session, SessionState.RETURNED, self.app.clock(), how=how
+            )
+        except CallerGone:
+            pass
 
     # -- no usable session ---------------------------------------------------------------
 
-    async def _refuse(self, session_id: str, reason: str) -> None:
+    async def _refuse(self, session_id: str, reason: str, *, apologise: bool = True) -> None:
         """No usable session: a short apology, then the call back with `failed`."""
         data = self.channel.channel_data
         language = data.get("variable_sip_h_X-Pay-Language", "")
@@ -222,7 +292,7 @@ class PaymentCall(DriverHooks):
             )
         try:
             await self.channel.execute("answer")
-            for prompt in (PromptId.RESULT_FAILED, PromptId.GOODBYE):
+            for prompt in (PromptId.RESULT_FAILED, PromptId.GOODBYE) if apologise else ():
                 await self.channel.execute("playback", speech.prompt(prompt.value))
             await hang_up_with(self.channel, list(headers.items()), self.app.options.returns)
         except CallerGone:

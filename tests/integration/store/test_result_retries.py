@@ -2,8 +2,9 @@
 retried, and a result whose reply was lost is not written twice.
 
 `ReplyEater` sits between the client and Redis and, once armed, forwards the next
-EXEC to Redis but swallows Redis's reply: the transaction lands, the client times
-out, and the caller retries, as after a network hiccup.
+result write (the RECORD_RESULT_SCRIPT's EVAL; the sync store's wrapped in an EXEC)
+to Redis but swallows Redis's reply: the write lands, the client times out, and the
+caller retries, as after a network hiccup.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from payivr.execution.store import CallStore, with_retries
 from payivr.store import keys
 from payivr.store.async_store import AsyncRedisSessionStore
 from payivr.store.redis_store import RedisSessionStore
+from payivr.store.transactions import RECORD_RESULT_SCRIPT
 from tests.integration.store.storesupport import approved, make_session
 from tests.support.servers import free_port
 
-EXEC = b"$4\r\nEXEC\r\n"
+# The result script's first line: what every result write carries, whatever wraps it.
+RESULT_WRITE = RECORD_RESULT_SCRIPT.strip().splitlines()[0].encode()
 
 
 class ReplyEater:
@@ -55,7 +58,7 @@ class ReplyEater:
         async def up() -> None:
             nonlocal dropping
             while data := await creader.read(65536):
-                if self.armed and EXEC in data.upper():
+                if self.armed and RESULT_WRITE in data:
                     self.armed, dropping = False, True
                 swriter.write(data)
                 await swriter.drain()
@@ -95,7 +98,7 @@ def test_a_result_whose_reply_was_lost_is_written_once(redis_url: str) -> None:
                 store.record_result, session, result, datetime.now(UTC)
             )
             assert done.result == result
-            assert eater.swallowed >= 1, "the reply to the first EXEC was not lost"
+            assert eater.swallowed >= 1, "the reply to the first result write was not lost"
         finally:
             await client.aclose()
             await eater.stop()
