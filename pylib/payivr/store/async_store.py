@@ -5,8 +5,10 @@ payivr.store.redis_store.RedisSessionStore: both queue them with
 payivr.store.transactions and differ only in how they are sent: here on the event loop
 (with 500 calls in one process, Redis round trips through threads contended for the
 GIL with the event loop and put hundreds of milliseconds on the steps' tail), and
-through a RedisBatcher, so that the writes of all the calls at a step share one
-pipeline instead of one round trip and one pooled connection each (docs/esl.md).
+through a RedisBatcher, so that the writes of all the calls at a step share a few
+pipelines instead of one round trip and one pooled connection each (docs/esl.md). What
+a call waits for (the load, the result, the operator annotations) goes ahead of the
+state changes and events, which the calls queue off their critical path.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class AsyncRedisSessionStore:
 
     async def load(self, session_id: str) -> Session | None:
         key = keys.session_key(session_id)
-        (raw,) = await self.batcher.run(lambda pipe: pipe.hgetall(key))
+        (raw,) = await self.batcher.run(lambda pipe: pipe.hgetall(key), urgent=True)
         return Session.from_hash(raw) if raw else None
 
     async def set_state(
@@ -105,7 +107,7 @@ class AsyncRedisSessionStore:
                 )
             )
 
-        replies = await self.batcher.run(queue)
+        replies = await self.batcher.run(queue, urgent=True)
         return recorded_session(done[0], replies[-1]) or done[0]
 
     async def annotate(self, session_id: str, **fields: str) -> bool:
@@ -113,7 +115,7 @@ class AsyncRedisSessionStore:
         call = annotate_call(session_id, fields)
         if call is None:
             return True
-        (written,) = await self.batcher.run(lambda pipe: pipe.eval(*call))
+        (written,) = await self.batcher.run(lambda pipe: pipe.eval(*call), urgent=True)
         return bool(written)
 
     async def append_event(

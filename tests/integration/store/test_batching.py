@@ -14,7 +14,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from payivr.core.session import SessionState
+from payivr.core.session import Event, SessionState
 from payivr.store import keys
 from payivr.store.async_store import AsyncRedisSessionStore
 from payivr.store.redis_store import RedisSessionStore
@@ -88,4 +88,56 @@ def test_one_failing_write_does_not_fail_the_others_in_its_pipeline(redis_url: s
     assert isinstance(failed, redis.ResponseError)
     assert not isinstance(ok, BaseException)
     assert sync.hget(keys.session_key(good.id), "state") == "capturing"
+    sync.close()
+
+
+def test_a_load_queued_behind_1000_events_is_answered_before_them(redis_url: str) -> None:
+    """The spread case's tail (docs/esl.md): a call's awaited write waited for the whole
+    backlog of bookkeeping writes queued before it, in one pipeline with them."""
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+    waiting = make_session(order="W1")
+    RedisSessionStore(sync).create(waiting)
+    others = [make_session(order=f"E{i}") for i in range(1000)]
+
+    async def scenario() -> tuple[list[str], list[int]]:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        sizes: list[int] = []
+        real = client.pipeline
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = real(*args, **kwargs)
+            execute = pipe.execute
+
+            async def counted(*a: Any, **k: Any) -> Any:
+                sizes.append(len(pipe.command_stack))
+                return await execute(*a, **k)
+
+            pipe.execute = counted
+            return pipe
+
+        client.pipeline = pipeline
+        store = AsyncRedisSessionStore(client)
+        answered: list[str] = []
+
+        async def event(session: Any) -> None:
+            await store.append_event(Event.SESSION_CLOSED, session, now)
+            answered.append("event")
+
+        async def load() -> None:
+            loaded = await store.load(waiting.id)
+            assert loaded is not None and loaded.id == waiting.id
+            answered.append("load")
+
+        try:
+            await asyncio.gather(*(event(s) for s in others), load())
+            return answered, sizes
+        finally:
+            await client.aclose()
+
+    now = datetime.now(UTC)
+    answered, sizes = asyncio.run(scenario())
+    assert len(answered) == 1001
+    assert answered.index("load") < 1000, "the load waited for all 1,000 events"
+    # The backlog is cut into several pipelines sent together, not one of 1,001 writes.
+    assert len(sizes) > 4, sizes
     sync.close()
