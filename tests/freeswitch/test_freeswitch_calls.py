@@ -28,6 +28,7 @@ from payivr.stack.sipp import received_bye_headers
 from payivr.stack.up import StackState, find_freeswitch
 from tests.conftest import EXAMPLE_CONFIG
 from tests.freeswitch.inbound import CallWatcher, InboundSocket
+from tests.support.dtmf_detector import detect, keys, wav_samples
 
 FREESWITCH = find_freeswitch()
 pytestmark = [
@@ -40,6 +41,7 @@ pytestmark = [
 ]
 PAN = "4111111111111111"
 RECORDING_MERCHANT = "acme-rec"
+CONFIRMING_MERCHANT = "acme-rec-confirm"
 SIPP = Path(__file__).parent / "sipp"
 
 
@@ -68,6 +70,7 @@ class Stack:
         merchant_id: str = "acme",
         card: str = PAN,
         scenario_file: Path | None = None,
+        inband_dtmf: bool = False,
         **extra: str,
     ) -> tuple[dict[str, str], str, Path]:
         """One keyed call to its end: (BYE headers, Call-ID, SIPp directory)."""
@@ -83,9 +86,10 @@ class Stack:
             callback_url=self.receiver.url,
             extra_headers=extra or None,
             scenario_file=scenario_file,
-            timeout_s=50,
+            timeout_s=60,
+            inband_dtmf=inband_dtmf,
         )
-        rc = call.uac.wait(55)
+        rc = call.uac.wait(65)
         call.uac.stop()
         assert rc == 0, call.uac.explain()[-4000:]
         return dict(received_bye_headers(call.uac)), call.call_id, sipp_dir
@@ -103,6 +107,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     # A second merchant, the same but recording the IVR leg (the masking test).
     data["merchants"][RECORDING_MERCHANT] = {**data["merchants"]["acme"], "record_ivr_leg": True}
+    # And one that also reads the last four back and asks for "1" (the in-band test).
+    acme = data["merchants"]["acme"]
+    data["merchants"][CONFIRMING_MERCHANT] = {
+        **acme,
+        "record_ivr_leg": True,
+        "capture": {**acme["capture"], "confirm_card": True},
+    }
     config = root / "payivr.yaml"
     config.write_text(yaml.safe_dump(data))
     started = time.monotonic()
@@ -232,6 +243,41 @@ def test_a_declined_card_comes_back_declined_and_its_recording_is_zero_over_the_
     # (at least 17 + 4 + 3 keys, 300 ms apart) fall in one masked span of exact zeros.
     assert total_s > zero_s + 5, (zero_s, total_s)
     assert zero_s >= 24 * 0.3, (zero_s, total_s)
+
+
+def _longest_zero_run_s(samples: list[int]) -> tuple[float, float]:
+    """(start, end) in seconds of the longest run of exactly-zero samples."""
+    best = (0, 0)
+    start = None
+    for i, x in enumerate([*samples, 1]):
+        if x == 0 and start is None:
+            start = i
+        elif x != 0 and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best[0] / 8000, best[1] / 8000
+
+
+@pytest.mark.timeout(100)
+def test_a_phone_keying_in_band_too_leaves_no_card_tone_in_the_recording(stack: Stack) -> None:
+    """Issue 11 item 3: the caller's phone sends every key both as RFC 2833 events and
+    as audible tones (-8/-6 dBm0, 100 ms, in the same packets' time). A Goertzel
+    detector over the whole recording finds none of the 24 card keys, not even one
+    20 ms packet of the last CVV key's tail; it does find the "1" the caller keys to
+    confirm the card after the mask, so it works on this very recording."""
+    bye, _, _ = stack.call(CONFIRMING_MERCHANT, inband_dtmf=True)
+    assert bye.get("X-Pay-Result") == "approved", bye  # every key arrived, "1" included
+    path = stack.workdir / "recordings" / f"{bye['X-Pay-Session']}.wav"
+    deadline = time.monotonic() + 5
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    samples = wav_samples(path)
+    runs = detect(samples)
+    masked_from, masked_to = _longest_zero_run_s(samples)
+    assert masked_to - masked_from >= 24 * 0.3, (masked_from, masked_to)  # the card keys
+    assert keys(runs) == "1", (runs, masked_from, masked_to)
+    assert runs[0].start_s > masked_to, (runs, masked_to)
 
 
 def _invite(port: int, headers: str) -> str:
