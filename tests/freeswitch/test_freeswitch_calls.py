@@ -65,6 +65,22 @@ class Stack:
         password = es.password
         return es.port, password.value() if hasattr(password, "value") else str(password)
 
+    def result_stored_at(self, session_id: str) -> float:
+        """When the session's payment.result was written (Redis' clock, seconds)."""
+        import redis
+
+        client = redis.Redis(port=self.state.ports["redis"], decode_responses=True)
+        try:
+            ids = [
+                entry_id
+                for entry_id, fields in client.xrange("payivr:events")
+                if fields.get("event") == "payment.result" and fields.get("session") == session_id
+            ]
+        finally:
+            client.close()
+        assert ids, f"no payment.result for session {session_id}"
+        return int(ids[0].split("-")[0]) / 1000
+
     def call(
         self,
         merchant_id: str = "acme",
@@ -175,6 +191,22 @@ def test_card_keyed_by_rfc2833_is_approved_and_freeswitch_keeps_no_digits(
         callbacks[-1].headers.get("X-Payivr-Signature", ""),
     )
 
+    # The executor on the real engine: the prompts in the plan's order, and the
+    # processor asked while "processing" plays (the result is stored before it ends).
+    played = _prompts_played(watcher.watch.events)
+    expected = [
+        "greeting", "amount-intro", "enter-card-number", "enter-expiry", "enter-cvv",
+        "processing", "result-approved",
+    ]  # fmt: skip
+    assert [p for p in played if p in expected] == expected, played
+    hold_ended = max(
+        int(e["Event-Date-Timestamp"]) / 1e6
+        for e in watcher.watch.events
+        if e.get("Event-Name") == "CHANNEL_EXECUTE_COMPLETE"
+        and e.get("Application-Data", "").endswith("/processing.wav")
+    )
+    assert stack.result_stored_at(bye["X-Pay-Session"]) < hold_ended
+
     # FreeSWITCH's events: the collected digits ride only on play_and_get_digits'
     # own EXECUTE_COMPLETE (how the ESL application receives them), never on a later
     # event: the application removed the variable at once. CHANNEL_HANGUP_COMPLETE,
@@ -208,6 +240,21 @@ def test_card_keyed_by_rfc2833_is_approved_and_freeswitch_keeps_no_digits(
     # worker's logs, SIPp's traces, Redis' AOF: no digits (the caller pcap excluded).
     for needle in _secret_needles():
         assert files_containing(stack.workdir, needle.encode()) == [], needle
+
+
+def _prompts_played(events: list[dict[str, str]]) -> list[str]:
+    """The prompt files FreeSWITCH started (playback, play_and_get_digits), in order."""
+    names = []
+    for e in events:
+        if e.get("Event-Name") != "CHANNEL_EXECUTE":
+            continue
+        data = e.get("Application-Data", "")
+        if e.get("Application") == "play_and_get_digits":
+            data = data.split(" ")[5]
+        elif e.get("Application") != "playback":
+            continue
+        names.append(Path(data).stem)
+    return names
 
 
 def _zero_runs_s(path: Path) -> tuple[float, float]:
