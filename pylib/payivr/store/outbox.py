@@ -24,6 +24,7 @@ lost its lease (it was too slow) cannot overwrite the new owner's decision.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -111,14 +112,15 @@ def _pairs(flat: Any) -> dict[str, str]:
 
 
 def _leased(raw: list[Any], lease_ms: int) -> list[LeasedEntry]:
+    """Entries as the scripts return them: JSON [id, attempts, [field, value, ...]]."""
     out = []
     for item in raw:
-        entry_id, flat, attempts = item
-        f = _pairs(flat)
+        entry_id, attempts, flat = json.loads(item)
+        f = dict(zip(flat[::2], flat[1::2], strict=True))
         result_at = int(f.get("result_at_ms", "0") or 0)
         out.append(
             LeasedEntry(
-                id=_s(entry_id),
+                id=entry_id,
                 event_id=f.get("event_id", ""),
                 session_id=f.get("session_id", ""),
                 merchant=f.get("merchant", ""),
@@ -126,7 +128,7 @@ def _leased(raw: list[Any], lease_ms: int) -> list[LeasedEntry]:
                 body=f.get("body", "").encode("utf-8"),
                 result_at_ms=result_at,
                 window_start_ms=int(f.get("window_start_ms", "") or result_at),
-                attempts=int(_s(attempts) or 0),
+                attempts=int(attempts or 0),
                 lease_ms=lease_ms,
             )
         )
@@ -140,6 +142,7 @@ class Outbox:
         self.client = client
         self._adopt = client.register_script(scripts.ADOPT)
         self._claim_due = client.register_script(scripts.CLAIM_DUE)
+        self._take = client.register_script(scripts.TAKE)
         self._delivered = client.register_script(scripts.DELIVERED)
         self._retry_later = client.register_script(scripts.RETRY_LATER)
         self._park_dead = client.register_script(scripts.PARK_DEAD)
@@ -211,6 +214,18 @@ class Outbox:
         """claim_due, plus when the earliest entry left on the schedule becomes due."""
         deadline = now_ms + lease_for_ms
         raw, first = self._claim_due(keys=self._keys, args=[now_ms, deadline, count])
+        return _leased(raw, deadline), (int(float(_s(first))) if first else None)
+
+    def take(
+        self, consumer: str, count: int, now_ms: int, lease_for_ms: int
+    ) -> tuple[list[LeasedEntry], int | None]:
+        """Up to `count` entries in one round trip: due ones first, then new ones from
+        the group (adopted and leased at once, never blocking); plus when the earliest
+        entry left on the schedule becomes due. Empty: wait with `read_new`."""
+        deadline = now_ms + lease_for_ms
+        raw, first = self._take(
+            keys=self._keys, args=[now_ms, deadline, count, keys.OUTBOX_GROUP, consumer]
+        )
         return _leased(raw, deadline), (int(float(_s(first))) if first else None)
 
     def next_due_ms(self) -> int | None:

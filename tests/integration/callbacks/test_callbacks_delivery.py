@@ -102,9 +102,9 @@ def test_endpoint_failing_past_the_retry_window_is_parked_dead(
 ) -> None:
     endpoint.behaviour = lambda _e, _n: (503, 0.0)
     (result,) = record(redis_url, endpoint.url)
-    settings = fast_settings(retry_for_s=0.6)
+    settings = fast_settings(retry_for_s=1.5)
     with worker_thread(redis_url, config_path, settings) as worker:
-        assert wait_until(lambda: sum(worker.metrics.dead.values()) == 1, timeout=5)
+        assert wait_until(lambda: sum(worker.metrics.dead.values()) == 1, timeout=8)
     (row,) = Outbox(redis_from_url(redis_url)).rows()
     assert row.state == "dead" and row.event_id == result.event_id
     assert row.reason == "retry-window-exhausted"
