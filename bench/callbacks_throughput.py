@@ -309,6 +309,9 @@ def run_worker(
         n = args.results
         report["per_s"] = round(n / (end - (first_seen or started)))
         report["worker_cpu_ms"] = round(worker_cpu * 1000 / n, 3)  # incl. start-up
+        # What one process would deliver with a core to itself: steadier than per_s
+        # on a machine shared with other work.
+        report["per_worker_cpu_s"] = round(n / worker_cpu)
         report["endpoint_cpu_ms"] = round((cpu_seconds(endpoint.proc.pid) - ep_cpu0) * 1000 / n, 3)
         report["redis_cpu_ms"] = round((cpu_seconds(redis_pid) - redis_cpu0) * 1000 / n, 3)
 
@@ -369,6 +372,10 @@ def ratios(medians: dict[str, dict[str, float]]) -> dict[str, float]:
         out["worker_per_s / baseline_per_s"] = round(worker["per_s"] / base["per_s"], 2)
         out["baseline_cpu_ms / worker_cpu_ms"] = round(
             base["worker_cpu_ms"] / worker["worker_cpu_ms"], 2
+        )
+    if worker and ceiling:
+        out["worker_cpu_ms / endpoint_cpu_ms"] = round(
+            worker["worker_cpu_ms"] / ceiling["endpoint_cpu_ms"], 2
         )
     return out
 
