@@ -316,6 +316,7 @@ def run_worker(
         report["redis_cpu_ms"] = round((cpu_seconds(redis_pid) - redis_cpu0) * 1000 / n, 3)
 
         # Phase 2: latency at a steady rate, a batch every 10 ms.
+        steady_cpu0 = sum(cpu_seconds(w.pid) for w in workers)
         recorded: dict[str, float] = {}
         per_tick = max(1, round(args.rate / 100))
         ticks = max(1, args.latency_results // per_tick)
@@ -332,6 +333,9 @@ def run_worker(
         deadline = time.monotonic() + 120
         while client.xlen(keys.OUTBOX) > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
+        steady_cpu = sum(cpu_seconds(w.pid) for w in workers) - steady_cpu0
+        # Entries trickling in cost more than a backlog (smaller batches).
+        report["steady_worker_cpu_ms"] = round(steady_cpu * 1000 / len(recorded), 3)
     finally:
         for w in workers:
             w.terminate()
