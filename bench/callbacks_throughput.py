@@ -23,6 +23,7 @@ Entries are written with the store's own `add_entry_to` + `entry_fields` (the fi
 
     .venv/bin/python bench/callbacks_throughput.py
     .venv/bin/python bench/callbacks_throughput.py --results 20000 --rate 3000 --repeats 3
+    .venv/bin/python bench/callbacks_throughput.py --compare-clients   # CPU per POST only
 
 Prints one JSON line per run, then medians and the ratios. The work folder (Redis
 data, logs, the baseline's sources) is removed at the end unless --keep.
@@ -126,6 +127,90 @@ async def _loadgen(port: int, total: int, connections: int, body_bytes: int, out
     await asyncio.gather(*(one_connection() for _ in range(connections)))
     elapsed = time.monotonic() - started
     out.write_text(json.dumps({"elapsed_s": elapsed, "latencies": latencies}))
+
+
+# -- HTTP clients compared (`--compare-clients`) -----------------------------------------
+def compare_clients(tmp: Path, posts: int, body_bytes: int) -> list[dict[str, Any]]:
+    """CPU per POST of each candidate client against the same endpoint, 32 in flight:
+    the measurement behind the worker's choice of HTTP client (docs/callbacks.md)."""
+    from urllib.parse import urlsplit
+
+    from payivr.callbacks.client import CallbackClient, target_of
+
+    body = b"x" * body_bytes
+    endpoint = Endpoint(tmp, "clients")
+    url = endpoint.url
+    head = (
+        b"POST /cb HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nX-Payivr-Event-Id: evt_x\r\n\r\n" % len(body)
+    )
+
+    def timed(name: str, run: Any) -> dict[str, Any]:
+        run(64)  # warm up: connections, imports
+        started, cpu = time.monotonic(), time.process_time()
+        run(posts)
+        wall, used = time.monotonic() - started, time.process_time() - cpu
+        return {
+            "client": name,
+            "per_s": round(posts / wall),
+            "cpu_ms": round(used * 1000 / posts, 3),
+        }
+
+    def with_requests(n: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import requests
+
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=16))
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda _i: session.post(url, data=body, timeout=10).content, range(n)))
+
+    async def in_flight(n: int, post: Any) -> None:
+        gate = asyncio.Semaphore(32)
+
+        async def one() -> None:
+            async with gate:
+                await post()
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    def with_aiohttp(n: int) -> None:
+        import aiohttp
+
+        async def go() -> None:
+            jar = aiohttp.DummyCookieJar()
+            async with aiohttp.ClientSession(cookie_jar=jar, auto_decompress=False) as session:
+
+                async def post() -> None:
+                    async with session.post(url, data=body, allow_redirects=False) as answer:
+                        await answer.read()
+
+                await in_flight(n, post)
+
+        asyncio.run(go())
+
+    def with_callback_client(n: int) -> None:
+        async def go() -> None:
+            client = CallbackClient(3.0, 10.0)
+            to = target_of(urlsplit(url))
+
+            async def post() -> None:
+                await client.post(to, True, head, body)
+
+            await in_flight(n, post)
+            client.close()
+
+        asyncio.run(go())
+
+    try:
+        return [
+            timed("requests, 16 threads (the baseline worker's)", with_requests),
+            timed("aiohttp, 32 in flight", with_aiohttp),
+            timed("payivr CallbackClient, 32 in flight", with_callback_client),
+        ]
+    finally:
+        endpoint.stop()
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -401,6 +486,11 @@ def main() -> int:
     )
     ap.add_argument("--no-ceiling", action="store_true", help="skip the endpoint's ceiling")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument(
+        "--compare-clients",
+        action="store_true",
+        help="only compare the CPU per POST of requests, aiohttp and the worker's client",
+    )
     args = ap.parse_args()
     if args.serve:
         asyncio.run(_serve(int(args.serve[0]), Path(args.serve[1])))
@@ -426,6 +516,11 @@ def main() -> int:
             f"backlog {args.results}, latency at {args.rate:.0f}/s",
             flush=True,
         )
+        if args.compare_clients:
+            for _ in range(args.repeats):
+                for line in compare_clients(tmp, args.results // 3, body_bytes):
+                    print(json.dumps({**line, "load_before": f"{os.getloadavg()[0]:.2f}"}))
+            return 0
         for _ in range(args.repeats):
             plan: list[tuple[str, Path | None]] = [("worker", None)]
             if baseline is not None:

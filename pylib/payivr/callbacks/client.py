@@ -1,9 +1,10 @@
 """The callbacks' HTTP/1.1 client on asyncio: POST only, keep-alive pools per host.
 
 Why its own client (measured, docs/callbacks.md): a callback is one small POST whose
-answer only matters by its status code. requests costs about 1.3 ms of CPU per POST,
-aiohttp and h11 about 0.27 ms, this client under 0.1 ms; one worker process's
-throughput is that cost. It does exactly what a callback needs and refuses the rest:
+answer only matters by its status code. Measured on one endpoint (`bench/
+callbacks_throughput.py --compare-clients`): requests about 1.6 ms of CPU per POST,
+aiohttp about 0.28 ms, this client about 0.09 ms; one worker process's throughput is
+that cost plus Redis and signing. It does exactly what a callback needs and refuses the rest:
 
 - the host's addresses are resolved and every one checked against the merchant's
   policy, and the socket's peer (the address actually connected to) is checked again
