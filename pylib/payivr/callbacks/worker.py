@@ -213,7 +213,7 @@ class Worker:
             await asyncio.sleep(every)
             try:
                 await self._renew_leases()
-            except REDIS_ERRORS as exc:
+            except redis.RedisError as exc:  # the next round tries again
                 log.warning("could not renew leases (%s)", type(exc).__name__)
 
     async def _renew_leases(self) -> None:
@@ -376,4 +376,7 @@ class Worker:
                 return await self._redis(self._writes, op)
             except REDIS_ERRORS:
                 continue
+            except redis.RedisError as exc:  # not a blip: trying again would not help
+                log.error("redis error: %s", exc)
+                return None
         return None
