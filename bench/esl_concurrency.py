@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import multiprocessing as mp
@@ -61,10 +62,8 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
         # itself in production; the load generator keeps the default priority.
         with contextlib.suppress(PermissionError):
             os.nice(nice)
-    from payivr.core.config import RedisConfig
+    from payivr.core.config import RedisConfig, ReturnSettings
     from payivr.core.logfilter import install_log_filter
-    from payivr.esl.options import EslOptions
-    from payivr.esl.returning import ReturnSettings
     from payivr.esl.service import EslService, build_service
     from payivr.store.connect import redis_from_url
     from payivr.wiring import build_services
@@ -76,8 +75,9 @@ def app_process(redis_url: str, port_q: mp.Queue, stop: mp.Event, stats_q: mp.Qu
     config = test_config(processor_timeout_s=2.0)
     client = redis_from_url(redis_url)
     services = build_services(config, redis_client=client)
-    options = EslOptions(listen_port=0, prompts_dir=Path("/var/lib/payivr/prompts"),
-                         linger_s=5, returns=ReturnSettings())  # fmt: skip
+    options = dataclasses.replace(
+        config.services.esl, listen_port=0, prompts_dir=Path("/var/lib/payivr/prompts"),
+        linger_s=5, returns=ReturnSettings())  # fmt: skip
 
     async def build() -> object:
         from payivr.store.async_store import AsyncRedisSessionStore

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 FEATURES: tuple[str, ...] = (
     "payivr.commands.config_cmds",
     "payivr.commands.callbacks",
+    "payivr.commands.comments",
     "payivr.commands.freeswitch",
     "payivr.commands.prompts",
     "payivr.commands.stack",

@@ -1,8 +1,8 @@
 """Each feature's own config section, validated before anything starts.
 
-The core loader (`payivr.core.config.load_config`) validates what the core reads and
-leaves `services.esl`'s extra keys, `services.freeswitch` and the `agent_api` sections
-to their features. `payivr check-config` runs every check registered here after the
+The core loader (`payivr.core.config.load_config`) validates what the core reads
+(`services.esl` included) and leaves `services.freeswitch` and the `agent_api`
+sections to their features. `payivr check-config` runs every check registered here after the
 core load succeeds, so an operator sees every problem at once, each as
 ``"path: message"``.
 
@@ -47,18 +47,6 @@ def check_features(config: Config, environ: Mapping[str, str] | None = None) -> 
             if problem not in problems:
                 problems.append(problem)
     return problems
-
-
-@feature_check("esl")
-def check_esl(config: Config, environ: Mapping[str, str]) -> list[str]:
-    """`services.esl`: the ESL application's options, and no key nobody reads."""
-    from payivr.esl import options
-
-    try:
-        options.esl_options(config)
-    except options.OptionsError as exc:
-        return list(exc.problems)
-    return []
 
 
 @feature_check("freeswitch")

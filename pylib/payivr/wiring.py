@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from payivr.core.config import Config, load_config
+from payivr.core.config import Config
 from payivr.core.logfilter import install_log_filter
 
 if TYPE_CHECKING:
@@ -54,8 +54,3 @@ def setup_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     install_log_filter()
-
-
-def load(path: str) -> Config:
-    """Load and validate the config (raises ConfigError with every problem)."""
-    return load_config(path)

@@ -116,6 +116,7 @@ class AgentStack:
         merchant: str = "acme",
         key_delay_s: float = 0.01,
         session_merchant: str | None = "acme",
+        **script_options: Any,
     ) -> tuple[AgentFakeCall, Future[None]]:
         headers = {"X-Pay-Merchant": merchant, "X-Pay-Agent": agent, "X-Pay-Call-Ref": ref}
         if session_merchant is not None:
@@ -130,6 +131,7 @@ class AgentStack:
             sip_headers=headers,
             inputs=list(inputs),  # type: ignore[arg-type]
             sensitive_dtmf=False,  # secure trunk: DTMF reaches the agent outside payments
+            **script_options,
         )
         fake = AgentFakeCall(script, key_delay_s=key_delay_s)
         done = self.submit(fake.run("127.0.0.1", self.settings.esl_listen_port, timeout=60))

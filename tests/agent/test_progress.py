@@ -8,12 +8,13 @@ from pathlib import Path
 
 from payivr.core.config import MerchantConfig, parse_config
 from payivr.core.plan import CapturePlan, DigitsEntered, Field, ProcessorAnswered
-from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
+from payivr.core.processor import ProcessorAnswer, ResultCode
 from payivr.core.progress import FieldStatus, Kind, ProgressEvent, ProgressTracker
-from payivr.core.request import PaymentRequest, ReturnTarget
+from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome, build_result
 from payivr.core.secrets import SecretDigits
 from tests.agent.harness import EXAMPLE
+from tests.support.builders import payment_request
 
 PAN = "4111111111111111"
 
@@ -27,16 +28,7 @@ def merchant() -> MerchantConfig:
 
 
 def request() -> PaymentRequest:
-    return PaymentRequest(
-        merchant="acme",
-        operation=Operation.SALE,
-        order="P1",
-        amount=1250,
-        currency="EUR",
-        language="en",
-        return_to=ReturnTarget("hangup"),
-        call_id="c1",
-    )
+    return payment_request(order="P1", call_id="c1")
 
 
 def keyed(tracker: ProgressTracker, keys: str) -> list[ProgressEvent]:
@@ -149,9 +141,14 @@ def test_live_digit_count_needs_freeswitch_logs_above_info(tmp_path: Path) -> No
 
     config = make_config(tmp_path, "redis://127.0.0.1:1/0")
     settings, tokens = load_agent_settings(config, {})
-    assert settings.live_digit_count and len(tokens) == 2
+    # Off unless asked for: on, every event-socket subscriber would see each digit.
+    assert not settings.live_digit_count and len(tokens) == 2
     assert settings.drop_dtmf_args() == "on mask_digits 0"
     raw = dict(config.raw)
+    live = {**raw["services"]["agent_api"], "live_digit_count": True}  # type: ignore[index]
+    raw["services"] = {**raw["services"], "agent_api": live}  # type: ignore[dict-item]
+    on, _ = load_agent_settings(dataclasses.replace(config, raw=raw), {})
+    assert on.live_digit_count
     raw["services"] = {**raw["services"], "freeswitch": {"log_level": "info"}}  # type: ignore[dict-item]
     with pytest.raises(ConfigError) as bad:
         load_agent_settings(dataclasses.replace(config, raw=raw), {})

@@ -15,16 +15,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from payivr.core.config import Config, RedisConfig, load_config
-from payivr.core.processor import Operation
-from payivr.core.request import PaymentRequest, ReturnTarget
+from payivr.core.config import Config, RedisConfig, ReturnSettings, load_config
 from payivr.core.session import Session
-from payivr.esl.options import EslOptions
-from payivr.esl.returning import ReturnSettings
 from payivr.esl.server import OutboundServer
 from payivr.esl.service import EslService, build_service
 from payivr.wiring import Services, build_services
 from tests.esl.peer import CallScript, FakeCall, Input, run_call
+from tests.support.builders import payment_request
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "config" / "payivr.example.yaml"
@@ -64,7 +61,8 @@ class EslHarness:
         self.config = test_config()
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
         self.services: Services = build_services(self.config, redis_client=self.client)
-        self.options = EslOptions(
+        self.options = dataclasses.replace(
+            self.config.services.esl,
             listen_port=0,
             prompts_dir=Path("/var/lib/payivr/prompts"),
             linger_s=5,
@@ -97,19 +95,8 @@ class EslHarness:
 
     def new_session(self, **changes: object) -> Session:
         now = datetime.now(UTC)
-        fields: dict[str, object] = {
-            "merchant": "acme",
-            "operation": Operation.SALE,
-            "order": "A1001",
-            "amount": 1250,
-            "currency": "EUR",
-            "language": "en",
-            "return_to": ReturnTarget("hangup"),
-            "call_id": "cc-call-1@127.0.0.1",
-            "callback_url": CALLBACK_URL,
-        }
-        fields.update(changes)
-        session = Session.new(PaymentRequest(**fields), now)  # type: ignore[arg-type]
+        fields: dict[str, object] = {"call_id": "cc-call-1@127.0.0.1", "callback_url": CALLBACK_URL}
+        session = Session.new(payment_request(**{**fields, **changes}), now)
         self.services.store.create(session, 3600)
         return session
 

@@ -11,12 +11,11 @@ import pytest
 
 from payivr.core.processor import (
     ChargeRequest,
-    Operation,
     ProcessorAnswer,
     ResultCode,
-    idempotency_key,
 )
-from payivr.esl import processing
+from payivr.execution import processing
+from tests.support.builders import charge_request
 
 
 class QuietChannel:
@@ -49,16 +48,7 @@ class SlowAdapter:
 
 
 def charge() -> ChargeRequest:
-    return ChargeRequest(
-        merchant="acme",
-        order="P1",
-        operation=Operation.SALE,
-        amount=100,
-        currency="EUR",
-        description=None,
-        idempotency_key=idempotency_key("acme", "P1"),
-        timeout_s=0.05,
-    )
+    return charge_request("P1", pan=None, amount=100, timeout_s=0.05)
 
 
 async def settle(adapter: SlowAdapter) -> tuple[processing.Settlement, dict[str, str]]:

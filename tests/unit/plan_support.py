@@ -14,6 +14,7 @@ from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
 from payivr.core.request import PaymentRequest, ReturnTarget
 from payivr.core.secrets import SecretDigits
 from tests.conftest import EXAMPLE_CONFIG
+from tests.support.builders import payment_request
 
 TODAY = datetime.date(2026, 11, 21)
 VISA = "4111111111111111"
@@ -56,17 +57,7 @@ def request(
     target = (
         ReturnTarget("uri", "sip:queue@127.0.0.1") if return_to == "uri" else ReturnTarget("hangup")
     )
-    return PaymentRequest(
-        merchant="acme",
-        operation=operation,
-        order="A1001",
-        amount=amount,
-        currency="EUR",
-        language="en",
-        return_to=target,
-        call_id="call-1@cti",
-        token=token,
-    )
+    return payment_request(operation=operation, amount=amount, return_to=target, token=token)
 
 
 def new_plan(

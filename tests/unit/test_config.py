@@ -75,6 +75,19 @@ def test_unknown_keys_and_bad_types_are_reported() -> None:
     }
 
 
+def test_sip_uris_are_read_by_the_sip_uri_parser() -> None:
+    # A prefix check let these through; each request or node would then have failed.
+    data = example_data()
+    data["merchants"]["acme"]["default_return"] = "sip:"
+    data["services"]["freeswitch_nodes"] = ["sip:10.0.0.5:5080", "sip:10.0.0.6:99999"]
+    with pytest.raises(ConfigError) as err:
+        config_from(data)
+    assert err.value.problems == [
+        "services.freeswitch_nodes[1]: not a sip: URI like sip:10.0.0.5:5080",
+        "merchants.acme.default_return: hangup, agent, or a sip:/sips: URI",
+    ]
+
+
 def test_missing_file_and_bad_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")

@@ -26,16 +26,12 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
 def one_mistake_per_feature() -> dict[str, Any]:
     data = example_data()
     services = data["services"]
-    services["esl"]["linger_s"] = -1  # read by payivr.esl.options
-    services["esl"]["lingr_s"] = 5  # a typo: nobody reads it
     services["freeswitch"] = {"srtp": "sometimes"}
     services["agent_api"] = {"dtmf_mask": "loud"}
     return data
 
 
 EXPECTED = (
-    "services.esl.linger_s: must be a non-negative integer",
-    "services.esl.lingr_s: unknown setting",
     "services.freeswitch.srtp: must be one of",
     "services.agent_api.dtmf_mask:",
 )
@@ -58,17 +54,6 @@ def test_check_config_lists_every_feature_problem_and_exits_2(tmp_path: Path) ->
     for expected in EXPECTED:
         assert expected in out.stderr
     assert "ok" not in out.stdout
-
-
-def test_unknown_keys_under_esl_return_and_event_socket(tmp_path: Path) -> None:
-    data = example_data()
-    data["services"]["esl"]["return"] = {"use_refer": True, "proxxy": "sip:127.0.0.1"}
-    data["services"]["esl"]["event_socket"]["pasword"] = "x"
-    problems = check_features(load_config(write_config(tmp_path, data)), {})
-    assert problems == [
-        "services.esl.return.proxxy: unknown setting",
-        "services.esl.event_socket.pasword: unknown setting",
-    ]
 
 
 def test_a_feature_that_cannot_be_imported_does_not_hide_the_others(
@@ -95,8 +80,9 @@ def test_each_problem_is_listed_once(tmp_path: Path) -> None:
 
 
 def test_every_feature_section_reports_through_one_reader_with_paths(tmp_path: Path) -> None:
-    """services.freeswitch, services.esl and the processors read through the core's
-    Reader: typos, wrong types and bad items all come back as `path: must be ...`."""
+    """services.freeswitch and the processors read through the core's Reader (as the
+    loader reads services.esl): typos, wrong types and bad items all come back as
+    `path: must be ...`."""
     data = example_data()
     data["services"]["freeswitch"] = {
         "srtpp": "optional",
@@ -105,10 +91,8 @@ def test_every_feature_section_reports_through_one_reader_with_paths(tmp_path: P
         "max_sessions": 0,
         "kamailio_addresses": ["10.0.0.1", "kamailio.example"],
     }
-    data["services"]["esl"]["return"] = "refer"
     problems = check_features(load_config(write_config(tmp_path, data)), {})
     assert problems == [
-        "services.esl.return: must be a mapping",
         "services.freeswitch.tls.enabled: must be true or false",
         "services.freeswitch.rtp_ports[1]: must be an integer",
         "services.freeswitch.rtp_ports: must be [first, last] with 1024 <= first < last <= 65535",

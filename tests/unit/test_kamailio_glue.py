@@ -19,7 +19,6 @@ from payivr.kamailio.sipmsg import (
     payment_headers,
     reply_headers,
     unknown_payment_headers,
-    uri_host,
 )
 
 INVITE = (
@@ -68,19 +67,6 @@ def test_reply_headers_carry_warning_and_retry_after() -> None:
     assert reply_headers(unavailable("Redis", "down", 5), "h").endswith("Retry-After: 5\r\n")
     masked = reply_headers(bad_request("X-Pay-Merchant", "4111111111111111 unknown"), "h")
     assert "4111111111111111" not in masked and "X-Pay-Merchant: " in masked
-
-
-@pytest.mark.parametrize(
-    ("uri", "host"),
-    [
-        ("sip:agent@PBX.example.com:5060;transport=tcp", "pbx.example.com"),
-        ('"Q" <sips:queue@[2001:db8::1]:5061>;tag=1', "2001:db8::1"),
-        ("<sip:10.1.2.3>", "10.1.2.3"),
-        ("not a uri", ""),
-    ],
-)
-def test_uri_host(uri: str, host: str) -> None:
-    assert uri_host(uri) == host
 
 
 def test_local_cfg_has_defines_listen_and_port_specific_aliases() -> None:

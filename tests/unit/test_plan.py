@@ -74,9 +74,12 @@ def test_sale_approved_walks_every_step() -> None:
     assert plan.last_field is not None and plan.last_field.brand == "visa"
     assert key(plan, "1228", None) == [CVV]
     commands = key(plan, "123", None)
-    assert commands[:2] == [UnmaskRecording(), Play("processing")]
-    payment = commands[2]
+    # The processor is asked at once, the caller hears "processing" meanwhile, and the
+    # recording stays masked through that prompt (in-band tone tails).
+    assert len(commands) == 1
+    payment = commands[0]
     assert isinstance(payment, ProcessPayment) and payment.token is None
+    assert payment.hold == "processing"
     assert payment.card is not None
     assert (payment.card.brand, payment.card.last4) == ("visa", "1111")
     assert payment.card.pan.reveal() == VISA
@@ -85,6 +88,7 @@ def test_sale_approved_walks_every_step() -> None:
     done = plan.handle(answer())
     outcome = Outcome(ResultCode.APPROVED, None, "123456", None, "visa", "1111", "00")
     assert done == [
+        UnmaskRecording(),
         Finish(outcome),
         Play("result-approved"),
         Play("auth-code-is"),
@@ -101,10 +105,13 @@ def test_declined_says_declined_and_no_auth_code() -> None:
     plan = new_plan()
     payment = to_processing(plan)
     done = plan.handle(answer(ResultCode.DECLINED, "insufficient-funds", None))
-    assert done[0] == Finish(
-        Outcome(ResultCode.DECLINED, "insufficient-funds", None, None, "visa", "1111", "00")
-    )
-    assert done[1:] == [Play("result-declined"), Play("goodbye"), ReturnCall()]
+    assert done[:2] == [
+        UnmaskRecording(),
+        Finish(
+            Outcome(ResultCode.DECLINED, "insufficient-funds", None, None, "visa", "1111", "00")
+        ),
+    ]
+    assert done[2:] == [Play("result-declined"), Play("goodbye"), ReturnCall()]
     assert payment.card is not None and payment.card.wiped
 
 
@@ -112,19 +119,19 @@ def test_declined_without_reason_gets_card_declined() -> None:
     plan = new_plan()
     to_processing(plan)
     done = plan.handle(answer(ResultCode.DECLINED, None, None))
-    assert isinstance(done[0], Finish) and done[0].outcome.reason == "card-declined"
+    assert isinstance(done[1], Finish) and done[1].outcome.reason == "card-declined"
 
 
 def test_processor_timeout_is_a_failure_said_as_such() -> None:
     plan = new_plan()
     to_processing(plan)
     done = plan.handle(answer(ResultCode.FAILED, "processor-timeout", None))
-    assert isinstance(done[0], Finish)
-    assert (done[0].outcome.code, done[0].outcome.reason) == (
+    assert isinstance(done[1], Finish)
+    assert (done[1].outcome.code, done[1].outcome.reason) == (
         ResultCode.FAILED,
         "processor-timeout",
     )
-    assert done[1:] == [Play("result-failed"), Play("goodbye"), ReturnCall()]
+    assert done[2:] == [Play("result-failed"), Play("goodbye"), ReturnCall()]
 
 
 def test_return_to_a_uri_says_transfer_back() -> None:
@@ -318,9 +325,11 @@ def test_hangup_mid_processing_records_the_processor_answer() -> None:
     assert plan.handle(CallerHungUp()) == []
     assert plan.state is State.PROCESSING_CALLER_GONE and plan.finished
     done = plan.handle(answer())
-    # Money may have moved: the real answer is recorded, and nothing is said.
+    # Money may have moved: the real answer is recorded, and nothing is said (the
+    # plan still closes its mask span; on a gone call the executor skips it).
     assert done == [
-        Finish(Outcome(ResultCode.APPROVED, None, "123456", None, "visa", "1111", "00"))
+        UnmaskRecording(),
+        Finish(Outcome(ResultCode.APPROVED, None, "123456", None, "visa", "1111", "00")),
     ]
     assert payment.card is not None and payment.card.wiped
     assert plan.state is State.DONE
@@ -344,8 +353,7 @@ def test_token_sale_charges_the_token_without_capture() -> None:
         Play("amount-intro"),
         SayAmount(1250, "EUR"),
         Play("token-sale-intro"),
-        Play("processing"),
-        ProcessPayment(None, "tok_abc"),
+        ProcessPayment(None, "tok_abc", hold="processing"),
     ]
     done = plan.handle(answer())
     assert done[0] == Finish(Outcome(ResultCode.APPROVED, None, "123456", None, None, None, "00"))
@@ -358,8 +366,8 @@ def test_token_sale_with_cvv_when_the_merchant_asks() -> None:
     assert key(plan, "12") == [Play("cvv-invalid"), collect(Field.CVV, "enter-cvv-token", 1, 4)]
     cvv = SecretDigits("1234")
     commands = plan.handle(DigitsEntered(Field.CVV, cvv, "#"))
-    assert commands == [UnmaskRecording(), Play("processing"), ProcessPayment(None, "tok_abc", cvv)]
-    plan.handle(answer())
+    assert commands == [ProcessPayment(None, "tok_abc", cvv, hold="processing")]
+    assert plan.handle(answer())[0] == UnmaskRecording()
     assert cvv.wiped
 
 
@@ -371,12 +379,12 @@ def test_tokenize_has_no_amount() -> None:
     key(plan, VISA)
     key(plan, "1228")
     commands = key(plan, "123")
-    assert commands[1] == Play("processing-tokenize")
-    payment = commands[2]
+    payment = commands[0]
     assert isinstance(payment, ProcessPayment) and payment.token is None
+    assert payment.hold == "processing-tokenize"
     done = plan.handle(answer(token="tok_xyz"))
-    assert isinstance(done[0], Finish) and done[0].outcome.token == "tok_xyz"
-    assert done[1:] == [Play("result-card-registered"), Play("goodbye"), ReturnCall()]
+    assert isinstance(done[1], Finish) and done[1].outcome.token == "tok_xyz"
+    assert done[2:] == [Play("result-card-registered"), Play("goodbye"), ReturnCall()]
 
 
 def test_tokenize_declined() -> None:
@@ -402,14 +410,15 @@ def test_confirmation_yes() -> None:
     plan = new_plan(confirm_card=True)
     to_cvv(plan)
     assert key(plan, "123", None) == [
-        UnmaskRecording(),
         Play("confirm-card-ending"),
+        UnmaskRecording(),  # after a prompt: the CVV's last tone has ended
         SayDigits("1111"),
         CONFIRM,
     ]
     assert plan.state is State.CONFIRM
     commands = key(plan, "1", None)
-    assert commands[0] == Play("processing") and isinstance(commands[1], ProcessPayment)
+    assert len(commands) == 1 and isinstance(commands[0], ProcessPayment)
+    assert commands[0].hold == "processing"
 
 
 def test_confirmation_invalid_choice_asks_again() -> None:
@@ -558,3 +567,34 @@ def test_public_wipe_zeroes_what_the_plan_holds() -> None:
     payment = to_processing(payment_plan)
     payment_plan.wipe()
     assert payment.card is not None and payment.card.wiped
+
+
+# -- the agent's cancel ----------------------------------------------------------------
+
+
+def test_cancel_requested_ends_silently_and_wipes_what_was_kept() -> None:
+    from payivr.core.plan import CancelRequested
+    from payivr.core.reasons import Reason
+
+    plan = new_plan()
+    plan.start()
+    pan, expiry = SecretDigits(VISA), SecretDigits("1228")
+    plan.handle(DigitsEntered(Field.CARD_NUMBER, pan, "#"))
+    plan.handle(DigitsEntered(Field.EXPIRY, expiry, None))
+    commands = plan.handle(CancelRequested(Reason.CANCELLED_BY_AGENT))
+    assert commands == [
+        UnmaskRecording(),
+        Finish(Outcome(ResultCode.CANCELLED, "cancelled-by-agent")),
+    ]
+    assert pan.wiped and expiry.wiped and plan.state is State.DONE
+
+
+def test_cancel_is_refused_once_the_processor_has_the_card() -> None:
+    from payivr.core.plan import CancelRequested
+    from payivr.core.reasons import Reason
+
+    plan = new_plan()
+    to_processing(plan)
+    with pytest.raises(IllegalTransition):
+        plan.handle(CancelRequested(Reason.CANCELLED_BY_AGENT))
+    assert plan.state is State.PROCESSING

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from payivr.core.config import LANGUAGES as CONFIG_LANGUAGES
+from payivr.core.currency import format_amount
 from payivr.core.plan import speech
 from payivr.core.plan.fields import Field
 from payivr.core.prompts import (
@@ -15,7 +16,6 @@ from payivr.core.prompts import (
     PromptCatalogueError,
     PromptId,
     available_languages,
-    format_amount,
     load_prompts,
     parse_prompts,
 )

@@ -15,7 +15,6 @@ from payivr.core.processor import (
     Processor,
     ProcessorTimeout,
     ResultCode,
-    idempotency_key,
 )
 from payivr.core.sandbox import (
     TOKEN_RE,
@@ -23,7 +22,7 @@ from payivr.core.sandbox import (
     sandbox_auth_code,
     sandbox_token,
 )
-from payivr.core.secrets import CardDetails, SecretDigits
+from tests.support import builders
 from tests.unit.plan_support import TEST_PANS
 
 KEY = b"test-sandbox-token-key-0123456789abcdef"
@@ -38,20 +37,15 @@ def charge_request(
     token: str | None = None,
     timeout_s: float = 2.0,
 ) -> ChargeRequest:
-    card = None
-    if pan is not None:
-        card = CardDetails(SecretDigits(pan), SecretDigits("1228"), SecretDigits("123"), "visa")
-    return ChargeRequest(
-        merchant="acme",
-        order=order,
+    return builders.charge_request(
+        order,
         operation=operation,
+        pan=pan,
+        expiry="1228",
+        card_cvv="123",
         amount=amount,
-        currency="EUR",
-        description=None,
-        idempotency_key=idempotency_key("acme", order),
-        timeout_s=timeout_s,
-        card=card,
         token=token,
+        timeout_s=timeout_s,
     )
 
 

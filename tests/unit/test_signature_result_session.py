@@ -5,14 +5,15 @@ import hmac
 import json
 from datetime import UTC, datetime
 
-from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
-from payivr.core.request import PaymentRequest, ReturnTarget
+from payivr.core.processor import ProcessorAnswer, ResultCode
+from payivr.core.request import ReturnTarget
 from payivr.core.result import (
     SIGNED_RESULT_HEADERS,
     Outcome,
     build_result,
     callback_body,
     result_headers,
+    verify_result_headers,
 )
 from payivr.core.session import Session, SessionState
 from payivr.core.signature import (
@@ -21,24 +22,10 @@ from payivr.core.signature import (
     verify,
     verify_callback,
 )
+from tests.support.builders import payment_request
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 21, 10, 1, 10, tzinfo=UTC)
-
-
-def request(**overrides: object) -> PaymentRequest:
-    values: dict[str, object] = dict(
-        merchant="acme",
-        operation=Operation.SALE,
-        order="A1001",
-        amount=1250,
-        currency="EUR",
-        language="en",
-        return_to=ReturnTarget("hangup"),
-        call_id="call-1@cti",
-    )
-    values.update(overrides)
-    return PaymentRequest(**values)  # type: ignore[arg-type]
 
 
 def test_worked_example_of_the_readme() -> None:
@@ -78,7 +65,7 @@ def approved_result():  # type: ignore[no-untyped-def]
     answer = ProcessorAnswer(ResultCode.APPROVED, None, "123456", None, "0000")
     outcome = Outcome.from_answer(answer, brand="visa", last4="1111")
     return build_result(
-        request(),
+        payment_request(),
         session_id="s1",
         event_id="evt_1",
         created_at=T0,
@@ -96,6 +83,19 @@ def test_result_headers_are_signed_with_the_returning_call_id() -> None:
     sig = headers.pop("X-Pay-Signature")
     assert verify(b"k", headers, "ret-call@payivr", sig, SIGNED_RESULT_HEADERS)
     assert not verify(b"k", headers, "call-1@cti", sig, SIGNED_RESULT_HEADERS)
+
+
+def test_result_headers_verify_as_a_contact_center_reads_them() -> None:
+    headers = result_headers(approved_result(), b"k", "ret-call@payivr", 1795263800)
+    # Header names arrive in any case, with the contact center's own headers among them.
+    received = [(name.upper(), value) for name, value in headers] + [("Via", "SIP/2.0/UDP x")]
+    assert verify_result_headers(received, b"k", "ret-call@payivr")
+    assert not verify_result_headers(received, b"k", "call-1@cti")
+    assert not verify_result_headers(received, b"other", "ret-call@payivr")
+    forged = [(n, "declined" if n == "X-PAY-RESULT" else v) for n, v in received]
+    assert not verify_result_headers(forged, b"k", "ret-call@payivr")
+    unsigned = [(n, v) for n, v in received if n != "X-PAY-SIGNATURE"]
+    assert not verify_result_headers(unsigned, b"k", "ret-call@payivr")
 
 
 def test_declined_never_carries_an_auth_code() -> None:
@@ -130,7 +130,7 @@ def test_callback_body_matches_the_spec_shape() -> None:
 
 def test_session_hash_round_trip() -> None:
     s = Session.new(
-        request(
+        payment_request(
             return_to=ReturnTarget("uri", "sip:q@127.0.0.1"), callback_url="http://127.0.0.1/cb"
         ),
         T0,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid as uuidlib
 from collections.abc import Callable
@@ -83,7 +84,7 @@ class AgentCall:
         problem = None
         if merchant is None:
             problem = "unknown merchant"
-        elif parsed is None or not merchant.return_host_allowed(parsed[1]):
+        elif parsed is None or not merchant.return_host_allowed(parsed.hostname):
             problem = "agent target missing or not in the merchant's return allowlist"
         else:
             problem = await self._check_trunk_session(merchant.id)
@@ -91,13 +92,12 @@ class AgentCall:
             # Refused before anything runs: `exit` hands the call back to the dialplan.
             log.warning("agent call %s refused: %s", self.conn.uuid, problem)
             return
-        user = parsed[0].split(":", 1)[1].split("@", 1)[0] if "@" in parsed[0] else ""
         self.info = CallInfo(
             call=self.conn.uuid,
             merchant=merchant.id,
             call_id=data.get("variable_sip_call_id", ""),
             ref=data.get(REF_VARIABLE, ""),
-            agent=user,
+            agent=parsed.user or "",
             state="bridging",
             started_at=iso(self.deps.now()),
         )
@@ -107,7 +107,7 @@ class AgentCall:
         try:
             if self.deps.settings.live_digit_count:
                 await enable_key_events(self.conn, self._key_pressed)
-            bridge = asyncio.create_task(self._bridge(parsed[0]), name="agent-bridge")
+            bridge = asyncio.create_task(self._bridge(str(parsed)), name="agent-bridge")
             commands = asyncio.create_task(self._commands(), name="agent-commands")
             hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
             tasks = [bridge, commands, hangup]
@@ -151,26 +151,29 @@ class AgentCall:
             f"{{origination_uuid={self.agent_uuid},fs_send_unsupported_info=true}}"
             f"sofia/{self.deps.sofia_profile}/{target}"
         )
-        if self.info is None:
-            raise RuntimeError("agent call: used before the call was registered")
-        await self.deps.bus.update_call(self.info.call, state="connected")
+        info = self._info()
+        await self.deps.bus.update_call(info.call, state="connected")
         with contextlib.suppress(CallerGone):
             # No event-lock: with it FreeSWITCH holds every payment application sent
             # during the bridge until the bridge ends (seen with FreeSWITCH 1.10.12:
             # the first prompt of a payment never played).
             await self.conn.execute("bridge", dial, event_lock=False)
 
-    async def _commands(self) -> None:
+    def _info(self) -> CallInfo:
         if self.info is None:
-            raise RuntimeError("agent call: used before the call was registered")
+            raise RuntimeError("the call is not registered yet")
+        return self.info
+
+    async def _commands(self) -> None:
+        info = self._info()
         last = "0"
         while not self.conn.hungup:
             try:
                 entries = await self.deps.bus.read_commands(
-                    self.info.call, last, self.deps.command_block_ms
+                    info.call, last, self.deps.command_block_ms
                 )
             except Exception as exc:  # Redis restarting: keep the call, retry soon
-                log.warning("call %s: reading commands failed: %s", self.info.call, exc)
+                log.warning("call %s: reading commands failed: %s", info.call, exc)
                 await asyncio.sleep(1)
                 continue
             for entry_id, command in entries:
@@ -180,9 +183,10 @@ class AgentCall:
     async def _on_command(self, command: dict[str, str]) -> None:
         name, payment_id = command.get("command"), command.get("payment", "")
         if name == "start":
-            if self.payment_task is not None and not self.payment_task.done():
-                return  # the API's claim makes this impossible; ignore a stray one
-            self.payment_task = asyncio.create_task(self._run_payment(payment_id))
+            # A payment whose result is recorded has released the call's claim while
+            # the caller still hears that result: the next one starts after it.
+            previous = self.payment_task
+            self.payment_task = asyncio.create_task(self._run_payment(payment_id, previous))
         elif (
             name in ("restart", "cancel")
             and self.payment is not None
@@ -190,20 +194,24 @@ class AgentCall:
         ):
             await self.payment.control(name, command.get("field"))
 
-    async def _run_payment(self, payment_id: str) -> None:
-        if self.info is None:
-            raise RuntimeError("agent call: used before the call was registered")
+    async def _run_payment(
+        self, payment_id: str, previous: asyncio.Task[None] | None = None
+    ) -> None:
+        info = self._info()
         deps = self.deps
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await previous
         try:
             session = await asyncio.to_thread(deps.store.load, payment_id)
-            merchant = deps.config.merchant(self.info.merchant)
+            merchant = deps.config.merchant(info.merchant)
             if session is None or merchant is None or session.request.merchant != merchant.id:
-                log.warning("call %s: payment %s not found", self.info.call, payment_id)
+                log.warning("call %s: payment %s not found", info.call, payment_id)
                 return
             ctx = PaymentContext(
                 channel=self.conn,
                 agent_uuid=self.agent_uuid,
-                call_id=self.info.call_id or self.info.call,
+                call_id=info.call_id or info.call,
                 merchant=merchant,
                 settings=deps.settings,
                 store=deps.store,
@@ -211,14 +219,15 @@ class AgentCall:
                 speech_dir=deps.prompts_dir,
                 publisher=self.publisher,
                 now=deps.now,
+                release=functools.partial(deps.bus.release_payment, info.call, payment_id),
             )
             self.payment = AgentPayment(ctx, session)
-            await deps.bus.update_call(self.info.call, state="capturing", payment=payment_id)
+            await deps.bus.update_call(info.call, state="capturing", payment=payment_id)
             await self.payment.run()
         except CallerGone:
             pass
         except Exception:
-            log.exception("call %s: payment %s failed", self.info.call, payment_id)
+            log.exception("call %s: payment %s failed", info.call, payment_id)
             if self.payment is not None and self.payment.result is None:
                 # The panel must not wait forever: say the payment broke off.
                 self.publisher.put(
@@ -228,9 +237,9 @@ class AgentCall:
             await self.publisher.drain()
             self.payment = None
             with contextlib.suppress(Exception):
-                await deps.bus.release_payment(self.info.call, payment_id)
+                await deps.bus.release_payment(info.call, payment_id)
                 if not self.conn.hungup:
-                    await deps.bus.update_call(self.info.call, state="connected")
+                    await deps.bus.update_call(info.call, state="connected")
 
     def _key_pressed(self, is_digit: bool) -> None:
         if self.payment is not None:

@@ -20,7 +20,6 @@ from payivr.agent.driver import AgentDeps, call_handler
 from payivr.agent.http import HttpServer
 from payivr.agent.settings import AgentSettings, MerchantTokens, load_agent_settings
 from payivr.core.config import Config
-from payivr.esl.options import esl_options
 from payivr.esl.server import OutboundServer
 
 log = logging.getLogger("payivr.agent")
@@ -82,15 +81,15 @@ def build_service(
             sse_block_ms=sse_block_ms,
         )
     )
-    options = esl_options(config)
+    esl_config = config.services.esl
     deps = AgentDeps(
         config=config,
         settings=settings,
         bus=bus,
         store=services.store,
         processor_for=services.processor_for,
-        prompts_dir=options.prompts_dir,
-        sofia_profile=options.returns.sofia_profile,
+        prompts_dir=esl_config.prompts_dir,
+        sofia_profile=esl_config.returns.sofia_profile,
         command_block_ms=command_block_ms,
     )
     http = HttpServer(api, settings.listen_host, settings.listen_port)
@@ -98,7 +97,7 @@ def build_service(
         call_handler(deps),
         host=settings.esl_listen_host,
         port=settings.esl_listen_port,
-        linger_s=options.linger_s,
+        linger_s=esl_config.linger_s,
     )
     return AgentService(api=api, http=http, esl=esl, aredis=aredis, services=services)
 

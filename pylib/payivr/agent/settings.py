@@ -16,7 +16,7 @@ services:
     mask_digit: "0"             # the flat tone sent instead of each key (tones)
     mask_file: ""               # a sound file instead of each key (file)
     mute_caller_audio: true     # mute caller->agent audio while capturing (in-band DTMF)
-    live_digit_count: true      # per-key progress (needs DTMF events: see docs)
+    live_digit_count: false     # per-key progress: off by default (see docs)
     result_info: true           # send the result to the agent leg as a SIP INFO
     call_ttl_s: 14400
     require_session: true       # the call must carry Kamailio's X-Payivr-Session
@@ -52,7 +52,10 @@ class AgentSettings:
     mask_digit: str = "0"
     mask_file: str = ""
     mute_caller_audio: bool = True
-    live_digit_count: bool = True
+    # Off by default: with it on, the caller's leg keeps sensitive_dtmf off so that
+    # FreeSWITCH fires a DTMF event per key, which every event-socket subscriber
+    # (fs_cli included) receives with the digit (docs/agent-assisted.md).
+    live_digit_count: bool = False
     result_info: bool = True
     call_ttl_s: int = 14400
     require_session: bool = True
@@ -124,7 +127,7 @@ def load_agent_settings(
         ),
         mask_file=s.get("mask_file", str, ""),
         mute_caller_audio=s.get("mute_caller_audio", bool, True),
-        live_digit_count=s.get("live_digit_count", bool, True),
+        live_digit_count=s.get("live_digit_count", bool, False),
         result_info=s.get("result_info", bool, True),
         call_ttl_s=s.positive_int("call_ttl_s", 14400),
         require_session=s.get("require_session", bool, True),

@@ -7,10 +7,10 @@ import functools
 import re
 import socket
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from payivr.callbacks.client import CallbackClient, ProtocolError, Target, target_of
+from payivr.callbacks.outbox_worker import DeliveryVerdict
 from payivr.callbacks.policy import CallbackPolicy, NotAllowed, check_url
 from payivr.core.signature import sign_callback
 from payivr.store.outbox import LeasedEntry
@@ -18,17 +18,6 @@ from payivr.store.outbox import LeasedEntry
 USER_AGENT = b"payivr-callbacks/1"
 # Event ids are payivr's own (evt_ + base64url); anything else in a header is refused.
 _HEADER_SAFE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt gave. `kind`: delivered | retry | dead."""
-
-    kind: str
-    status: str = ""  # HTTP status code as text, or "" when no response came
-    error: str = ""  # short, safe description (never the body)
-    reason: str = ""  # stable id for dead entries (host-not-allowed, ...)
-    attempted: bool = True  # False: refused before anything went out
 
 
 def _short(exc: BaseException) -> str:
@@ -48,30 +37,30 @@ class Sender:
     def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
         self.client = CallbackClient(connect_timeout_s, read_timeout_s)
 
-    async def send(self, entry: LeasedEntry, policy: CallbackPolicy | None) -> Outcome:
+    async def send(self, entry: LeasedEntry, policy: CallbackPolicy | None) -> DeliveryVerdict:
         """Try once; never raises for anything the endpoint or the network does."""
         if policy is None:
-            return Outcome(
+            return DeliveryVerdict(
                 "dead",
                 error="merchant not in the config",
                 reason="unknown-merchant",
                 attempted=False,
             )
         if not policy.secret:
-            return Outcome(
+            return DeliveryVerdict(
                 "dead",
                 error="merchant has no callback secret",
                 reason="no-callback-secret",
                 attempted=False,
             )
         if not _HEADER_SAFE.fullmatch(entry.event_id):
-            return Outcome(
+            return DeliveryVerdict(
                 "dead", error="event id not a token", reason="bad-entry", attempted=False
             )
         try:
             to = _target(entry.url, policy)
         except NotAllowed as exc:
-            return Outcome("dead", error=exc.detail, reason=exc.reason, attempted=False)
+            return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
         body = entry.body
         signature = sign_callback(policy.secret, body, int(time.time()))
         head = b"".join(
@@ -94,20 +83,24 @@ class Sender:
         try:
             answer = await self.client.post(to, policy.allow_private, head, body)
         except NotAllowed as exc:  # the resolved or connected address
-            return Outcome("dead", error=exc.detail, reason=exc.reason, attempted=False)
+            return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
         except (socket.gaierror, UnicodeError) as exc:
-            return Outcome("retry", error=f"name resolution failed: {_short(exc)}")
+            return DeliveryVerdict("retry", error=f"name resolution failed: {_short(exc)}")
         except TimeoutError:
-            return Outcome("retry", error="timeout: no answer in time")
+            return DeliveryVerdict("retry", error="timeout: no answer in time")
         except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
-            return Outcome("retry", error=_short(exc))
+            return DeliveryVerdict("retry", error=_short(exc))
         status = answer.status
         if 200 <= status < 300:
-            return Outcome("delivered", status=str(status))
+            return DeliveryVerdict("delivered", status=str(status))
         if 300 <= status < 400:
             target = _host_of(answer.location)
-            return Outcome("retry", status=str(status), error=f"redirect to {target} not followed")
-        return Outcome("retry", status=str(status), error=f"HTTP {status} {answer.reason}".strip())
+            return DeliveryVerdict(
+                "retry", status=str(status), error=f"redirect to {target} not followed"
+            )
+        return DeliveryVerdict(
+            "retry", status=str(status), error=f"HTTP {status} {answer.reason}".strip()
+        )
 
 
 def _host_of(location: str) -> str:

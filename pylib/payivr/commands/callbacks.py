@@ -15,6 +15,7 @@ from typing import Any
 from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
 
 DEFAULT_CONFIG = "/etc/payivr/payivr.yaml"
+STOP_GRACE_S = 30.0
 
 
 def add_commands(sub: Any) -> None:
@@ -24,8 +25,9 @@ def add_commands(sub: Any) -> None:
     work = cbsub.add_parser(
         "work",
         help="deliver callbacks from the Redis outbox until stopped (systemd unit)",
-        description="Runs the callback worker. Several may run at once, on one host or "
-        "several sharing Redis. Options override services.callbacks of the config.",
+        description="Runs the callback worker, and the after-call comment worker when the "
+        "config has connectors (docs/connectors.md). Several may run at once, on one host "
+        "or several sharing Redis. Options override services.callbacks of the config.",
     )
     _config_arg(work)
     work.add_argument("--consumer", default="", help="consumer name (default: host-pid)")
@@ -143,22 +145,53 @@ def cmd_work(args: argparse.Namespace) -> int:
     outbox = _outbox(config, block_s=settings.block_ms / 1000)
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
+    comments = _comment_worker(config, args.consumer)
     server = None
     if port:
         metrics.add_outbox_gauges(outbox.counts)
+        if comments is not None:
+            comment_outbox = comments.outbox
+            metrics.add_outbox_gauges(
+                lambda: {f"comments_{k}": v for k, v in comment_outbox.counts().items()}
+            )
         server = serve_metrics(metrics, args.metrics_host, port)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
+        if comments is not None:
+            comments.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    comment_thread = None
+    if comments is not None:
+        import threading
+
+        comment_thread = threading.Thread(target=comments.run, name="comments", daemon=True)
+        comment_thread.start()
     try:
         worker.run()
     finally:
+        if comment_thread is not None and comments is not None:
+            comments.stop()
+            comment_thread.join(STOP_GRACE_S)
         if server is not None:
             server.shutdown()
     return 0
+
+
+def _comment_worker(config: Any, consumer: str) -> Any:
+    """The after-call comment worker, run beside the callback worker when the config
+    has connectors (docs/connectors.md); None otherwise."""
+    if not config.connectors:
+        return None
+    from payivr.connectors.client import ConnectorClient
+    from payivr.connectors.comments import CommentOutbox, CommentWorker, comment_worker_settings
+    from payivr.store.connect import redis_client
+
+    settings = comment_worker_settings(consumer)
+    client = redis_client(config.services.redis, socket_timeout=settings.block_ms / 1000 + 5)
+    return CommentWorker(CommentOutbox(client), ConnectorClient(config.connectors), settings)
 
 
 def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list[str]:

@@ -61,7 +61,10 @@ def check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    print(f"{args.file}: ok ({len(config.merchants)} merchant(s): {', '.join(config.merchants)})")
+    summary = f"{len(config.merchants)} merchant(s): {', '.join(config.merchants)}"
+    if config.connectors:
+        summary += f"; {len(config.connectors)} connector(s): {', '.join(config.connectors)}"
+    print(f"{args.file}: ok ({summary})")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from payivr.commands import report_problems
+from payivr.commands import CONFIG_EXIT, load_or_report
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,19 +19,15 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from payivr.core.config import ConfigError
-    from payivr.esl.options import OptionsError, esl_options
     from payivr.esl.service import build_service, serve
-    from payivr.wiring import build_services, load, setup_logging
+    from payivr.wiring import build_services, setup_logging
 
     setup_logging(args.log_level)
-    try:
-        config = load(args.config)
-        options = esl_options(config)
-    except (ConfigError, OptionsError) as exc:
-        return report_problems(exc.problems)
+    config = load_or_report(args.config)
+    if config is None:
+        return CONFIG_EXIT
     services = build_services(config)
-    service = build_service(config, services, options=options, port=args.port)
+    service = build_service(config, services, port=args.port)
     try:
         asyncio.run(serve(service))
     finally:

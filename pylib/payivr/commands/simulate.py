@@ -15,44 +15,44 @@ Exit status: 0 approved, 1 any other result, 2 bad arguments or config.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import dataclasses
 import datetime
 import secrets
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from payivr.commands import load_or_report
 from payivr.core.config import MerchantConfig
+from payivr.core.currency import format_amount
 from payivr.core.errors import Rejection
 from payivr.core.plan import (
-    CallerHungUp,
     CapturePlan,
     Collect,
     Command,
     DigitsEntered,
     Event,
-    Finish,
     InputTimeout,
-    MaskRecording,
-    Play,
-    ProcessorAnswered,
     ProcessPayment,
-    ReturnCall,
-    SayAmount,
-    SayDigits,
-    UnmaskRecording,
 )
-from payivr.core.processor import Operation, Processor, ProcessorAnswer, ResultCode
-from payivr.core.prompts import PromptCatalogueError, format_amount, load_prompts
+from payivr.core.processor import Operation, Processor, ResultCode
+from payivr.core.prompts import PromptCatalogueError, load_prompts
+from payivr.core.reasons import Reason
 from payivr.core.request import PaymentRequest, parse_request
-from payivr.core.result import Outcome
+from payivr.core.result import Outcome, PaymentResult
 from payivr.core.sandbox import SandboxProcessor
 from payivr.core.secrets import SecretDigits
-from payivr.processors.outcome import ChargeOutcome, charge_and_settle
+from payivr.core.session import Event as SessionEvent
+from payivr.core.session import Session, SessionState
+from payivr.esl.channel import CallerGone
+from payivr.execution.context import CallContext, DriverHooks
+from payivr.execution.executor import Executor
+from payivr.execution.store import CallStore
+from payivr.store.async_store import AsyncSessionStore
 
 KEYPAD = frozenset("0123456789#*")
 HANGUP = "hangup"
@@ -252,8 +252,101 @@ def _parse_line(line: str, max_digits: int) -> Entry:
     return entry
 
 
-class Simulator:
-    """Drives one CapturePlan: carries out its commands, feeds back the events."""
+class TerminalTelephone:
+    """The executor's Telephone on a terminal: prompts printed, keys read per field.
+
+    The terminal never hangs up by itself: the caller's hang-up is an end of input
+    (or a ``hangup`` line) while a field is read, and comes as CallerGone from there.
+    """
+
+    uuid = "simulate"
+    hungup = False
+
+    def __init__(self, texts: dict[str, str], keypad: Keypad, out: TextIO) -> None:
+        self.texts = texts
+        self.keypad = keypad
+        self.out = out
+
+    async def play(self, prompt: str) -> None:
+        self.say(self.texts[prompt])
+
+    async def say_amount(self, amount: int, currency: str) -> None:
+        self.say(format_amount(amount, currency))
+
+    async def say_digits(self, text: str) -> None:
+        self.say(" ".join(text))
+
+    async def mask_recording(self) -> None:
+        self.note("recording masked")
+
+    async def unmask_recording(self) -> None:
+        self.note("recording unmasked")
+
+    async def collect(self, command: Collect) -> Event:
+        self.say(self.texts[command.prompt])
+        self.out.write(f"[{command.field} > ] ")
+        self.out.flush()
+        # Read in the event loop's thread on purpose: the terminal is the caller, the
+        # call waits for it, and Ctrl-C must reach this read (main thread only).
+        entry = self.keypad.read(command)
+        if not self.keypad.interactive:
+            self.out.write("\n")
+        if entry is None:
+            self.note("caller hung up")
+            raise CallerGone()
+        if len(entry.digits) == 0 and entry.terminator is None:
+            return InputTimeout(command.field)
+        return DigitsEntered(command.field, entry.digits, entry.terminator)
+
+    def say(self, text: str) -> None:
+        self.out.write(f"IVR: {text}\n")
+
+    def note(self, text: str) -> None:
+        self.out.write(f"  ({text})\n")
+        self.out.flush()
+
+
+class MemoryStore:
+    """The session store of a simulated call: it lives as long as the command."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.annotations: dict[str, dict[str, str]] = {}
+
+    async def load(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    async def set_state(
+        self, session: Session, state: SessionState, now: datetime.datetime, **extra: str
+    ) -> Session:
+        updated = session.with_state(state, now)
+        self.sessions[session.id] = updated
+        return updated
+
+    async def record_result(
+        self,
+        session: Session,
+        result: PaymentResult,
+        now: datetime.datetime,
+        annotations: Mapping[str, str] | None = None,
+    ) -> Session:
+        done = dataclasses.replace(session, state=SessionState.DONE, result=result, updated_at=now)
+        self.sessions[session.id] = done
+        self.annotations.setdefault(session.id, {}).update(annotations or {})
+        return done
+
+    async def annotate(self, session_id: str, **fields: str) -> bool:
+        self.annotations.setdefault(session_id, {}).update(fields)
+        return session_id in self.sessions
+
+    async def append_event(
+        self, name: SessionEvent, session: Session, now: datetime.datetime, **fields: str
+    ) -> None:
+        return None  # the terminal shows what happens; nothing else reads events here
+
+
+class Simulator(DriverHooks):
+    """Runs one CapturePlan through the executor with the terminal as the telephone."""
 
     def __init__(
         self,
@@ -264,102 +357,79 @@ class Simulator:
         out: TextIO,
         timeout_s: float,
         processor: Processor,
+        *,
+        session: Session | None = None,
+        store: AsyncSessionStore | None = None,
     ) -> None:
+        """``session`` and ``store``: a stored session to drive (``payivr demo``);
+        by default a session that lives in memory for the command's duration."""
+        self.session = session or Session.new(request, datetime.datetime.now(datetime.UTC))
+        self.store: AsyncSessionStore = store or MemoryStore()
+        self.result: PaymentResult | None = None
         self.plan = plan
         self.request = request
-        self.texts = texts
-        self.keypad = keypad
+        self.telephone = TerminalTelephone(texts, keypad, out)
         self.out = out
         self.timeout_s = timeout_s
         self.processor = processor
         self.outcome: Outcome | None = None
-        # The settled processor call: its raw code and any reversal, shown with the result.
-        self.settled: ChargeOutcome | None = None
 
     def run(self) -> Outcome:
-        self._note(
+        self.telephone.note(
             f"payment call: {self.request.operation} order {self.request.order}, "
             f"language {self.request.language}"
         )
-        pending: deque[Command] = deque(self.plan.start())
-        while pending:
-            event = self._carry_out(pending.popleft())
-            if event is not None:
-                pending.extend(self.plan.handle(event))
-        assert self.outcome is not None, "the plan always ends with a Finish"
+        asyncio.run(self._run())
+        if self.outcome is None:
+            raise RuntimeError("the plan ended without a Finish")
         return self.outcome
 
-    def _carry_out(self, command: Command) -> Event | None:
-        if isinstance(command, Play):
-            self._say(self.texts[command.prompt])
-        elif isinstance(command, SayAmount):
-            self._say(format_amount(command.amount, command.currency))
-        elif isinstance(command, SayDigits):
-            self._say(" ".join(command.digits))
-        elif isinstance(command, MaskRecording):
-            self._note("recording masked")
-        elif isinstance(command, UnmaskRecording):
-            self._note("recording unmasked")
-        elif isinstance(command, Collect):
-            return self._collect(command)
-        elif isinstance(command, ProcessPayment):
-            return ProcessorAnswered(self._charge(command))
-        elif isinstance(command, Finish):
-            self.outcome = command.outcome
-            self._print_result(command.outcome)
-        elif isinstance(command, ReturnCall):
-            self._note(f"call returned: {self.request.return_to}")
-        return None
-
-    def _collect(self, collect: Collect) -> Event:
-        self._say(self.texts[collect.prompt])
-        self.out.write(f"[{collect.field} > ] ")
-        self.out.flush()
-        entry = self.keypad.read(collect)
-        if not self.keypad.interactive:
-            self.out.write("\n")
-        if entry is None:
-            self._note("caller hung up")
-            return CallerHungUp()
-        if len(entry.digits) == 0 and entry.terminator is None:
-            return InputTimeout(collect.field)
-        return DigitsEntered(collect.field, entry.digits, entry.terminator)
-
-    def _charge(self, payment: ProcessPayment) -> ProcessorAnswer:
-        charge = payment.charge_request(self.request, timeout_s=self.timeout_s)
-        self._note("processing (sandbox)...")
-        try:
-            # As the ESL application does: a timeout or an untrustworthy answer is
-            # `failed`, and the processor is asked at once to void what it may have done.
-            self.settled = charge_and_settle(self.processor, charge)
-        finally:
-            if payment.cvv is not None:
-                payment.cvv.wipe()
-        return self.settled.answer
-
-    def _print_result(self, outcome: Outcome) -> None:
-        # The masked form of SPEC 7 (X-Pay-Card): the last four only.
-        card = (
-            f"{'*' * 12}{outcome.card_last4} ({outcome.card_brand})" if outcome.card_last4 else "-"
+    async def _run(self) -> None:
+        ctx = CallContext(
+            label=self.telephone.uuid,
+            plan=self.plan,
+            session=self.session,
+            merchant=self.plan.merchant,
+            telephone=self.telephone,
+            store=CallStore(self.store, self.telephone.uuid),
+            processor=self.processor,
+            processor_timeout_s=self.timeout_s,
+            hooks=self,
         )
+        await Executor().run(ctx)
+        late = ctx.settlement.late if ctx.settlement is not None else None
+        if late is not None:
+            await late  # the late reversal is shown when it is done
+        await ctx.store.drain()
+
+    # -- the executor's hooks ------------------------------------------------------------
+
+    def started(self, command: Command) -> None:
+        if isinstance(command, ProcessPayment):
+            self.telephone.note("processing (sandbox)...")
+
+    async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
+        self.result = result
+        self.outcome = self.plan.outcome or Outcome.failed(result.reason or Reason.INTERNAL_ERROR)
+        settled = ctx.settlement
+        fields = settled.session_fields() if settled is not None else {}
+        # The masked form of SPEC 7 (X-Pay-Card): the last four only.
+        card = f"{'*' * 12}{result.card_last4} ({result.card_brand})" if result.card_last4 else "-"
         lines = [
-            f"result:    {outcome.code}",
-            f"reason:    {outcome.reason or '-'}",
-            f"auth code: {outcome.auth_code or '-'}",
+            f"result:    {result.code}",
+            f"reason:    {result.reason or '-'}",
+            f"auth code: {result.auth_code or '-'}",
             f"card:      {card}",
         ]
-        if outcome.token:
-            lines.append(f"token:     {outcome.token}")
-        if self.settled is not None:
-            fields = self.settled.session_fields()
+        if result.token:
+            lines.append(f"token:     {result.token}")
+        if settled is not None:
             lines.append(f"raw code:  {fields['processor_raw_code'] or '-'}")
             if "reversal" in fields:
-                lines.append(f"reversal:  {fields['reversal']} ({fields['reversal_raw_code']})")
+                lines.append(
+                    f"reversal:  {fields['reversal']} ({fields.get('reversal_raw_code', '')})"
+                )
         self.out.write("\n".join(["", "== payment result ==", *lines, ""]) + "\n")
 
-    def _say(self, text: str) -> None:
-        self.out.write(f"IVR: {text}\n")
-
-    def _note(self, text: str) -> None:
-        self.out.write(f"  ({text})\n")
-        self.out.flush()
+    async def return_call(self, ctx: CallContext) -> None:
+        self.telephone.note(f"call returned: {self.request.return_to}")

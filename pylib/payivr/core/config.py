@@ -28,12 +28,15 @@ from payivr.core.config_types import (
     ProcessorConfig,
     RateLimitConfig,
     RedisConfig,
+    ReturnSettings,
     SentinelConfig,
     ServicesConfig,
     SigningConfig,
     TlsConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
+from payivr.core.connector_settings import read_connectors
+from payivr.core.siputil import parse_sip_uri
 
 LANGUAGES = ("es", "en", "pt", "nl")
 BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay")
@@ -59,6 +62,7 @@ __all__ = [
     "ProcessorConfig",
     "RateLimitConfig",
     "RedisConfig",
+    "ReturnSettings",
     "Secret",
     "SentinelConfig",
     "ServicesConfig",
@@ -124,11 +128,16 @@ def parse_config(
         m = _merchant(merchant_id, merchants_section.section(merchant_id), secrets)
         if m is not None:
             merchants[merchant_id] = m
-    root.reject_unknown({"secrets_file", "services", "merchants", "agent_api"})
+    connectors = read_connectors(root.section("connectors"), secrets)
+    root.reject_unknown({"secrets_file", "services", "merchants", "agent_api", "connectors"})
     if problems:
         raise ConfigError(problems)
     return Config(
-        path=path or base_dir / "payivr.yaml", services=services, merchants=merchants, raw=data
+        path=path or base_dir / "payivr.yaml",
+        services=services,
+        merchants=merchants,
+        raw=data,
+        connectors=connectors,
     )
 
 
@@ -217,27 +226,12 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
     )
     fs_nodes = tuple(s.get_list("freeswitch_nodes", str, ["sip:127.0.0.1:5080"]))
     for i, node in enumerate(fs_nodes):
-        if not re.match(r"^sips?:[^@\s]+(:\d{1,5})?(;[^\s]*)?$", node):
+        if not _is_node_uri(node):
             s.problem(f"freeswitch_nodes[{i}]", "not a sip: URI like sip:10.0.0.5:5080")
     if not fs_nodes:
         s.problem("freeswitch_nodes", "at least one FreeSWITCH node is needed")
 
-    e = s.section("esl")
-    es = e.section("event_socket")
-    esl = EslConfig(
-        listen_host=e.get(
-            "listen_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
-        ),
-        listen_port=e.port("listen_port", 8084),
-        event_socket=EventSocketConfig(
-            host=es.get("host", str, "127.0.0.1"),
-            port=es.port("port", 8021),
-            password=secrets.resolve(
-                es.get("password", str, ""), es.path_of("password"), required=False
-            ),
-        ),
-        prompts_dir=(base_dir / e.get("prompts_dir", str, "var/prompts")).resolve(),
-    )
+    esl = _esl(s.section("esl"), secrets, base_dir)
     c = s.section("callbacks")
     callbacks = CallbacksConfig(
         retry_for_s=c.positive_int("retry_for_s", 86400),
@@ -267,6 +261,62 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         esl=esl,
         callbacks=callbacks,
     )
+
+
+def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
+    es = e.section("event_socket")
+    r = e.section("return")
+    proxy = r.get("proxy", str, "", check=_is_bare_sip_uri, what="a sip: or sips: URI")
+    returns = ReturnSettings(
+        use_refer=r.get("use_refer", bool, True),
+        sofia_profile=r.get("sofia_profile", str, "payivr") or "payivr",
+        proxy=proxy or None,
+    )
+    recordings_dir = e.get("recordings_dir", str, "/var/lib/payivr/recordings") or "."
+    config = EslConfig(
+        listen_host=e.get(
+            "listen_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
+        ),
+        listen_port=e.port("listen_port", 8084),
+        event_socket=EventSocketConfig(
+            host=es.get("host", str, "127.0.0.1"),
+            port=es.port("port", 8021),
+            password=secrets.resolve(
+                es.get("password", str, ""), es.path_of("password"), required=False
+            ),
+        ),
+        prompts_dir=(base_dir / e.get("prompts_dir", str, "var/prompts")).resolve(),
+        linger_s=e.non_negative_int("linger_s", 10),
+        recordings_dir=(base_dir / recordings_dir).resolve(),
+        # 0 is taken as 1: the processor needs a thread to run at all.
+        processor_threads=max(1, e.non_negative_int("processor_threads", 64)),
+        returns=returns,
+    )
+    e.reject_unknown(
+        {
+            "listen_host",
+            "listen_port",
+            "event_socket",
+            "prompts_dir",
+            "linger_s",
+            "recordings_dir",
+            "processor_threads",
+            "return",
+        }
+    )
+    es.reject_unknown({"host", "port", "password"})
+    r.reject_unknown({"use_refer", "sofia_profile", "proxy"})
+    return config
+
+
+def _is_bare_sip_uri(value: str) -> bool:
+    return parse_sip_uri(value, name_addr=False) is not None
+
+
+def _is_node_uri(value: str) -> bool:
+    """A FreeSWITCH node: a bare SIP URI with no user part (`sip:10.0.0.5:5080`)."""
+    uri = parse_sip_uri(value, name_addr=False)
+    return uri is not None and uri.user is None
 
 
 def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantConfig | None:
@@ -319,7 +369,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
     callback_hosts = _hosts(m, "callback_hosts")
     return_hosts = _hosts(m, "return_hosts")
     default_return = m.get("default_return", str, "hangup")
-    if default_return not in RETURN_KEYWORDS and not re.match(r"^sips?:", default_return):
+    if default_return not in RETURN_KEYWORDS and parse_sip_uri(default_return) is None:
         m.problem("default_return", "hangup, agent, or a sip:/sips: URI")
     cap = m.section("capture")
     capture = CaptureConfig(

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from payivr.core.configread import Secret
+from payivr.core.connector_settings import ConnectorSettings
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,28 @@ class EventSocketConfig:
 
 
 @dataclass(frozen=True)
+class ReturnSettings:
+    """How the ESL application returns calls. `proxy` is Kamailio's URI for bridged returns."""
+
+    use_refer: bool = True
+    sofia_profile: str = "payivr"
+    proxy: str | None = None
+    hangup_cause: str = "NORMAL_CLEARING"
+
+
+@dataclass(frozen=True)
 class EslConfig:
+    """`services.esl`: the ESL application's socket, FreeSWITCH's event socket, prompts,
+    recordings, its processor threads and how calls go back (docs/esl.md)."""
+
     listen_host: str
     listen_port: int
     event_socket: EventSocketConfig
     prompts_dir: Path
+    linger_s: int  # how long FreeSWITCH keeps the socket after a hang-up
+    recordings_dir: Path  # IVR-leg recordings (record_ivr_leg)
+    processor_threads: int  # concurrent processor calls per process
+    returns: ReturnSettings
 
 
 @dataclass(frozen=True)
@@ -188,6 +206,8 @@ class Config:
     merchants: Mapping[str, MerchantConfig]
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """The YAML as read (secrets unresolved): for features that read their own section."""
+    connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
+    """Named HTTP connectors (`connectors:`, payivr.core.connector_settings)."""
 
     def merchant(self, merchant_id: str) -> MerchantConfig | None:
         return self.merchants.get(merchant_id)

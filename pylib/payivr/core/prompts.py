@@ -124,20 +124,3 @@ def parse_prompts(raw: str, *, source: str = "prompts") -> dict[str, str]:
     if problems:
         raise PromptCatalogueError("; ".join(problems))
     return texts
-
-
-# Minor-unit exponents (ISO 4217) of the currencies whose exponent is not 2.
-_EXPONENTS: dict[str, int] = {
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
-    "JPY": 0, "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0,
-    "TND": 3, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-}  # fmt: skip
-
-
-def format_amount(amount: int, currency: str) -> str:
-    """An amount in minor units as text: ``format_amount(1250, "EUR") == "12.50 EUR"``."""
-    exponent = _EXPONENTS.get(currency.upper(), 2)
-    if exponent == 0:
-        return f"{amount} {currency}"
-    units, minor = divmod(amount, 10**exponent)
-    return f"{units}.{minor:0{exponent}d} {currency}"

@@ -170,7 +170,7 @@ def parse_request(
         parsed = parse_sip_uri(agent)
         if parsed is None:
             raise bad_request("X-Pay-Agent", "must be a sip: or sips: URI")
-        agent = parsed[0]
+        agent = str(parsed)
     return_to = _return_target(fields.get("x-pay-return"), agent, referred_by, merchant)
 
     language = fields.get("x-pay-language", merchant.default_language).lower()
@@ -246,7 +246,7 @@ def _return_target(
         target = agent
         if target is None and referred_by:
             parsed = parse_sip_uri(referred_by)
-            target = parsed[0] if parsed else None
+            target = str(parsed) if parsed else None
         if target is None:
             raise bad_request(header, "agent needs X-Pay-Agent or Referred-By")
         _check_return_host(target, merchant, "X-Pay-Agent" if agent else header)
@@ -254,13 +254,13 @@ def _return_target(
     parsed = parse_sip_uri(chosen)
     if parsed is None:
         raise bad_request(header, "must be hangup, agent, or a sip:/sips: URI")
-    _check_return_host(parsed[0], merchant, header)
-    return ReturnTarget("uri", parsed[0])
+    _check_return_host(str(parsed), merchant, header)
+    return ReturnTarget("uri", str(parsed))
 
 
 def _check_return_host(uri: str, merchant: MerchantConfig, header: str) -> None:
     parsed = parse_sip_uri(uri)
-    host = parsed[1] if parsed else ""
+    host = parsed.hostname if parsed else ""
     if not merchant.return_host_allowed(host):
         raise Rejection(
             400, "Bad Payment Request", header, f"host {host} is not in the return allowlist"

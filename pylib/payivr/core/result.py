@@ -1,18 +1,20 @@
-"""Results of SPEC section 7: codes, reasons, SIP result headers, the callback body."""
+"""Results of SPEC section 7: codes, SIP result headers, the callback body.
+
+Reasons are `payivr.core.reasons.Reason`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
 from payivr.core.request import PaymentRequest
-from payivr.core.signature import sign
+from payivr.core.signature import sign, verify
 
 __all__ = [
-    "REASONS",
     "RESULT_HEADERS",
     "Outcome",
     "PaymentResult",
@@ -22,30 +24,8 @@ __all__ = [
     "callback_payload",
     "iso",
     "result_headers",
+    "verify_result_headers",
 ]
-
-# Stable, machine-readable reasons: the same ids show up in logs, headers, callbacks
-# and docs (docs/contract-notes.md, "Result reasons", says what each means).
-REASONS = frozenset(
-    {
-        "card-declined",
-        "insufficient-funds",
-        "card-expired",
-        "invalid-card",
-        "processor-error",
-        "processor-timeout",
-        "attempts-exhausted",
-        "caller-hangup",
-        "session-not-found",
-        "ivr-unavailable",
-        "cancelled-by-agent",
-        "brand-not-accepted",
-        "processor-unavailable",
-        "internal-error",
-        "duplicate-order",
-        "nothing-to-reverse",
-    }
-)
 
 RESULT_HEADERS: tuple[str, ...] = (
     "X-Pay-Result",
@@ -220,6 +200,14 @@ def result_headers(
     headers = {k: v for k, v in values.items() if v}
     headers["X-Pay-Signature"] = sign(secret, headers, call_id, SIGNED_RESULT_HEADERS)
     return list(headers.items())
+
+
+def verify_result_headers(headers: Iterable[tuple[str, str]], secret: bytes, call_id: str) -> bool:
+    """Check result headers as the contact center does: the signature over the signed
+    headers present and the returning call's Call-ID."""
+    fields = {name.lower(): value for name, value in headers}
+    signature = fields.get("x-pay-signature", "")
+    return verify(secret, fields, call_id, signature, SIGNED_RESULT_HEADERS)
 
 
 def callback_payload(result: PaymentResult) -> dict[str, object]:

@@ -43,6 +43,7 @@ from payivr.core.processor import (
     ProcessorTimeout,
     ResultCode,
 )
+from payivr.core.reasons import Reason
 
 TOKEN_PREFIX = "tok_"  # noqa: S105 (a token prefix, not a secret)
 _HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")
@@ -54,16 +55,16 @@ TIMEOUT_CARD = "4000000000000259"
 @dataclass(frozen=True)
 class _Fixed:
     code: ResultCode
-    reason: str
+    reason: Reason
     raw_code: str
 
 
 # SPEC section 8. Keys are test card numbers, published on purpose.
 SANDBOX_CARDS: dict[str, _Fixed] = {
-    "4000000000000002": _Fixed(ResultCode.DECLINED, "card-declined", "05"),
-    "4000000000009995": _Fixed(ResultCode.DECLINED, "insufficient-funds", "51"),
-    "4000000000000069": _Fixed(ResultCode.DECLINED, "card-expired", "54"),
-    "4000000000000119": _Fixed(ResultCode.FAILED, "processor-error", "96"),
+    "4000000000000002": _Fixed(ResultCode.DECLINED, Reason.CARD_DECLINED, "05"),
+    "4000000000009995": _Fixed(ResultCode.DECLINED, Reason.INSUFFICIENT_FUNDS, "51"),
+    "4000000000000069": _Fixed(ResultCode.DECLINED, Reason.CARD_EXPIRED, "54"),
+    "4000000000000119": _Fixed(ResultCode.FAILED, Reason.PROCESSOR_ERROR, "96"),
 }
 
 
@@ -99,7 +100,7 @@ class SandboxProcessor:
             return self._charge_token(request)
         pan = request.card.pan.reveal()
         if not luhn_valid(pan):
-            return ProcessorAnswer(ResultCode.DECLINED, "invalid-card", raw_code="14")
+            return ProcessorAnswer(ResultCode.DECLINED, Reason.INVALID_CARD, raw_code="14")
         if pan == TIMEOUT_CARD:
             self._sleep(request.timeout_s)
             raise ProcessorTimeout("sandbox: the timeout test card never gets an answer")
@@ -124,7 +125,7 @@ class SandboxProcessor:
 
     def _charge_token(self, request: ChargeRequest) -> ProcessorAnswer:
         if request.token is None or not TOKEN_RE.match(request.token):
-            return ProcessorAnswer(ResultCode.DECLINED, "invalid-card", raw_code="14")
+            return ProcessorAnswer(ResultCode.DECLINED, Reason.INVALID_CARD, raw_code="14")
         return ProcessorAnswer(
             ResultCode.APPROVED,
             auth_code=sandbox_auth_code(request.order, request.amount),

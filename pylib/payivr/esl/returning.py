@@ -20,8 +20,8 @@ import asyncio
 import logging
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
+from payivr.core.config import ReturnSettings
 from payivr.esl.channel import CallChannel
 
 log = logging.getLogger("payivr.esl")
@@ -31,16 +31,6 @@ REQUEST_HEADER_VARIABLE = "variable_sip_h_"
 REFER_STATUS_VARIABLE = "sip_refer_status_code"
 # How long a REFER may take to be answered before the call is bridged instead.
 REFER_WAIT_S = 8.0
-
-
-@dataclass(frozen=True)
-class ReturnSettings:
-    """How calls leave payivr. `proxy` is Kamailio's URI for bridged returns."""
-
-    use_refer: bool = True
-    sofia_profile: str = "payivr"
-    proxy: str | None = None
-    hangup_cause: str = "NORMAL_CLEARING"
 
 
 def dialog_call_id(channel: CallChannel, fallback: str) -> str:

@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from payivr.core.config import Config
+from payivr.core.config import Config, EslConfig
 from payivr.esl.driver import EslApplication
-from payivr.esl.options import EslOptions, esl_options
 from payivr.esl.server import OutboundServer
 from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
 from payivr.store.connect import async_redis_client
@@ -44,7 +43,7 @@ def build_service(
     services: Services,
     *,
     store: AsyncSessionStore | None = None,
-    options: EslOptions | None = None,
+    options: EslConfig | None = None,
     port: int | None = None,
 ) -> EslService:
     """The application and its server.
@@ -52,7 +51,7 @@ def build_service(
     `services` (payivr.wiring) gives the processors; the session store is the asyncio
     one (payivr.store.async_store) on the configured Redis unless `store` is given.
     """
-    options = options or esl_options(config)
+    options = options or config.services.esl
     if store is None:
         client = async_redis_client(config.services.redis)
         store = AsyncRedisSessionStore(client, ttl_s=config.services.session_ttl_s)

@@ -21,23 +21,19 @@ optional `services.freeswitch` section, read from `Config.raw` and validated her
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from payivr.core.config import LANGUAGES, Config
 from payivr.core.configread import Reader
+from payivr.core.siputil import parse_sip_uri
 
 SRTP_MODES = ("optional", "mandatory", "forbidden")
 LOG_LEVELS = ("info", "notice", "warning", "err")
 # FreeSWITCH log level names from the least to the most severe kept in the log.
 _LEVEL_ORDER = ("info", "notice", "warning", "err", "crit", "alert")
 TLS_VERIFY_POLICIES = ("none", "in", "out", "all", "subjects_in", "subjects_out", "subjects_all")
-_NODE = re.compile(
-    r"^(?P<scheme>sips?):(?P<host>\[[^\]]+\]|[^:;@\s]+)(?::(?P<port>\d{1,5}))?"
-    r"(?P<params>;\S*)?$"
-)
 # FreeSWITCH's well-known default password: refused, never written.
 DEFAULT_PASSWORD = "ClueCon"  # noqa: S105
 
@@ -94,15 +90,11 @@ class FreeswitchSettings:
 
 def parse_node(uri: str) -> SipNode | None:
     """`sip:10.0.0.5:5080`, `sips:fs1.example:5061`, `sip:h:5080;transport=tls`."""
-    m = _NODE.match(uri.strip())
-    if m is None:
+    parsed = parse_sip_uri(uri, name_addr=False)
+    if parsed is None or parsed.user is not None:
         return None
-    params = (m.group("params") or "").lower()
-    tls = m.group("scheme") == "sips" or "transport=tls" in params
-    port = int(m.group("port") or (5061 if tls else 5060))
-    if not 0 < port < 65536:
-        return None
-    return SipNode(host=m.group("host").strip("[]"), port=port, tls=tls)
+    port = parsed.port or (5061 if parsed.secure else 5060)
+    return SipNode(host=parsed.hostname, port=port, tls=parsed.secure)
 
 
 def _ip_literal(value: str) -> str | None:

@@ -51,7 +51,9 @@ return 1
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-class Outcome(enum.Enum):
+class AdmissionWrite(enum.Enum):
+    """What `create_session` did: created the session, or wrote nothing (a replay)."""
+
     CREATED = "created"
     REPLAYED = "replayed"
 
@@ -73,7 +75,7 @@ class AdmissionStore:
         self._admit_sha = hashlib.sha1(ADMIT_SCRIPT.encode()).hexdigest().encode()  # noqa: S324
         self._close = client.register_script(CLOSE_SCRIPT)
 
-    def create_session(self, accept: Accept, session_id: str, now: float) -> Outcome:
+    def create_session(self, accept: Accept, session_id: str, now: float) -> AdmissionWrite:
         """Claim the replay key and create the session with its event, atomically.
 
         Raises redis.RedisError when Redis is unreachable or slow (the caller answers
@@ -98,7 +100,7 @@ class AdmissionStore:
             _dumps(hash_items).encode(),
             _dumps(event_items).encode(),
         )
-        return Outcome.CREATED if int(done) == 1 else Outcome.REPLAYED
+        return AdmissionWrite.CREATED if int(done) == 1 else AdmissionWrite.REPLAYED
 
     def _evalsha(self, sha: bytes, script: str, *args: bytes) -> Any:
         """EVALSHA on a pooled connection, packing the command here.

@@ -21,7 +21,8 @@ from payivr.core.admission import Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
-from payivr.kamailio.admission_store import AdmissionStore, Outcome
+from payivr.core.siputil import uri_host
+from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
@@ -29,7 +30,6 @@ from payivr.kamailio.sipmsg import (
     payment_headers,
     reply_headers,
     unknown_payment_headers,
-    uri_host,
 )
 
 # Dispatcher algorithm 4: round-robin over the active nodes of the set.
@@ -187,7 +187,7 @@ class Router:
         outcome = self._create_session(decision, session_id, now)
         if outcome is None:
             return self._reject(unavailable("Redis", "session store unavailable", self.retry_after))
-        if outcome is Outcome.REPLAYED:
+        if outcome is AdmissionWrite.REPLAYED:
             return self._reject(replayed())
 
         ksr.pv.sets(SESSION_AVP, f"{session_id} {request.merchant} {request.order}")
@@ -210,7 +210,7 @@ class Router:
         )
         return STOP
 
-    def _create_session(self, decision: Any, session_id: str, now: float) -> Outcome | None:
+    def _create_session(self, decision: Any, session_id: str, now: float) -> AdmissionWrite | None:
         import redis
 
         if now < self._redis_down_until:

@@ -76,19 +76,3 @@ def reply_headers(rejection: Rejection, host: str) -> str:
     if rejection.retry_after is not None:
         text += f"Retry-After: {rejection.retry_after}\r\n"
     return text
-
-
-def uri_host(uri: str) -> str:
-    """The lowercase host of a sip:/sips: URI (or of a name-addr), '' if there is none."""
-    text = uri.strip()
-    if "<" in text:
-        text = text[text.find("<") + 1 :]
-        text = text.split(">", 1)[0]
-    _, sep, rest = text.partition(":")
-    if not sep:
-        return ""
-    rest = rest.split(";", 1)[0].split("?", 1)[0]
-    hostport = rest.rsplit("@", 1)[-1]
-    if hostport.startswith("["):
-        return hostport[1:].split("]", 1)[0].lower()
-    return hostport.split(":", 1)[0].lower()

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from payivr.processors.outcome import ChargeOutcome, charge_and_settle, needs_reversal
+from payivr.processors.outcome import SettledCharge, charge_and_settle, needs_reversal
 
 if TYPE_CHECKING:
     from payivr.core.config import MerchantConfig
     from payivr.core.processor import Processor
 
 __all__ = [
-    "ChargeOutcome",
+    "SettledCharge",
     "build_processor",
     "charge_and_settle",
     "needs_reversal",

@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
 from payivr.core.processor import ChargeRequest, ProcessorAnswer
+from payivr.core.reasons import Reason
 from payivr.processors.memo import AnswerMemo
 from payivr.processors.outcome import RAW_CONNECTION_LOST, RAW_HTTP_5XX, failed, needs_reversal
 from payivr.processors.transport import HttpAnswer, TransportFailure, post
-
-PROCESSOR_ERROR = "processor-error"
 
 
 class SecretText(Protocol):
@@ -44,9 +43,9 @@ def status_failure(http: HttpAnswer) -> ProcessorAnswer | None:
     """`failed` for an answer whose HTTP status is not 200 (a 5xx may have charged and
     calls for a reversal), else None: the body is the adapter's to read."""
     if http.status >= 500:
-        return failed(PROCESSOR_ERROR, RAW_HTTP_5XX)
+        return failed(Reason.PROCESSOR_ERROR, RAW_HTTP_5XX)
     if http.status != 200:
-        return failed(PROCESSOR_ERROR, f"payivr:http-{http.status}")
+        return failed(Reason.PROCESSOR_ERROR, f"payivr:http-{http.status}")
     return None
 
 
@@ -75,7 +74,7 @@ class HttpAdapter(ABC):
         """Void whatever the idempotency key may have charged."""
         self._memo.forget(request.idempotency_key)
         if not self.settings.reverse_enabled:
-            return failed(PROCESSOR_ERROR, "payivr:reversal-disabled")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:reversal-disabled")
         return self._reverse(request)
 
     @abstractmethod
@@ -105,7 +104,7 @@ class HttpAdapter(ABC):
             )
             # Only a connection never opened cannot have charged.
             raw = RAW_CONNECTION_LOST if exc.may_have_arrived else f"payivr:{exc.kind}"
-            return failed(PROCESSOR_ERROR, raw)
+            return failed(Reason.PROCESSOR_ERROR, raw)
 
     def _logged(
         self, operation: str, request: ChargeRequest, answer: ProcessorAnswer

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from payivr.core.processor import ChargeRequest, Operation, ProcessorAnswer, ResultCode
+from payivr.core.reasons import PROCESSOR_REASONS, Reason
 from payivr.core.signature import sign_callback, verify_callback
 from payivr.processors.base import HttpAdapter, SecretText, status_failure
 from payivr.processors.memo import AnswerMemo
@@ -44,20 +45,6 @@ KEY_ID_HEADER = "X-Payivr-Key-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 SIGNATURE_WINDOW_S = 300
 
-# error_code values the connector may send; anything else is kept as the raw code and
-# mapped to the generic reason of its result.
-KNOWN_REASONS = frozenset(
-    {
-        "card-declined",
-        "insufficient-funds",
-        "card-expired",
-        "invalid-card",
-        "processor-error",
-        "processor-timeout",
-        "duplicate-order",
-        "nothing-to-reverse",
-    }
-)
 _RESULTS = {
     "approved": ResultCode.APPROVED,
     "declined": ResultCode.DECLINED,
@@ -158,9 +145,9 @@ class HttpConnectorProcessor(HttpAdapter):
 
     def _charge(self, request: ChargeRequest) -> ProcessorAnswer:
         if request.operation.captures_card and request.card is None:
-            return failed("processor-error", "payivr:bad-request")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:bad-request")
         if request.operation is Operation.TOKEN_SALE and not request.token:
-            return failed("processor-error", "payivr:bad-request")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:bad-request")
         return self._call(request, request.operation.value)
 
     def _reverse(self, request: ChargeRequest) -> ProcessorAnswer:
@@ -170,7 +157,7 @@ class HttpConnectorProcessor(HttpAdapter):
         try:
             body = json.dumps(request_body(request, operation=operation)).encode("utf-8")
         except ValueError:
-            return failed("processor-error", "payivr:bad-request")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:bad-request")
         secret = self.settings.secret.value().encode("utf-8")
         headers = {
             "Content-Type": "application/json",
@@ -198,32 +185,37 @@ class HttpConnectorProcessor(HttpAdapter):
             (v for k, v in http.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), ""
         )
         if not verify_callback(secret, http.body, header, self._clock(), SIGNATURE_WINDOW_S):
-            return failed("processor-error", RAW_BAD_SIGNATURE)
+            return failed(Reason.PROCESSOR_ERROR, RAW_BAD_SIGNATURE)
         try:
             doc = json.loads(http.body)
         except ValueError:
-            return failed("processor-error", RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         if not isinstance(doc, dict) or doc.get("idempotency_key") != request.idempotency_key:
-            return failed("processor-error", RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         result = _RESULTS.get(str(doc.get("result")))
         if result is None:
-            return failed("processor-error", RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         raw = _printable(doc.get("processor_code")) or _printable(doc.get("error_code"))
         error_code = doc.get("error_code")
         if result is ResultCode.APPROVED:
             if reversal:
-                reason = error_code if error_code == "nothing-to-reverse" else None
+                nothing = error_code == Reason.NOTHING_TO_REVERSE
+                reason = Reason.NOTHING_TO_REVERSE if nothing else None
                 return ProcessorAnswer(ResultCode.APPROVED, reason, None, None, raw)
             token = _printable(doc.get("token")) if request.operation.returns_token else None
             if request.operation is Operation.TOKENIZE and not token:
-                return failed("processor-error", "payivr:no-token")
+                return failed(Reason.PROCESSOR_ERROR, "payivr:no-token")
             return ProcessorAnswer(
                 ResultCode.APPROVED, None, _printable(doc.get("auth_code")), token, raw
             )
-        if isinstance(error_code, str) and error_code in KNOWN_REASONS:
-            reason = error_code
+        # A gateway's error_code passes through when it is one of ours; anything else
+        # is kept as the raw code only, and the result gets its generic reason.
+        if isinstance(error_code, str) and error_code in PROCESSOR_REASONS:
+            reason = Reason(error_code)
         else:
-            reason = "card-declined" if result is ResultCode.DECLINED else "processor-error"
+            reason = (
+                Reason.CARD_DECLINED if result is ResultCode.DECLINED else Reason.PROCESSOR_ERROR
+            )
         return ProcessorAnswer(result, reason, None, None, raw)
 
 

@@ -4,7 +4,7 @@ The rule (issue 6): the caller is never told "approved" unless the processor sai
 When the charge's fate is unknown (timeout, lost connection, an answer that is
 malformed or whose signature does not verify) the answer is `failed` and payivr
 immediately asks the processor to void whatever it may have done; the reversal's
-outcome goes on the session for operators (`ChargeOutcome.session_fields()`).
+outcome goes on the session for operators (`SettledCharge.session_fields()`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from payivr.core.processor import (
     ProcessorTimeout,
     ResultCode,
 )
+from payivr.core.reasons import Reason
 
 log = logging.getLogger("payivr.processors")
 
@@ -43,7 +44,7 @@ AMBIGUOUS_RAW_CODES = frozenset(
 )
 
 
-def failed(reason: str, raw_code: str | None) -> ProcessorAnswer:
+def failed(reason: Reason, raw_code: str | None) -> ProcessorAnswer:
     """A `failed` answer (never carries an auth code or token)."""
     return ProcessorAnswer(ResultCode.FAILED, reason, None, None, raw_code)
 
@@ -54,7 +55,7 @@ def needs_reversal(answer: ProcessorAnswer) -> bool:
 
 
 @dataclass(frozen=True)
-class ChargeOutcome:
+class SettledCharge:
     """The answer to report, and the reversal attempted after an uncertain charge."""
 
     answer: ProcessorAnswer
@@ -76,7 +77,7 @@ class ChargeOutcome:
         return fields
 
 
-def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOutcome:
+def charge_and_settle(processor: Processor, request: ChargeRequest) -> SettledCharge:
     """Charge; on a timeout or an untrustworthy answer, report `failed` and reverse.
 
     A timeout is reported as `failed`/`processor-timeout`; an adapter that raises
@@ -87,13 +88,13 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOut
     try:
         answer = processor.charge(request)
     except ProcessorTimeout:
-        answer = failed("processor-timeout", RAW_TIMEOUT)
+        answer = failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)
     except Exception as exc:
         # The type only: an adapter's message could echo request fields.
         log.error("processor error: %s", type(exc).__name__)
-        answer = failed("processor-error", RAW_ADAPTER_ERROR)
+        answer = failed(Reason.PROCESSOR_ERROR, RAW_ADAPTER_ERROR)
     if answer.code is ResultCode.APPROVED or not needs_reversal(answer):
-        return ChargeOutcome(answer)
+        return SettledCharge(answer)
     log.warning(
         "charge outcome unknown, reversing: merchant=%s order=%s raw=%s",
         request.merchant,
@@ -103,9 +104,9 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOut
     try:
         reversal = processor.reverse(request)
     except ProcessorTimeout:
-        reversal = failed("processor-timeout", RAW_TIMEOUT)
+        reversal = failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)
     except Exception as exc:  # a reversal must never turn into an unhandled error
-        reversal = failed("processor-error", f"payivr:{type(exc).__name__}")
+        reversal = failed(Reason.PROCESSOR_ERROR, f"payivr:{type(exc).__name__}")
     log.warning(
         "reversal %s: merchant=%s order=%s raw=%s",
         "done" if reversal.code is ResultCode.APPROVED else "failed",
@@ -113,4 +114,4 @@ def charge_and_settle(processor: Processor, request: ChargeRequest) -> ChargeOut
         request.order,
         reversal.raw_code,
     )
-    return ChargeOutcome(answer, reversal)
+    return SettledCharge(answer, reversal)

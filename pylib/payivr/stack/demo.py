@@ -21,16 +21,17 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TextIO
 
 from payivr.core.config import Config, MerchantConfig
 from payivr.core.request import PaymentRequest
-from payivr.core.result import PaymentResult
+from payivr.core.result import PaymentResult, verify_result_headers
+from payivr.core.signature import verify_callback
 from payivr.stack.layout import StackLayout
 from payivr.stack.ports import free_port
-from payivr.stack.receiver import CallbackReceiver
+from payivr.stack.receiver import CallbackReceiver, ReceivedCallback
 from payivr.stack.sipp import (
     Sipp,
     contact_center,
@@ -81,6 +82,38 @@ class DemoReport:
             and self.callback_signature_ok
             and self.result_signature_ok
         )
+
+    def read_bye(self, uac: Sipp, merchant: MerchantConfig, call_id: str, out: TextIO) -> None:
+        """The BYE the contact center received: shown, and its signature checked."""
+        self.bye_headers = received_bye_headers(uac)
+        for name, value in self.bye_headers:
+            out.write(f"  {name}: {value}\n")
+        secret = merchant.signing_secret.encode()
+        self.result_signature_ok = verify_result_headers(self.bye_headers, secret, call_id)
+        out.write(
+            f"  signature (merchant signing secret, Call-ID): {_valid(self.result_signature_ok)}\n"
+        )
+
+    def read_callback(
+        self, callback: ReceivedCallback, merchant: MerchantConfig, out: TextIO
+    ) -> None:
+        """The callback the merchant received: shown, and its signature checked."""
+        self.callback_headers, self.callback_body = callback.headers, callback.body
+        self.callback_signature_ok = verify_callback(
+            merchant.callback_secret.encode(),
+            callback.body,
+            callback.headers.get("X-Payivr-Signature", ""),
+        )
+        out.write(f"  POST {callback.path}\n")
+        for name in ("Content-Type", "X-Payivr-Event-Id", "X-Payivr-Signature"):
+            out.write(f"  {name}: {callback.headers.get(name, '-')}\n")
+        body = json.dumps(json.loads(callback.body), indent=1).replace("\n", "\n  ")
+        out.write(f"  {body}\n")
+        out.write(f"  signature (merchant callback secret): {_valid(self.callback_signature_ok)}\n")
+
+
+def _valid(ok: bool) -> str:
+    return "valid" if ok else "INVALID"
 
 
 def pick_merchant(config: Config) -> MerchantConfig:
@@ -142,11 +175,9 @@ def drive_session(
     """Run the capture plan for a stored session as `payivr simulate` does, with the
     session's states, events and result going through the Redis store."""
     from payivr.commands.simulate import Keypad, Simulator
-    from payivr.core.plan import CapturePlan, ProcessPayment
-    from payivr.core.processor import ProcessorAnswer
+    from payivr.core.plan import CapturePlan
     from payivr.core.prompts import load_prompts
-    from payivr.core.result import build_result
-    from payivr.core.session import SessionState, new_event_id
+    from payivr.execution.store import ThreadedStore
     from payivr.processors import build_processor
     from payivr.store.connect import redis_client
     from payivr.store.redis_store import RedisSessionStore
@@ -159,20 +190,11 @@ def drive_session(
     merchant = config.merchant(request.merchant)
     if merchant is None:
         raise DemoError(f"session {session_id} names merchant {request.merchant}, not configured")
-    session = store.set_state(session, SessionState.CAPTURING, datetime.now(UTC))
-    holder = {"session": session}
-
-    class StoreSimulator(Simulator):
-        def _charge(self, payment: ProcessPayment) -> ProcessorAnswer:
-            holder["session"] = store.set_state(
-                holder["session"], SessionState.PROCESSING, datetime.now(UTC)
-            )
-            return super()._charge(payment)
-
     today = date.today()
     plan = CapturePlan(request, merchant, today)
     keypad = Keypad(io.StringIO(_keys(merchant, today, card)), out)
-    simulator = StoreSimulator(
+    # The executor writes the states, events and result (with its outbox entry) to Redis.
+    simulator = Simulator(
         plan,
         request,
         load_prompts(request.language),
@@ -180,18 +202,13 @@ def drive_session(
         out,
         merchant.processor.timeout_s,
         build_processor(merchant),
+        session=session,
+        store=ThreadedStore(store),
     )
-    outcome = simulator.run()
-    now = datetime.now(UTC)
-    result = build_result(
-        request,
-        session_id=session_id,
-        event_id=new_event_id(),
-        created_at=session.created_at,
-        completed_at=now,
-        outcome=outcome,
-    )
-    store.record_result(holder["session"], result, now)
+    simulator.run()
+    result = simulator.result
+    if result is None:
+        raise DemoError("the simulated call recorded no result")
     return request, result
 
 
@@ -284,8 +301,7 @@ def run_demo(
         report.result = str(result.code)
 
         step("the IVR ends the call: BYE with the signed result headers, via Kamailio")
-        from payivr.core.result import SIGNED_RESULT_HEADERS, result_headers
-        from payivr.core.signature import verify
+        from payivr.core.result import result_headers
 
         bye = result_headers(
             result,
@@ -296,21 +312,7 @@ def run_demo(
         send_result_info(state.ports["freeswitch"], call_id, bye)
         if uac.wait(20) != 0:
             raise DemoError("the contact center did not get the BYE\n" + uac.explain())
-        report.bye_headers = received_bye_headers(uac)
-        for name, value in report.bye_headers:
-            out.write(f"  {name}: {value}\n")
-        got = {k.lower(): v for k, v in report.bye_headers}
-        report.result_signature_ok = verify(
-            merchant.signing_secret.encode(),
-            {k: v for k, v in got.items() if k in SIGNED_RESULT_HEADERS},
-            call_id,
-            got.get("x-pay-signature", ""),
-            SIGNED_RESULT_HEADERS,
-        )
-        out.write(
-            f"  signature (merchant signing secret, Call-ID): "
-            f"{'valid' if report.result_signature_ok else 'INVALID'}\n"
-        )
+        report.read_bye(uac, merchant, call_id, out)
 
         step("the callback worker delivers the signed callback")
         callbacks = receiver.wait(1, 20)
@@ -318,22 +320,7 @@ def run_demo(
             raise DemoError(
                 f"no callback arrived within 20 s; worker log: {workdir / 'logs' / 'callbacks.log'}"
             )
-        cb = callbacks[0]
-        report.callback_headers = cb.headers
-        report.callback_body = cb.body
-        from payivr.core.signature import verify_callback
-
-        report.callback_signature_ok = verify_callback(
-            merchant.callback_secret.encode(), cb.body, cb.headers.get("X-Payivr-Signature", "")
-        )
-        out.write(f"  POST {cb.path}\n")
-        for name in ("Content-Type", "X-Payivr-Event-Id", "X-Payivr-Signature"):
-            out.write(f"  {name}: {cb.headers.get(name, '-')}\n")
-        out.write("  " + json.dumps(json.loads(cb.body), indent=1).replace("\n", "\n  ") + "\n")
-        out.write(
-            f"  signature (merchant callback secret): "
-            f"{'valid' if report.callback_signature_ok else 'INVALID'}\n"
-        )
+        report.read_callback(callbacks[0], merchant, out)
     finally:
         for proc in holder.values():
             proc.stop()

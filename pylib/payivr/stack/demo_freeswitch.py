@@ -11,7 +11,6 @@ delivers the signed callback to a local receiver.
 
 from __future__ import annotations
 
-import json
 import secrets
 import wave
 from collections.abc import Mapping
@@ -20,10 +19,10 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from payivr.stack.ports import free_port, free_udp_block
+from payivr.stack.ports import free_port
 from payivr.stack.receiver import CallbackReceiver
 from payivr.stack.rtp_pcap import Keying, keyed_call
-from payivr.stack.sipp import Sipp, received_bye_headers, scenario, write_injection
+from payivr.stack.sipp import Sipp, contact_center, scenario, write_injection
 
 if TYPE_CHECKING:
     from payivr.core.config import Config, MerchantConfig
@@ -118,27 +117,8 @@ def start_keyed_call(
     call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
     headers = request_headers(merchant, call_id, callback_url, lang, amount, extra_headers)
     injection = write_injection(sipp_dir / "request.csv", [f"{n}: {v}" for n, v in headers])
-    uac = Sipp(
-        "contact-center",
-        [
-            f"127.0.0.1:{kamailio_port}",
-            "-sf",
-            str(uac_scenario),
-            "-inf",
-            str(injection),
-            "-cid_str",
-            call_id,
-            "-m",
-            "1",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_udp_block()),
-            "-timeout",
-            f"{timeout_s}s",
-            "-timeout_error",
-        ],
-        sipp_dir,
+    uac = contact_center(
+        kamailio_port, free_port(), call_id, injection, sipp_dir, timeout_s, uac_scenario
     )
     uac.start()
     return KeyedCall(call_id, headers, keyings, uac)
@@ -157,8 +137,6 @@ def run_freeswitch_demo(
 ) -> DemoReport:
     """The demo through FreeSWITCH and the ESL application (see module doc)."""
     from payivr.core.config import load_config
-    from payivr.core.result import SIGNED_RESULT_HEADERS
-    from payivr.core.signature import verify, verify_callback
     from payivr.stack.demo import DemoError, DemoReport, _stepper, pick_merchant
     from payivr.stack.up import stack_down, stack_up
 
@@ -199,32 +177,16 @@ def run_freeswitch_demo(
                 f"{workdir / 'logs' / 'esl.log'}\n" + uac.explain()
             )
         step("the IVR's BYE reached the contact center through Kamailio")
-        report.bye_headers = received_bye_headers(uac)
-        for name, value in report.bye_headers:
-            out.write(f"  {name}: {value}\n")
+        report.read_bye(uac, merchant, call_id, out)
         got = {k.lower(): v for k, v in report.bye_headers}
         report.result = got.get("x-pay-result", "")
         report.session_id = got.get("x-pay-session", "")
         report.call_id = call_id
-        report.result_signature_ok = verify(
-            merchant.signing_secret.encode(),
-            {k: v for k, v in got.items() if k in SIGNED_RESULT_HEADERS},
-            call_id,
-            got.get("x-pay-signature", ""),
-            SIGNED_RESULT_HEADERS,
-        )
-        out.write(f"  signature: {'valid' if report.result_signature_ok else 'INVALID'}\n")
 
         step("the callback worker delivers the signed callback")
         callbacks = receiver.wait(1, 30)
         if callbacks:
-            cb = callbacks[0]
-            report.callback_headers, report.callback_body = cb.headers, cb.body
-            report.callback_signature_ok = verify_callback(
-                merchant.callback_secret.encode(), cb.body, cb.headers.get("X-Payivr-Signature", "")
-            )
-            out.write("  " + json.dumps(json.loads(cb.body), indent=1).replace("\n", "\n  ") + "\n")
-            out.write(f"  signature: {'valid' if report.callback_signature_ok else 'INVALID'}\n")
+            report.read_callback(callbacks[0], merchant, out)
         else:
             out.write("  no callback within 30 s\n")
     finally:

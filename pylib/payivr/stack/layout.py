@@ -74,7 +74,7 @@ def loopback_config(base: Config, workdir: Path, ports: dict[str, int]) -> dict[
     event_socket["host"] = "127.0.0.1"
     event_socket["port"] = ports["event_socket"]
     esl["prompts_dir"] = str(base.services.esl.prompts_dir)
-    # Read by the ESL application's own options (payivr.esl.options): recordings of
+    # The ESL application's settings (services.esl): recordings of
     # the IVR leg stay in the workdir, and bridged returns go through this Kamailio.
     esl["recordings_dir"] = str(workdir.resolve() / "recordings")
     _section(esl, "return")["proxy"] = f"sip:127.0.0.1:{ports['kamailio']}"

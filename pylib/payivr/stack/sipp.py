@@ -131,8 +131,10 @@ def contact_center(
     injection: Path,
     workdir: Path,
     timeout_s: int = 60,
+    scenario_file: Path | None = None,
 ) -> Sipp:
-    """The CTI's UAC: one signed payment INVITE with the given Call-ID."""
+    """The CTI's UAC: one signed payment INVITE with the given Call-ID (the scenario
+    `uac-sale-expect-result-on-bye` unless `scenario_file` names another)."""
     # SIPp maps responses to calls by the Call-ID it generated, so the Call-ID the
     # signature covers is set through -cid_str (with no %u/%p: one call, fixed id).
     return Sipp(
@@ -140,7 +142,7 @@ def contact_center(
         [
             f"127.0.0.1:{kamailio_port}",
             "-sf",
-            str(scenario("uac-sale-expect-result-on-bye")),
+            str(scenario_file or scenario("uac-sale-expect-result-on-bye")),
             "-inf",
             str(injection),
             "-cid_str",

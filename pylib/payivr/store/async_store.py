@@ -23,6 +23,9 @@ from payivr.store.transactions import (
     add_result_to,
     add_state_to,
     annotate_call,
+    check_annotations,
+    done_session,
+    holds_result,
 )
 
 
@@ -84,8 +87,15 @@ class AsyncRedisSessionStore:
     ) -> Session:
         """Result and `done` on the session (with `annotations`: the processor's raw
         code and the reversal's outcome), the outbox entry, `payment.result`: one
-        transaction."""
+        transaction; a no-op when the session already holds this result (a retry
+        after a lost reply: see RedisSessionStore.record_result)."""
+        check_annotations(annotations or {})  # refused before anything is read
+        key = keys.session_key(session.id)
         async with self.client.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if holds_result(await pipe.hget(key, "result"), result):
+                return done_session(session, result, now)
+            pipe.multi()
             done = add_result_to(
                 pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
             )

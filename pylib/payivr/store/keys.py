@@ -12,6 +12,14 @@ OUTBOX_DEAD = "payivr:outbox:dead"
 OUTBOX_SCHEDULE = "payivr:outbox:retry"
 OUTBOX_STATE_PREFIX = "payivr:outbox:state:"
 
+# The after-call comment outbox (connectors/comments.py): the same machinery as the
+# callback outbox (stream, group, schedule, dead stream, per-entry state), its own keys.
+COMMENTS = "payivr:comments"
+COMMENTS_GROUP = "workers"
+COMMENTS_DEAD = "payivr:comments:dead"
+COMMENTS_SCHEDULE = "payivr:comments:retry"
+COMMENTS_STATE_PREFIX = "payivr:comments:state:"
+
 # Approximate cap of the events stream (XADD MAXLEN ~): reporting reads it soon after
 # the fact; the cap bounds memory if no consumer ever runs.
 EVENTS_MAXLEN = 100_000

@@ -31,6 +31,9 @@ from payivr.store.transactions import (
     add_result_to,
     add_state_to,
     annotate_call,
+    check_annotations,
+    done_session,
+    holds_result,
 )
 
 # add_create_to is re-exported: callers that batch a creation know it from here.
@@ -90,12 +93,21 @@ class RedisSessionStore:
         (when the request has a callback URL) and the `payment.result` event.
 
         `annotations` (ANNOTATION_FIELDS: the processor's raw code, the reversal's
-        outcome) go on the session hash in the same transaction."""
-        pipe = self.client.pipeline(transaction=True)
-        done = add_result_to(
-            pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
-        )
-        pipe.execute()
+        outcome) go on the session hash in the same transaction.
+
+        Idempotent: when the session already holds this result (a retry after a
+        lost reply), nothing is written again (`holds_result`, under WATCH)."""
+        check_annotations(annotations or {})  # refused before anything is read
+        key = keys.session_key(session.id)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.watch(key)
+            if holds_result(pipe.hget(key, "result"), result):
+                return done_session(session, result, now)
+            pipe.multi()
+            done = add_result_to(
+                pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
+            )
+            pipe.execute()
         return done
 
     def annotate(self, session_id: str, **fields: str) -> bool:

@@ -42,7 +42,7 @@ return 0
 """
 
 # Operator-only fields a caller may add to a session hash beside Session.to_hash()
-# (payivr.processors.ChargeOutcome.session_fields()). Session.from_hash ignores them.
+# (payivr.processors.SettledCharge.session_fields()). Session.from_hash ignores them.
 ANNOTATION_FIELDS = frozenset({"processor_raw_code", "reversal", "reversal_raw_code"})
 
 
@@ -134,6 +134,21 @@ def add_state_to(
     return updated
 
 
+def done_session(session: Session, result: PaymentResult, now: datetime) -> Session:
+    """The session once `result` is recorded on it (state `done`)."""
+    return replace(session, state=SessionState.DONE, result=result, updated_at=second(now))
+
+
+def holds_result(stored: str | bytes | None, result: PaymentResult) -> bool:
+    """Whether a session hash's `result` field is `result` already (same event id).
+
+    The guard of record_result: a write retried after a lost reply (it landed, the
+    answer did not) must not queue a second outbox entry and event."""
+    if not stored:
+        return False
+    return PaymentResult.from_json(stored).event_id == result.event_id
+
+
 def add_result_to(
     pipeline: Any,
     session: Session,
@@ -147,7 +162,7 @@ def add_result_to(
     `annotations`, ANNOTATION_FIELDS), the outbox entry when the request has a
     callback URL, and the `payment.result` event. Returns the `done` session."""
     flat = check_annotations(annotations or {})
-    done = replace(session, state=SessionState.DONE, result=result, updated_at=second(now))
+    done = done_session(session, result, now)
     add_session_to(pipeline, done, ttl_s)
     if flat:
         pipeline.hset(keys.session_key(session.id), mapping=dict(annotations or {}))

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 
 import pytest
 
-from payivr.core.processor import ChargeRequest, Operation, idempotency_key
-from payivr.core.secrets import CardDetails, SecretDigits
+from payivr.core.processor import ChargeRequest, Operation
+from tests.support import builders, pci
 
-APPROVED_PAN = "4111111111111111"
-EXPIRY_MMYY = "0731"  # keyed by the caller as MMYY
+APPROVED_PAN = builders.VISA
+EXPIRY_MMYY = builders.EXPIRY_MMYY  # keyed by the caller as MMYY
 EXPIRY_YYMM = "3107"  # as Redsys wants it
-CVV = "582"
-
-SANDBOX_PANS = (
-    APPROVED_PAN,
-    "4000000000000002",
-    "4000000000009995",
-    "4000000000000069",
-    "4000000000000119",
-    "4000000000000127",
-)
-
-
-def card(pan: str = APPROVED_PAN, cvv: str | None = CVV) -> CardDetails:
-    return CardDetails(
-        SecretDigits(pan),
-        SecretDigits(EXPIRY_MMYY),
-        SecretDigits(cvv) if cvv is not None else None,
-        "visa",
-    )
+CVV = builders.CVV
 
 
 def charge_request(
@@ -46,37 +27,22 @@ def charge_request(
     timeout_s: float = 3.0,
     merchant: str = "acme",
 ) -> ChargeRequest:
-    return ChargeRequest(
-        merchant=merchant,
-        order=order,
+    return builders.charge_request(
+        order,
         operation=operation,
+        pan=None if operation is Operation.TOKEN_SALE else pan,
+        card_cvv=cvv,
+        merchant=merchant,
         amount=0 if operation is Operation.TOKENIZE else amount,
-        currency="EUR",
         description="Tickets",
-        idempotency_key=idempotency_key(merchant, order),
         timeout_s=timeout_s,
-        card=None if operation is Operation.TOKEN_SALE else card(pan, cvv),
         token=token,
     )
 
 
-def _patterns() -> list[re.Pattern[str]]:
-    # The PAN in full or beyond its last four, the expiry both ways, the CVV as a
-    # number of its own (not inside a port or a hex auth code).
-    pats = []
-    for pan in SANDBOX_PANS:
-        pats.append(re.compile(re.escape(pan[:-4])))
-    for secret in (EXPIRY_MMYY, EXPIRY_YYMM, CVV):
-        pats.append(re.compile(rf"(?<![0-9A-Za-z]){secret}(?![0-9A-Za-z])"))
-    return pats
-
-
-CARD_PATTERNS = _patterns()
-
-
 def find_card_data(text: str) -> list[str]:
     """The card-data patterns found in ``text`` (by pattern, never echoing the text)."""
-    return [p.pattern for p in CARD_PATTERNS if p.search(text)]
+    return pci.find_card_data(text, short=(EXPIRY_MMYY, EXPIRY_YYMM, CVV))
 
 
 @pytest.fixture()

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from payivr.core.processor import Operation, ResultCode
-from payivr.core.request import PaymentRequest, ReturnTarget
+from payivr.core.processor import ResultCode
+from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome, PaymentResult, build_result
 from payivr.core.session import Session, new_event_id
+from tests.support.builders import payment_request
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 
 
 def make_request(callback_url: str | None = None, order: str = "A1001") -> PaymentRequest:
-    return PaymentRequest(
-        merchant="acme",
-        operation=Operation.SALE,
-        order=order,
-        amount=1250,
-        currency="EUR",
-        language="en",
-        return_to=ReturnTarget("hangup"),
-        call_id=f"call-{order}@cti",
-        callback_url=callback_url,
-    )
+    return payment_request(order=order, call_id=f"call-{order}@cti", callback_url=callback_url)
 
 
 def make_session(callback_url: str | None = None, order: str = "A1001") -> Session:

@@ -12,7 +12,7 @@ from payivr.core.processor import (
     ResultCode,
     idempotency_key,
 )
-from payivr.core.secrets import CardDetails, SecretDigits
+from payivr.core.secrets import SecretDigits
 from payivr.processors import charge_and_settle
 from payivr.processors.http_connector import request_body
 from payivr.processors.memo import AnswerMemo
@@ -24,6 +24,7 @@ from payivr.processors.redsys.params import (
     charge_parameters,
     read_answer,
 )
+from tests.support.builders import VISA, charge_request
 
 TERMINAL = Terminal(merchant_code="999008881", terminal="1")
 
@@ -36,24 +37,13 @@ def request(
     currency: str = "EUR",
     cvv: str | None = "582",
 ) -> ChargeRequest:
-    details = None
-    if card:
-        details = CardDetails(
-            SecretDigits("4111111111111111"),
-            SecretDigits("0731"),
-            SecretDigits(cvv) if cvv else None,
-            "visa",
-        )
-    return ChargeRequest(
-        merchant="acme",
-        order="1234AB",
+    return charge_request(
+        "1234AB",
         operation=operation,
-        amount=1250,
+        pan=VISA if card else None,
+        card_cvv=cvv,
         currency=currency,
         description="x" * 200,
-        idempotency_key=idempotency_key("acme", "1234AB"),
-        timeout_s=1.0,
-        card=details,
         token=token,
     )
 
@@ -221,17 +211,8 @@ def test_plain_refusals_are_not_reversed() -> None:
 
 def token_sale_with_cvv(cvv: str = "582") -> ChargeRequest:
     """A token sale as the ESL driver builds it with capture.token_sale_cvv on."""
-    return ChargeRequest(
-        merchant="acme",
-        order="1234AB",
-        operation=Operation.TOKEN_SALE,
-        amount=1250,
-        currency="EUR",
-        description=None,
-        idempotency_key=idempotency_key("acme", "1234AB"),
-        timeout_s=1.0,
-        token="tok_abc",
-        cvv=SecretDigits(cvv),
+    return charge_request(
+        "1234AB", operation=Operation.TOKEN_SALE, pan=None, token="tok_abc", cvv=SecretDigits(cvv)
     )
 
 

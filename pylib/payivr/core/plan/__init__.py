@@ -1,7 +1,8 @@
 """The capture plan (SPEC section 6): a state machine with no I/O.
 
-Drivers (the ESL application, ``payivr simulate``) build a :class:`CapturePlan`,
-carry out the commands from ``start()``, and feed back one event per ``Collect`` /
+Drivers (the ESL application, agent mode, ``payivr simulate``) build a
+:class:`CapturePlan` and hand it to the one executor (payivr.execution), which carries
+out the commands from ``start()`` and feeds back one event per ``Collect`` /
 ``ProcessPayment`` through ``handle()``. See ``docs/capture-plan.md``.
 """
 
@@ -22,6 +23,7 @@ from payivr.core.plan.commands import (
 )
 from payivr.core.plan.events import (
     CallerHungUp,
+    CancelRequested,
     DigitsEntered,
     Event,
     InputTimeout,
@@ -35,6 +37,7 @@ __all__ = [
     "MAX_FREE_RESTARTS",
     "TRANSITIONS",
     "CallerHungUp",
+    "CancelRequested",
     "CapturePlan",
     "Collect",
     "Command",

@@ -1,5 +1,14 @@
 """What the capture plan asks its driver to do, in order.
 
+The executor (payivr.execution) carries the commands out in the order given, with one
+refinement the plan relies on: media commands (prompts, says, recording masks, the
+return of the call) play one after the other on the call's media lane, and
+``Finish`` does not wait for them. ``Collect`` and ``ProcessPayment`` wait until
+everything before them has played; ``ProcessPayment`` then asks the processor while
+the caller hears its ``hold`` prompt. So after the answer, ``[UnmaskRecording(),
+Finish, Play(result) ...]`` records the result at once, and unmasks and says the
+result when the hold prompt has ended.
+
 Frozen dataclasses. None of them ever carries card data in a printable form:
 ``ProcessPayment`` holds ``CardDetails`` / ``SecretDigits`` whose repr shows only the
 brand and last four / a length, and ``SayDigits`` is used for the last four digits
@@ -64,14 +73,30 @@ class MaskRecording:
     """Start masking every active recording of the call (record_session_mask)."""
 
 
+# A phone that sends DTMF in-band as well as RFC 2833 leaves the last key's tone in
+# the audio after the key event (tens of milliseconds, a frame or more); the recording
+# stays masked at least this long after the last entry ended, so no tone tail is kept.
+UNMASK_GUARD_MS = 500
+
+
 @dataclass(frozen=True)
 class UnmaskRecording:
-    """Stop masking the recordings (record_session_unmask)."""
+    """Stop masking the recordings (record_session_unmask).
+
+    Never sooner than ``guard_ms`` after the last digit collection ended (the
+    executor waits out the rest), whatever else the call does meanwhile.
+    """
+
+    guard_ms: int = UNMASK_GUARD_MS
 
 
 @dataclass(frozen=True)
 class ProcessPayment:
     """Ask the processor. Answered by exactly one ``ProcessorAnswered``.
+
+    Starts once every earlier command has played; the caller hears the ``hold``
+    prompt (``processing``) while the processor works, so the answer can be recorded
+    before that prompt has ended.
 
     ``card`` is None for ``token_sale``, which charges ``token`` (the request's token)
     instead; ``cvv`` is the security code keyed for a token sale when the merchant asks
@@ -82,6 +107,7 @@ class ProcessPayment:
     card: CardDetails | None
     token: str | None
     cvv: SecretDigits | None = field(default=None)
+    hold: str | None = None
 
     def charge_request(self, request: PaymentRequest, *, timeout_s: float) -> ChargeRequest:
         """The processor call for ``request`` with what the caller keyed.

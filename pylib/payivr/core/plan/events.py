@@ -1,4 +1,4 @@
-"""What the driver (ESL application, simulator) tells the capture plan.
+"""What the driver (ESL application, agent mode, simulator) tells the capture plan.
 
 Frozen dataclasses, h11 style. Keyed digits travel only inside ``SecretDigits``,
 whose repr shows the length, never a digit, so printing an event is always safe.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from payivr.core.plan.fields import Field
 from payivr.core.processor import ProcessorAnswer
+from payivr.core.reasons import Reason
 from payivr.core.secrets import SecretDigits
 
 
@@ -46,8 +47,16 @@ class ProcessorAnswered:
 
 
 @dataclass(frozen=True)
+class CancelRequested:
+    """Someone other than the caller ended the payment while a field was open (the
+    agent's cancel in agent-assisted mode). ``reason`` is the result's reason."""
+
+    reason: Reason
+
+
+@dataclass(frozen=True)
 class CallerHungUp:
     """The caller's leg is gone. Nothing more can be played."""
 
 
-Event = DigitsEntered | InputTimeout | ProcessorAnswered | CallerHungUp
+Event = DigitsEntered | InputTimeout | ProcessorAnswered | CancelRequested | CallerHungUp

@@ -28,7 +28,13 @@ from payivr.core.plan.commands import (
     SayDigits,
     UnmaskRecording,
 )
-from payivr.core.plan.events import DigitsEntered, Event, InputTimeout, ProcessorAnswered
+from payivr.core.plan.events import (
+    CancelRequested,
+    DigitsEntered,
+    Event,
+    InputTimeout,
+    ProcessorAnswered,
+)
 from payivr.core.plan.fields import Field
 from payivr.core.plan.speech import (
     INVALID_CHOICE,
@@ -42,6 +48,7 @@ from payivr.core.plan.speech import (
 from payivr.core.plan.table import FIELD_OF_STATE, STATE_OF_FIELD, TRANSITIONS, Start, State
 from payivr.core.processor import Operation, ProcessorAnswer, ResultCode
 from payivr.core.prompts import PromptId
+from payivr.core.reasons import Reason
 from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome
 from payivr.core.secrets import CardDetails, SecretDigits
@@ -140,8 +147,9 @@ class CapturePlan:
                 )
         self.last_field = None
         commands: list[Command] = getattr(self, transition.handler)(event)
-        # The table lists every state a handler may lead to; leaving it is a bug here.
-        assert self.state in transition.targets, (transition.handler, self.state)
+        if self.state not in transition.targets:
+            # The table lists every state a handler may lead to; leaving it is a bug here.
+            raise RuntimeError(f"{transition.handler} led to {self.state}, not in the table")
         return commands
 
     # -- handlers (named in table.TRANSITIONS) ---------------------------------------
@@ -195,7 +203,10 @@ class CapturePlan:
 
     def _on_hangup(self, _: Event) -> list[Command]:
         # The call is gone: record the end, play nothing, return nothing.
-        return self._cancel("caller-hangup", say=False)
+        return self._cancel(Reason.CALLER_HANGUP, say=False)
+
+    def _on_cancel(self, event: CancelRequested) -> list[Command]:
+        return self._cancel(event.reason, say=False)
 
     def _on_hangup_processing(self, _: Event) -> list[Command]:
         # The processor is already working with the card: whatever it answers is the
@@ -208,13 +219,14 @@ class CapturePlan:
         outcome = self._conclude(event.answer)
         hangup = self.request.return_to.kind == "hangup"
         return [
+            *self._unmask(),
             Finish(outcome),
             *announce(self.request.operation, outcome),
             *farewell(hangup),
         ]
 
     def _on_answer_caller_gone(self, event: ProcessorAnswered) -> list[Command]:
-        return [Finish(self._conclude(event.answer))]
+        return [*self._unmask(), Finish(self._conclude(event.answer))]
 
     def _on_late_hangup(self, _: Event) -> list[Command]:
         # Hanging up while the result is said is normal (the result is recorded), and
@@ -290,14 +302,15 @@ class CapturePlan:
         return self.merchant.capture.cvv_optional
 
     def _after_cvv(self) -> list[Command]:
-        """The last card digit is in: unmask, then confirm or process."""
-        commands = self._unmask()
+        """The last card digit is in: confirm or process, unmasking after the next
+        prompt (the last key's in-band tone must not reach the recording)."""
         if self.merchant.capture.confirm_card and self.request.operation.captures_card:
             self.state = State.CONFIRM
             self._failures = 0
             self._restarts = 0
-            return commands + self._ask(Field.CONFIRM)
-        return commands + self._process()
+            first, *rest = self._ask(Field.CONFIRM)
+            return [first, *self._unmask(), *rest]
+        return self._process()
 
     def _on_choice(self, digits: SecretDigits) -> list[Command]:
         choice = digits.reveal() if digits.is_digits() else ""
@@ -310,7 +323,7 @@ class CapturePlan:
         self.last_field = FieldReport(Field.CONFIRM, True, "start-again", 1)
         self._card_restarts += 1
         if self._card_restarts >= self.attempts:
-            return self._cancel("attempts-exhausted", say=True)
+            return self._cancel(Reason.ATTEMPTS_EXHAUSTED, say=True)
         self.wipe()
         self._brand = None
         return [play(PromptId.START_AGAIN), *self._enter(Field.CARD_NUMBER)]
@@ -319,22 +332,25 @@ class CapturePlan:
         self._failures += 1
         self.last_field = FieldReport(field, False, reason, count)
         if self._failures >= self.attempts:
-            return self._cancel("attempts-exhausted", say=True)
+            return self._cancel(Reason.ATTEMPTS_EXHAUSTED, say=True)
         return [play(reprompt(field, reason)), *self._ask(field)]
 
     def _process(self) -> list[Command]:
-        commands = self._unmask()
+        """Ask the processor while the caller hears "processing". The recording stays
+        masked through that prompt: the answer's commands unmask it (the executor
+        plays them after the prompt)."""
         op = self.request.operation
         if op.captures_card:
-            assert self._pan is not None and self._expiry is not None and self._brand
+            if self._pan is None or self._expiry is None or not self._brand:
+                raise RuntimeError("processing without an accepted card number and expiry")
             self._card = CardDetails(self._pan, self._expiry, self._cvv, self._brand)
             self._pan = self._expiry = self._cvv = None
-            payment = ProcessPayment(self._card, None)
+            card, token, cvv = self._card, None, None
         else:
-            payment = ProcessPayment(None, self.request.token, self._cvv)
+            card, token, cvv = None, self.request.token, self._cvv
         prompt = PromptId.PROCESSING_TOKENIZE if op is Operation.TOKENIZE else PromptId.PROCESSING
         self.state = State.PROCESSING
-        return [*commands, play(prompt), payment]
+        return [ProcessPayment(card, token, cvv, hold=prompt.value)]
 
     def _conclude(self, answer: ProcessorAnswer) -> Outcome:
         brand = self._card.brand if self._card is not None else None
@@ -342,13 +358,17 @@ class CapturePlan:
         self.wipe()
         outcome = Outcome.from_answer(answer, brand=brand, last4=last4)
         if outcome.code is not ResultCode.APPROVED and outcome.reason is None:
-            default = "card-declined" if outcome.code is ResultCode.DECLINED else "processor-error"
+            default = (
+                Reason.CARD_DECLINED
+                if outcome.code is ResultCode.DECLINED
+                else Reason.PROCESSOR_ERROR
+            )
             outcome = dataclasses.replace(outcome, reason=default)
         self.outcome = outcome
         self.state = State.DONE
         return outcome
 
-    def _cancel(self, reason: str, *, say: bool) -> list[Command]:
+    def _cancel(self, reason: Reason, *, say: bool) -> list[Command]:
         self.wipe()
         commands = self._unmask()
         self.outcome = Outcome.cancelled(reason)

@@ -12,7 +12,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from payivr.core.plan.events import CallerHungUp, DigitsEntered, InputTimeout, ProcessorAnswered
+from payivr.core.plan.events import (
+    CallerHungUp,
+    CancelRequested,
+    DigitsEntered,
+    InputTimeout,
+    ProcessorAnswered,
+)
 from payivr.core.plan.fields import Field
 
 
@@ -62,6 +68,7 @@ TRANSITIONS: dict[tuple[State, type], Transition] = {
     **{(s, DigitsEntered): Transition("_on_digits", _AFTER_FIELD) for s in _COLLECTING},
     **{(s, InputTimeout): Transition("_on_timeout", _AFTER_FIELD) for s in _COLLECTING},
     **{(s, CallerHungUp): _t("_on_hangup", State.DONE) for s in _COLLECTING},
+    **{(s, CancelRequested): _t("_on_cancel", State.DONE) for s in _COLLECTING},
     (State.PROCESSING, ProcessorAnswered): _t("_on_answer", State.DONE),
     (State.PROCESSING, CallerHungUp): _t("_on_hangup_processing", State.PROCESSING_CALLER_GONE),
     (State.PROCESSING_CALLER_GONE, ProcessorAnswered): _t("_on_answer_caller_gone", State.DONE),

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from payivr.core.processor import ChargeRequest, Operation, ProcessorAnswer, ResultCode
+from payivr.core.reasons import Reason
 from payivr.processors.base import HttpAdapter, SecretText, status_failure
 from payivr.processors.memo import AnswerMemo
 from payivr.processors.outcome import RAW_BAD_SIGNATURE, RAW_MALFORMED, failed
@@ -120,7 +121,7 @@ class RedsysProcessor(HttpAdapter):
             params = charge_parameters(self.settings.terminal, request)
         except ParameterError as exc:
             log.error("redsys request not built: order=%s: %s", request.order, exc)
-            return failed(codes.PROCESSOR_ERROR, "payivr:bad-request")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:bad-request")
         return self._call(params, request, codes.map_charge_response, charge=True)
 
     def _reverse(self, request: ChargeRequest) -> ProcessorAnswer:
@@ -129,7 +130,7 @@ class RedsysProcessor(HttpAdapter):
             params = cancellation_parameters(self.settings.terminal, request)
         except ParameterError as exc:
             log.error("redsys reversal not built: order=%s: %s", request.order, exc)
-            return failed(codes.PROCESSOR_ERROR, "payivr:bad-request")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:bad-request")
         return self._call(params, request, codes.map_reversal_response, charge=False)
 
     # -- wire ----------------------------------------------------------------------
@@ -149,7 +150,7 @@ class RedsysProcessor(HttpAdapter):
             )
         except SignatureKeyError as exc:
             log.error("redsys signature impossible: order=%s: %s", request.order, exc)
-            return failed(codes.PROCESSOR_ERROR, "payivr:bad-key")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:bad-key")
         body = json.dumps(
             {
                 "Ds_SignatureVersion": version.value,
@@ -173,38 +174,38 @@ class RedsysProcessor(HttpAdapter):
         try:
             document = json.loads(http.body)
         except ValueError:
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         if not isinstance(document, dict):
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         fields = {str(k).lower(): v for k, v in document.items()}
 
         error_code = fields.get("errorcode")
         if error_code is not None:
             # Unsigned, but it can only ever make payivr report a failure.
             if not isinstance(error_code, str) or not _SIS_CODE.fullmatch(error_code):
-                return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+                return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
             error_result, error_reason = codes.map_error_code(error_code)
             return ProcessorAnswer(error_result, error_reason, None, None, error_code)
 
         merchant_parameters = fields.get("ds_merchantparameters")
         signature = fields.get("ds_signature")
         if not isinstance(merchant_parameters, str) or not isinstance(signature, str):
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         version = self._answer_version(fields.get("ds_signatureversion"))
         if not verify(
             version, self.settings.secret_key.value(), request.order, merchant_parameters, signature
         ):
-            return failed(codes.PROCESSOR_ERROR, RAW_BAD_SIGNATURE)
+            return failed(Reason.PROCESSOR_ERROR, RAW_BAD_SIGNATURE)
         try:
             decoded = json.loads(decode_parameters(merchant_parameters))
         except ValueError:
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         if not isinstance(decoded, dict):
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         answer = read_answer(decoded)
         code = codes.parse_response_code(answer.response)
         if code is None or (answer.order is not None and answer.order != request.order):
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         result, reason = mapper(code)
         raw = f"{code:04d}"
         if not charge or result is not ResultCode.APPROVED:
@@ -213,10 +214,10 @@ class RedsysProcessor(HttpAdapter):
         expected_amount = "0" if request.operation is Operation.TOKENIZE else str(request.amount)
         if answer.amount is not None and answer.amount.lstrip("0") != expected_amount.lstrip("0"):
             # Approved for another amount: do not trust it; it will be reversed.
-            return failed(codes.PROCESSOR_ERROR, RAW_MALFORMED)
+            return failed(Reason.PROCESSOR_ERROR, RAW_MALFORMED)
         token = answer.identifier if request.operation.returns_token else None
         if request.operation is Operation.TOKENIZE and not token:
-            return failed(codes.PROCESSOR_ERROR, "payivr:no-token")
+            return failed(Reason.PROCESSOR_ERROR, "payivr:no-token")
         return ProcessorAnswer(ResultCode.APPROVED, None, answer.auth_code, token, raw)
 
     def _answer_version(self, stated: object) -> SignatureVersion:

@@ -12,41 +12,33 @@ only ever hears the mapped reason. Sources: docs/processors.md.
 from __future__ import annotations
 
 from payivr.core.processor import ResultCode
-
-# Reasons (SPEC 7 and docs/processors.md).
-CARD_DECLINED = "card-declined"
-INSUFFICIENT_FUNDS = "insufficient-funds"
-CARD_EXPIRED = "card-expired"
-INVALID_CARD = "invalid-card"
-PROCESSOR_ERROR = "processor-error"
-# Not in the lead's list yet: the order id was already used at Redsys (a retry).
-DUPLICATE_ORDER = "duplicate-order"
+from payivr.core.reasons import Reason
 
 # Issuer refusals worth telling apart; every other 01xx/02xx is a plain decline
 # (lost/stolen/fraud suspicions in particular are never told to a caller).
-_DECLINES: dict[int, str] = {
-    101: CARD_EXPIRED,  # tarjeta caducada
-    201: CARD_EXPIRED,
-    116: INSUFFICIENT_FUNDS,  # disponible insuficiente
-    118: INVALID_CARD,  # tarjeta no registrada
-    125: INVALID_CARD,  # tarjeta no efectiva
-    180: INVALID_CARD,  # tarjeta ajena al servicio
-    191: INVALID_CARD,  # fecha de caducidad errónea
-    129: INVALID_CARD,  # código de seguridad (CVV2/CVC2) incorrecto
-    280: INVALID_CARD,
+_DECLINES: dict[int, Reason] = {
+    101: Reason.CARD_EXPIRED,  # tarjeta caducada
+    201: Reason.CARD_EXPIRED,
+    116: Reason.INSUFFICIENT_FUNDS,  # disponible insuficiente
+    118: Reason.INVALID_CARD,  # tarjeta no registrada
+    125: Reason.INVALID_CARD,  # tarjeta no efectiva
+    180: Reason.INVALID_CARD,  # tarjeta ajena al servicio
+    191: Reason.INVALID_CARD,  # fecha de caducidad errónea
+    129: Reason.INVALID_CARD,  # código de seguridad (CVV2/CVC2) incorrecto
+    280: Reason.INVALID_CARD,
 }
 
 # Errors that say something about the card rather than about Redsys.
-_ERROR_DECLINES: dict[int, str] = {
-    9064: INVALID_CARD,  # número de posiciones de la tarjeta incorrecto
-    9093: INVALID_CARD,  # tarjeta no existente
-    9253: INVALID_CARD,  # tarjeta no cumple el check-digit
-    9078: CARD_DECLINED,  # tipo de operación no permitida para esa tarjeta
+_ERROR_DECLINES: dict[int, Reason] = {
+    9064: Reason.INVALID_CARD,  # número de posiciones de la tarjeta incorrecto
+    9093: Reason.INVALID_CARD,  # tarjeta no existente
+    9253: Reason.INVALID_CARD,  # tarjeta no cumple el check-digit
+    9078: Reason.CARD_DECLINED,  # tipo de operación no permitida para esa tarjeta
 }
 
 # `errorCode` values of a request Redsys refused to process.
-_SIS_ERRORS: dict[str, tuple[ResultCode, str]] = {
-    "SIS0051": (ResultCode.FAILED, DUPLICATE_ORDER),  # número de pedido repetido
+_SIS_ERRORS: dict[str, tuple[ResultCode, Reason]] = {
+    "SIS0051": (ResultCode.FAILED, Reason.DUPLICATE_ORDER),  # número de pedido repetido
 }
 
 APPROVED_RANGE = range(0, 100)
@@ -63,28 +55,28 @@ def parse_response_code(raw: object) -> int | None:
     return int(text)
 
 
-def map_charge_response(code: int) -> tuple[ResultCode, str | None]:
+def map_charge_response(code: int) -> tuple[ResultCode, Reason | None]:
     """Result and reason of a charge (sale, tokenisation, token sale) for `Ds_Response`."""
     if code in APPROVED_RANGE:
         return ResultCode.APPROVED, None
     if code == 913:  # pedido repetido
-        return ResultCode.FAILED, DUPLICATE_ORDER
+        return ResultCode.FAILED, Reason.DUPLICATE_ORDER
     if code in _ERROR_DECLINES:
         return ResultCode.DECLINED, _ERROR_DECLINES[code]
     if 100 <= code < 300:
-        return ResultCode.DECLINED, _DECLINES.get(code, CARD_DECLINED)
-    return ResultCode.FAILED, PROCESSOR_ERROR
+        return ResultCode.DECLINED, _DECLINES.get(code, Reason.CARD_DECLINED)
+    return ResultCode.FAILED, Reason.PROCESSOR_ERROR
 
 
-def map_reversal_response(code: int) -> tuple[ResultCode, str | None]:
+def map_reversal_response(code: int) -> tuple[ResultCode, Reason | None]:
     """Result of a cancellation: approved when voided or when nothing was charged."""
     if code in REVERSAL_ACCEPTED:
         return ResultCode.APPROVED, None
     if code in REVERSAL_NOTHING_TO_DO:
-        return ResultCode.APPROVED, "nothing-to-reverse"
-    return ResultCode.FAILED, PROCESSOR_ERROR
+        return ResultCode.APPROVED, Reason.NOTHING_TO_REVERSE
+    return ResultCode.FAILED, Reason.PROCESSOR_ERROR
 
 
-def map_error_code(error_code: str) -> tuple[ResultCode, str]:
+def map_error_code(error_code: str) -> tuple[ResultCode, Reason]:
     """Result and reason of an unprocessed request (`{"errorCode": "SIS...."}`)."""
-    return _SIS_ERRORS.get(error_code, (ResultCode.FAILED, PROCESSOR_ERROR))
+    return _SIS_ERRORS.get(error_code, (ResultCode.FAILED, Reason.PROCESSOR_ERROR))

@@ -1,7 +1,10 @@
 """The processor call: a worker thread, the merchant's timeout, a caller who hangs up.
 
-Processors are synchronous (payivr.core.processor); the call runs in a dedicated
-thread pool so 500 calls waiting on processors never block the event loop. The whole
+One implementation for every driver (ESL call, agent mode, simulate): the
+``ProcessPayment`` handler calls ``settle_with_timeout``. Processors are synchronous
+(payivr.core.processor); the call runs in a thread pool (the ESL application's own,
+sized for 500 calls; the loop's default one elsewhere) so calls waiting on processors
+never block the event loop. The whole
 settlement runs in that thread (`payivr.processors.charge_and_settle`): a timeout or
 an untrustworthy answer becomes `failed` and is followed at once by a reversal, whose
 outcome the driver records with the result (`Settlement.session_fields()`).
@@ -20,19 +23,19 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer, ResultCode
-from payivr.esl.channel import CallChannel
+from payivr.core.reasons import Reason
 from payivr.processors.outcome import (
     RAW_ADAPTER_ERROR,
     RAW_TIMEOUT,
-    ChargeOutcome,
+    SettledCharge,
     charge_and_settle,
     failed,
 )
 
-log = logging.getLogger("payivr.esl")
+log = logging.getLogger("payivr.call")
 
 # Extra time past the merchant's timeouts (charge, then reversal) before payivr stops
 # waiting for an adapter that failed to honour ChargeRequest.timeout_s itself.
@@ -48,7 +51,7 @@ class Settlement:
     waiting: it resolves to the session fields of the reversal done afterwards.
     """
 
-    outcome: ChargeOutcome
+    outcome: SettledCharge
     late: asyncio.Future[dict[str, str]] | None = None
 
     @property
@@ -63,6 +66,16 @@ class Settlement:
         return fields
 
 
+class HangupWatch(Protocol):
+    """The call the processor works for: its name in logs, and its hang-up."""
+
+    @property
+    def uuid(self) -> str: ...
+
+    @property
+    def hungup(self) -> bool: ...
+
+
 def settle_budget_s(charge: ChargeRequest) -> float:
     """How long the charge and its possible reversal may take, each on its timeout."""
     return 2 * charge.timeout_s + PROCESSOR_GRACE_S
@@ -71,8 +84,8 @@ def settle_budget_s(charge: ChargeRequest) -> float:
 async def settle_with_timeout(
     processor: Processor,
     charge: ChargeRequest,
-    pool: Executor,
-    channel: CallChannel,
+    pool: Executor | None,
+    channel: HangupWatch,
     on_hangup: Callable[[], object],
 ) -> Settlement:
     """The settled outcome of the charge (never `approved` unless the processor said so).
@@ -82,7 +95,7 @@ async def settle_with_timeout(
     """
     loop = asyncio.get_running_loop()
     work = loop.run_in_executor(pool, _settle_in_thread, processor, charge)
-    hangup = asyncio.ensure_future(_wait_hangup(channel))
+    hangup = asyncio.ensure_future(wait_for_hangup(channel))
     deadline = loop.time() + settle_budget_s(charge)
     try:
         waiting: set[asyncio.Future[Any]] = {work, hangup}
@@ -98,22 +111,22 @@ async def settle_with_timeout(
         hangup.cancel()
     log.warning("call %s: processor gave no answer in %.1fs", channel.uuid, charge.timeout_s)
     late = asyncio.ensure_future(_void_late(work, processor, charge, pool))
-    return Settlement(ChargeOutcome(failed("processor-timeout", RAW_TIMEOUT)), late)
+    return Settlement(SettledCharge(failed(Reason.PROCESSOR_TIMEOUT, RAW_TIMEOUT)), late)
 
 
-def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> ChargeOutcome:
+def _settle_in_thread(processor: Processor, charge: ChargeRequest) -> SettledCharge:
     try:
         return charge_and_settle(processor, charge)
     except Exception as exc:  # charge_and_settle catches the adapters'; this is a bug
         log.error("processor settlement error: %s", type(exc).__name__)
-        return ChargeOutcome(failed("processor-error", RAW_ADAPTER_ERROR))
+        return SettledCharge(failed(Reason.PROCESSOR_ERROR, RAW_ADAPTER_ERROR))
 
 
 async def _void_late(
-    work: asyncio.Future[ChargeOutcome],
+    work: asyncio.Future[SettledCharge],
     processor: Processor,
     charge: ChargeRequest,
-    pool: Executor,
+    pool: Executor | None,
 ) -> dict[str, str]:
     """After giving up on an adapter: whatever it finally did is voided and recorded.
 
@@ -140,7 +153,7 @@ async def _void_late(
             pool, _reverse_in_thread, processor, replace(charge, card=None, cvv=None)
         )
     except RuntimeError:  # the pool was shut down (the service is stopping)
-        reversal = failed("processor-error", "payivr:shutdown")
+        reversal = failed(Reason.PROCESSOR_ERROR, "payivr:shutdown")
     status = "reversed" if reversal.code is ResultCode.APPROVED else "reversal-failed"
     log.warning("late reversal %s: order=%s raw=%s", status, charge.order, reversal.raw_code)
     return {**fields, "reversal": status, "reversal_raw_code": reversal.raw_code or ""}
@@ -151,10 +164,11 @@ def _reverse_in_thread(processor: Processor, charge: ChargeRequest) -> Processor
         return processor.reverse(charge)
     except Exception as exc:
         log.error("reversal after timeout failed: %s", type(exc).__name__)
-        return failed("processor-error", f"payivr:{type(exc).__name__}")
+        return failed(Reason.PROCESSOR_ERROR, f"payivr:{type(exc).__name__}")
 
 
-async def _wait_hangup(channel: CallChannel) -> None:
+async def wait_for_hangup(channel: HangupWatch) -> None:
+    """Until the call hangs up: its own `wait_hangup()` where it has one, else polled."""
     wait = getattr(channel, "wait_hangup", None)
     if wait is not None:
         await wait()

@@ -1,4 +1,4 @@
-"""Plan commands as FreeSWITCH applications, and their outcomes as plan events.
+"""The ESL channel as the executor's Telephone: prompts, says, masks, digit entry.
 
 Prompts are files `<prompts_dir>/<lang>/<prompt_id>.wav`; amounts and codes are said
 with mod_say (`say <lang> NUMBER PRONOUNCED|ITERATED ...`).
@@ -6,7 +6,7 @@ with mod_say (`say <lang> NUMBER PRONOUNCED|ITERATED ...`).
 Card digits are collected with `play_and_get_digits` into a channel variable with a
 random name per collection (`payivr_dtmf_<hex>`). FreeSWITCH leaves the digits in that
 variable (and `<var>_invalid`), where they would ride on every later event including
-CHANNEL_HANGUP_COMPLETE (the CDR), so the executor reads them from the
+CHANNEL_HANGUP_COMPLETE (the CDR), so `collect` reads them from the
 EXECUTE_COMPLETE (the codec has already put them into SecretDigits) and removes the
 variables with `uuid_setvar_multi` before anything else happens on the channel: an
 API command, which fires no channel event that could carry them.
@@ -20,20 +20,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from payivr.core.plan import (
-    Collect,
-    DigitsEntered,
-    InputTimeout,
-    MaskRecording,
-    Play,
-    SayAmount,
-    SayDigits,
-    UnmaskRecording,
-)
+from payivr.core.currency import split_amount
+from payivr.core.plan import Collect, DigitsEntered, Event, InputTimeout
 from payivr.core.secrets import SecretDigits
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.codec import SECRET_VARIABLE_PREFIX
 from payivr.esl.recordings import RecordingMasker
+from payivr.execution.processing import wait_for_hangup
 
 log = logging.getLogger("payivr.esl")
 
@@ -42,22 +35,6 @@ log = logging.getLogger("payivr.esl")
 TERMINATOR_VARIABLE = "read_terminator_used"
 BAD_INPUT_SOUND = "silence_stream://250"
 DIGITS_REGEX = r"^\d+$"
-
-# ISO 4217 minor-unit exponents that are not 2 (the amount is in minor units).
-_EXPONENTS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-}  # fmt: skip
-
-
-def split_amount(amount: int, currency: str) -> tuple[int, int]:
-    """(major, minor) units of an amount given in minor units: 1250 EUR -> (12, 50)."""
-    exponent = _EXPONENTS.get(currency.upper(), 2)
-    if exponent == 0:
-        return amount, 0
-    major, minor = divmod(amount, 10**exponent)
-    return int(major), int(minor)
 
 
 @dataclass(frozen=True)
@@ -74,61 +51,53 @@ class Speech:
         return str(self.prompts_dir / self.language / f"currency-{code.lower()}.wav")
 
 
-class CommandExecutor:
-    """Carries out the plan's I/O commands on one channel."""
+class EslTelephone:
+    """The executor's Telephone on one FreeSWITCH channel."""
 
-    def __init__(self, channel: CallChannel, speech: Speech, masker: RecordingMasker) -> None:
+    def __init__(self, channel: CallChannel, speech: Speech) -> None:
         self.channel = channel
         self.speech = speech
-        self.masker = masker
+        self.masker = RecordingMasker(channel)
 
-    async def media(self, command: object) -> bool:
-        """Carry out a prompt, say or recording-mask command; False for any other.
+    @property
+    def uuid(self) -> str:
+        return self.channel.uuid
 
-        One dispatch for every driver (the ESL call, agent mode), so a new media
-        command is handled in one place.
-        """
-        if isinstance(command, Play):
-            await self.play(command)
-        elif isinstance(command, SayAmount):
-            await self.say_amount(command)
-        elif isinstance(command, SayDigits):
-            await self.say_digits(command)
-        elif isinstance(command, MaskRecording):
-            await self.mask(command)
-        elif isinstance(command, UnmaskRecording):
-            await self.unmask(command)
-        else:
-            return False
-        return True
+    @property
+    def hungup(self) -> bool:
+        return self.channel.hungup
 
-    async def play(self, command: Play) -> None:
-        await self.channel.execute("playback", self.speech.prompt(command.prompt))
+    async def wait_hangup(self) -> None:
+        """For the processor's hang-up watch (payivr.execution.processing)."""
+        await wait_for_hangup(self.channel)
 
-    async def say_amount(self, command: SayAmount) -> None:
+    async def play(self, prompt: str) -> None:
+        await self.channel.execute("playback", self.speech.prompt(prompt))
+
+    async def say_amount(self, amount: int, currency: str) -> None:
         """ "twelve euros fifty": the number, the currency's name, the minor units."""
-        major, minor = split_amount(command.amount, command.currency)
+        major, minor = split_amount(amount, currency)
         lang = self.speech.language
         await self.channel.execute("say", f"{lang} NUMBER PRONOUNCED {major}")
-        await self.channel.execute("playback", self.speech.currency(command.currency))
+        await self.channel.execute("playback", self.speech.currency(currency))
         if minor:
             await self.channel.execute("say", f"{lang} NUMBER PRONOUNCED {minor}")
 
-    async def say_digits(self, command: SayDigits) -> None:
+    async def say_digits(self, text: str) -> None:
         """Last four or an authorisation code, one character at a time."""
-        text = "".join(c for c in command.digits if c.isalnum())
-        if not text:
+        said = "".join(c for c in text if c.isalnum())
+        if not said:
             return
-        kind = "NUMBER" if text.isdigit() else "NAME_SPELLED"
-        await self.channel.execute("say", f"{self.speech.language} {kind} ITERATED {text}")
+        kind = "NUMBER" if said.isdigit() else "NAME_SPELLED"
+        await self.channel.execute("say", f"{self.speech.language} {kind} ITERATED {said}")
 
-    async def mask(self, _: MaskRecording) -> None:
+    async def mask_recording(self) -> None:
         await self.masker.mask()
 
-    async def unmask(self, _: UnmaskRecording) -> None:
+    async def unmask_recording(self) -> None:
         await self.masker.unmask()
 
-    async def collect(self, command: Collect) -> DigitsEntered | InputTimeout:
+    async def collect(self, command: Collect) -> Event:
         """One play_and_get_digits; the digits never exist outside SecretDigits.
 
         Raises CallerGone if the caller hangs up before or during the collection (any

@@ -1,0 +1,1 @@
+"""One module per command (payivr.core.plan.commands); registered in ..registry."""

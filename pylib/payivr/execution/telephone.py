@@ -1,0 +1,51 @@
+"""The caller's side of a call, as the command handlers use it.
+
+Implemented by the ESL channel (payivr.esl.telephone), agent mode's wrapper of it
+(payivr.agent.payment) and the terminal (payivr.commands.simulate). Every method may
+raise ``CallerGone`` (payivr.esl.channel): the caller hung up or the call's socket
+went away, the single exception a handler has to expect.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from payivr.core.plan import Collect, Event
+
+
+class Telephone(Protocol):
+    @property
+    def uuid(self) -> str:
+        """The call's id, for log lines."""
+        ...
+
+    @property
+    def hungup(self) -> bool:
+        """True once the caller can hear nothing more."""
+        ...
+
+    async def play(self, prompt: str) -> None:
+        """Play one prompt of the catalogue (payivr.core.prompts.PromptId)."""
+        ...
+
+    async def say_amount(self, amount: int, currency: str) -> None:
+        """Say an amount given in minor units."""
+        ...
+
+    async def say_digits(self, text: str) -> None:
+        """Say characters one by one (a last four, an authorisation code)."""
+        ...
+
+    async def mask_recording(self) -> None:
+        """Start masking every recording of the call."""
+        ...
+
+    async def unmask_recording(self) -> None:
+        """Stop masking what mask_recording masked."""
+        ...
+
+    async def collect(self, command: Collect) -> Event:
+        """One entry for ``command.field``: DigitsEntered or InputTimeout (or, where a
+        driver lets someone else end the payment, CancelRequested). The digits are
+        handed over in SecretDigits, owned by the plan from then on."""
+        ...
