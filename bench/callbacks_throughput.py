@@ -18,7 +18,7 @@ Each worker run has two phases:
               (every 10 ms, a pipelined batch); the endpoint stamps each arrival;
               latency = arrival - the write returning (same host, same clock).
 
-Entries are written with the store's own `add_entry_to` + `entry_fields` (the fields
+Entries are written with the outbox's own `Outbox.add` + `entry_fields` (the fields
 `record_result` writes), pipelined, so that the writer is never the bound.
 
     .venv/bin/python bench/callbacks_throughput.py
@@ -56,7 +56,7 @@ sys.path[:0] = [str(REPO / "pylib"), str(REPO)]
 from payivr.core.result import callback_body  # noqa: E402
 from payivr.store import keys  # noqa: E402
 from payivr.store.connect import redis_from_url  # noqa: E402
-from payivr.store.outbox import add_entry_to, entry_fields, now_ms  # noqa: E402
+from payivr.store.outbox import Outbox, entry_fields, now_ms  # noqa: E402
 from tests.integration.store.storesupport import approved, make_session  # noqa: E402
 from tests.support.servers import RedisServer, free_port, wait_for_tcp  # noqa: E402
 
@@ -230,6 +230,7 @@ class Entries:
 
     def __init__(self, client: Any, url: str) -> None:
         self.client = client
+        self.outbox = Outbox(client)
         self.url = url
         self.body = callback_body(approved(make_session(url, "B00000001"))).decode()
         self.n = 0
@@ -242,8 +243,7 @@ class Entries:
             self.n += 1
             event_id = f"evt_bench{self.n:010d}"
             event_ids.append(event_id)
-            add_entry_to(
-                pipe,
+            self.outbox.add(
                 entry_fields(
                     event_id=event_id,
                     session_id=f"s{self.n}",
@@ -252,6 +252,7 @@ class Entries:
                     body=self.body,
                     result_at_ms=at,
                 ),
+                pipeline=pipe,
             )
         pipe.execute()
         return event_ids

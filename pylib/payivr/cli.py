@@ -20,6 +20,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.esl",
     "payivr.commands.agent",
     "payivr.commands.kamailio",
+    "payivr.commands.flows",
 )
 
 

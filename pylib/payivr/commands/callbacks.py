@@ -56,6 +56,13 @@ def add_commands(sub: Any) -> None:
         "--metrics-port", type=int, help="Prometheus port (config default; 0 turns it off)"
     )
     work.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
+    work.add_argument(
+        "--watchdog-interval",
+        type=float,
+        default=5.0,
+        help="seconds between sweeps of the watchdog that finalises orphaned sessions "
+        "(docs/architecture.md; 0 turns it off in this process)",
+    )
     work.set_defaults(handler=cmd_work)
 
     ls = cbsub.add_parser("list", help="pending, in-flight, retrying and dead callbacks")
@@ -145,6 +152,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     outbox = _outbox(config, block_s=settings.block_ms / 1000)
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
+    watchdog = _watchdog(config, args.watchdog_interval)
     comments = _comment_worker(config, args.consumer)
     server = None
     if port:
@@ -158,6 +166,8 @@ def cmd_work(args: argparse.Namespace) -> int:
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
+        if watchdog is not None:
+            watchdog.stop()
         if comments is not None:
             comments.stop()
 
@@ -178,6 +188,17 @@ def cmd_work(args: argparse.Namespace) -> int:
         if server is not None:
             server.shutdown()
     return 0
+
+
+def _watchdog(config: Any, interval_s: float) -> Any:
+    """The orphaned-session watchdog in a thread of this worker (None: turned off)."""
+    if interval_s <= 0:
+        return None
+    from payivr.store.connect import redis_client
+    from payivr.watchdog import WatchdogSettings, start_watchdog
+
+    client = redis_client(config.services.redis)
+    return start_watchdog(client, config, WatchdogSettings(interval_s=interval_s))
 
 
 def _comment_worker(config: Any, consumer: str) -> Any:
@@ -218,6 +239,8 @@ def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list
         args.metrics_host,
         "--metrics-port",
         str(metrics_port + index if metrics_port else 0),
+        "--watchdog-interval",
+        str(args.watchdog_interval),
     ]
     optional = {
         "--retry-for": args.retry_for,

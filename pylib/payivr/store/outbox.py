@@ -1,14 +1,14 @@
 """The durable callback outbox in Redis (SPEC 7): a StreamOutbox on the callback keys.
 
-`record_result` XADDs an entry to `payivr:outbox` in the same MULTI/EXEC that records
-the result on the session (see `add_entry_to`); the callback worker delivers it. The
-life of an entry (adoption, leases, retries, dead entries) is store/stream_outbox.py's,
-shared with the comment outbox; docs/callbacks.md has the picture.
+`record_result` XADDs an entry to `payivr:outbox` in the same script that records the
+result on the session (payivr.store.transactions.RECORD_RESULT_SCRIPT); the callback
+worker delivers it. The life of an entry (adoption, leases, retries, dead entries) is
+store/stream_outbox.py's, shared with the comment outbox; docs/callbacks.md has the
+picture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +46,6 @@ def entry_fields(
         "body": text,
         "result_at_ms": str(result_at_ms),
     }
-
-
-def add_entry_to(pipeline: Any, fields: Mapping[str, str]) -> None:
-    """Queue the XADD of an outbox entry on a caller's pipeline/transaction."""
-    pipeline.xadd(keys.OUTBOX, dict(fields))
 
 
 @dataclass(frozen=True)

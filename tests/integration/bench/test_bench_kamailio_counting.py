@@ -40,5 +40,6 @@ def test_full_admission_calls_count_their_sessions_not_their_other_keys(redis_ur
     for n in range(25):
         client.hset(keys.session_key(f"s{n}"), "state", "created")
         client.set(f"payivr:replay:r{n}", 1)
+        client.set(f"payivr:inflight:c{n}", 1)
     client.xadd(keys.EVENTS, {"type": "session.created"})
     assert bench_module().calls_recorded(client) == 25
