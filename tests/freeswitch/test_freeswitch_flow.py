@@ -1,8 +1,8 @@
 """The reference flow through a real FreeSWITCH (FREESWITCH_BIN, else skipped).
 
-A SIPp caller with a known ANI calls entry point 8000 (straight to FreeSWITCH from
-Kamailio's address: Kamailio does not yet relay calls without payment headers,
-docs/flows.md); the payivr-flow extension hands it to the ESL application, which
+A SIPp caller with a known ANI calls entry point 8000 through Kamailio, which relays
+it to FreeSWITCH without a payment session (docs/flows.md); FreeSWITCH's payivr-flow
+extension hands it to the ESL application, which
 runs flows/zendesk-caller-aware.yaml against the fake Zendesk: the caller hears the
 ticket's status (mod_say and the flow's prompts, executed by FreeSWITCH), presses 1,
 waits in the mod_fifo queue hearing the music (RTP arriving at the caller's media
@@ -130,6 +130,7 @@ def stack(
     data["connectors"] = {"zendesk": connector_doc(zendesk)}
     data["flows"] = {
         "files": [str(REFERENCE)],
+        "sources": ["127.0.0.1/32"],
         "entry_points": {"support": {"number": "8000", "flow": FLOW}},
         "queues": {"support": {"agents": [f"sip:agent1@127.0.0.1:{agent_port}"],
                                "ring_timeout_s": 30}},
@@ -185,7 +186,7 @@ def test_known_caller_hears_status_presses_1_waits_with_music_agent_answers_comm
                 "caller", "uac-flow-caller-presses-keys-then-bye.xml", workdir,
                 {"ENTRY": "8000", "ANI": ANI, "MEDIA_PORT": str(media_port),
                  "PAUSE_MS": str(int(talk_end * 1000))},
-                f"127.0.0.1:{state.ports['freeswitch']}", "-p", str(free_port()),
+                f"127.0.0.1:{state.ports['kamailio']}", "-p", str(free_port()),
                 "-timeout", "120s", "-timeout_error",
             ).start()  # fmt: skip
             rc = caller.wait(130)
@@ -257,7 +258,7 @@ def test_known_caller_presses_2_is_disconnected_and_the_ticket_gets_a_comment(
         caller = sipp(
             "caller", "uac-flow-caller-presses-keys-expect-bye.xml", workdir,
             {"ENTRY": "8000", "ANI": ANI, "MEDIA_PORT": str(media_port)},
-            f"127.0.0.1:{state.ports['freeswitch']}", "-p", str(free_port()),
+            f"127.0.0.1:{state.ports['kamailio']}", "-p", str(free_port()),
             "-timeout", "90s", "-timeout_error",
         ).start()  # fmt: skip
         rc = caller.wait(100)

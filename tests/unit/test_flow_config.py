@@ -26,6 +26,7 @@ def config_doc(**flows: Any) -> dict[str, Any]:
     }
     data["flows"] = {
         "files": ["../flows/zendesk-caller-aware.yaml"],
+        "sources": ["127.0.0.1/32"],
         "entry_points": {
             "support": {"number": "8000", "flow": "zendesk-caller-aware", "language": "es"},
             "partner": {"header": {"value": "partner"}, "flow": "zendesk-caller-aware"},
@@ -128,3 +129,16 @@ def test_check_config_names_the_flows_and_entry_points(
     assert out.rstrip().endswith(
         "; 1 flow(s): zendesk-caller-aware (2 entry point(s): partner, support))"
     )
+
+
+def test_every_entry_point_needs_sources_and_they_must_be_addresses() -> None:
+    doc = config_doc()
+    del doc["flows"]["sources"]
+    doc["flows"]["entry_points"]["partner"]["sources"] = ["10.0.0.0/8", "trunk.example"]
+    found = problems(doc)
+    assert (
+        "flows.entry_points.support.sources: required here or as flows.sources: "
+        "the trunk addresses allowed to call it" in found
+    )
+    assert "flows.entry_points.partner.sources[1]: not an IP address or CIDR network" in found
+    assert not any(p.startswith("flows.entry_points.partner.sources:") for p in found)

@@ -35,6 +35,7 @@ def config_file(tmp_path: Path, zendesk: FakeZendesk, redis_url: str) -> Path:
     data = yaml.safe_load(path.read_text())
     data["flows"] = {
         "files": [str(REFERENCE)],
+        "sources": ["127.0.0.1/32"],
         "entry_points": {"support": {"number": "8000", "flow": "zendesk-caller-aware"}},
         "queues": {"support": {"agents": ["sip:agent1@127.0.0.1:5090"]}},
     }
