@@ -142,3 +142,16 @@ def test_every_entry_point_needs_sources_and_they_must_be_addresses() -> None:
     )
     assert "flows.entry_points.partner.sources[1]: not an IP address or CIDR network" in found
     assert not any(p.startswith("flows.entry_points.partner.sources:") for p in found)
+
+
+def test_the_example_configs_commented_flows_block_is_a_valid_config() -> None:
+    text = EXAMPLE.read_text()
+    block = text[text.index("# connectors:") :]
+    uncommented = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(yaml.safe_load(uncommented))
+    config = parse_config(data, base_dir=EXAMPLE.parent, environ={})
+    assert set(config.connectors) == {"zendesk"}
+    support = config.flows.entry_for("8000", {})
+    assert support is not None and support.flow == "zendesk-caller-aware"
+    assert support.source_allowed("127.0.0.1") and not support.source_allowed("192.0.2.1")
