@@ -75,8 +75,11 @@ class TerminalFlowTelephone(TerminalTelephone):
         return KeysEntered(keys) if keys else NoInput()
 
     async def enter_queue(self, command: EnterQueue) -> QueueLeft:
+        chime = ""
+        if command.chime is not None:
+            chime = f" and prompt {command.chime.name} every {command.chime_every_s} s"
         self.note(
-            f"waiting in queue {command.queue} with music {command.music}; "
+            f"waiting in queue {command.queue} with music {command.music}{chime}; "
             "Enter: an agent answers, 'timeout', or 'hangup'"
         )
         started = time.monotonic()
