@@ -78,7 +78,9 @@ def test_known_caller_open_ticket_hears_status_in_their_language_then_queues() -
         PlayPrompt(FLOW, "status-pending", "es"),
         PlayPrompt(FLOW, "queue-welcome", "es"),
     ]
-    assert [c for c in cmds if isinstance(c, EnterQueue)] == [EnterQueue("support", "moh", 600)]
+    assert [c for c in cmds if isinstance(c, EnterQueue)] == [
+        EnterQueue("support", "moh", 600, PlayPrompt(FLOW, "still-waiting", "es"), 45)
+    ]
     comment = [c for c in cmds if isinstance(c, PostComment)]
     assert comment == [
         PostComment(

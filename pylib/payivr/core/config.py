@@ -330,12 +330,7 @@ def _is_node_uri(value: str) -> bool:
 def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantConfig | None:
     if not MERCHANT_ID.match(merchant_id):
         m.problem("", "merchant id must match [A-Za-z0-9_-]{1,32}")
-    sources = []
-    for i, src in enumerate(m.get_list("sources", str)):
-        try:
-            sources.append(ipaddress.ip_network(src, strict=False))
-        except ValueError:
-            m.problem(f"sources[{i}]", "not an IP address or CIDR network")
+    sources = m.networks("sources")
     if not m.has("sources"):
         m.problem("sources", "required: the CTI trunk addresses allowed for this merchant")
 
@@ -403,7 +398,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         name=m.get("name", str, merchant_id),
         signing_secret=signing_secret,
         callback_secret=callback_secret,
-        sources=tuple(sources),
+        sources=sources,
         signing=signing,
         processor=processor,
         currencies=currencies,

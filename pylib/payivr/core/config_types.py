@@ -79,11 +79,7 @@ class MerchantConfig:
 
     def source_allowed(self, address: str) -> bool:
         """Is a request from this IP address (a CTI trunk) allowed for this merchant?"""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.sources)
+        return address_in(address, self.sources)
 
     def callback_host_allowed(self, host: str) -> bool:
         return host.lower() in self.callback_hosts
@@ -224,3 +220,15 @@ class Config:
 
     def merchant(self, merchant_id: str) -> MerchantConfig | None:
         return self.merchants.get(merchant_id)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def address_in(address: str, networks: tuple[Network, ...]) -> bool:
+    """Is this IP address (a request's source) in one of the networks? Not an address: no."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)

@@ -8,6 +8,7 @@ validation goes on and the operator sees all problems at once.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -148,6 +149,16 @@ class Reader:
             else:
                 self.problem(f"{key}[{i}]", f"must be {_TYPE_NAMES.get(kind, kind.__name__)}")
         return out
+
+    def networks(self, key: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """A list of IP addresses or CIDR networks (source allowlists)."""
+        out = []
+        for i, src in enumerate(self.get_list(key, str)):
+            try:
+                out.append(ipaddress.ip_network(src, strict=False))
+            except ValueError:
+                self.problem(f"{key}[{i}]", "not an IP address or CIDR network")
+        return tuple(out)
 
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
         return self.get(

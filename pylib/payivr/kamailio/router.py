@@ -9,7 +9,9 @@ Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
     pike (per source) -> admit() (merchant, source, signature, fields, SDP offer) ->
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
-Nothing is written anywhere for a rejected request.
+Nothing is written anywhere for a rejected request. A call to a flow's entry point
+(admit() says FlowCall) skips the merchant counter and Redis: it is relayed to a node
+with the same failover, without `X-Pay-*` or session headers (docs/flows.md).
 
 A BYE from a FreeSWITCH node goes through payivr.kamailio.bye first: unsigned result
 headers (the dialplan fallback's, the ESL application being gone) are replaced by the
@@ -21,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from payivr.core.admission import Reject, admit, replayed
+from payivr.core.admission import FlowCall, Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
@@ -69,6 +71,7 @@ class Router:
         self.return_hosts = frozenset(
             host for merchant in config.merchants.values() for host in merchant.return_hosts
         )
+        self.entry_headers = config.flows.header_names()
         self.store = store
         self._redis_down_until = 0.0
         self._finaliser: OrphanFinaliser | None = None
@@ -188,9 +191,13 @@ class Router:
             body=message_body(message),
             replay=None,
             referred_by=ksr.hdr.get("Referred-By"),
+            dialled=ksr.pv.get("$rU") or "",
+            entry_headers={name.lower(): ksr.hdr.get(name) or "" for name in self.entry_headers},
         )
         if isinstance(decision, Reject):
             return self._reject(decision.rejection)
+        if isinstance(decision, FlowCall):
+            return self._flow_call(decision, headers)
         request = decision.request
         count = ksr.htable.sht_inc(RATE_TABLE, f"{request.merchant}:{int(now)}")
         if count > self.merchant_limit:
@@ -225,6 +232,27 @@ class Router:
             mask_card_digits(
                 f"payivr: accepted call-id={request.call_id} session={session_id} "
                 f"merchant={request.merchant} order={request.order}\n"
+            )
+        )
+        return STOP
+
+    def _flow_call(self, decision: FlowCall, headers: list[tuple[str, str]]) -> int:
+        """Relay a call to a flow's entry point: a node, failover, no session."""
+        ksr = self.ksr
+        if ksr.dispatcher.ds_select_dst(DISPATCHER_SET, DS_ROUND_ROBIN) < 0:
+            return self._reject(unavailable("FreeSWITCH", "no node available", self.retry_after))
+        # FreeSWITCH tells a flow call from a payment call by the session header.
+        ksr.hdr.remove(SESSION_HEADER)
+        for name in {name for name, _ in headers}:
+            ksr.hdr.remove(name)
+        ksr.rr.record_route()
+        ksr.tm.t_on_failure(FAILURE_ROUTE)
+        if ksr.tm.t_relay() < 0:
+            ksr.sl.sl_reply_error()
+            return STOP
+        ksr.info(
+            mask_card_digits(
+                f"payivr: flow call call-id={ksr.kx.get_callid()} entry={decision.entry.name}\n"
             )
         )
         return STOP
