@@ -36,6 +36,7 @@ from payivr.core.config_types import (
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
 from payivr.core.siputil import parse_sip_uri
+from payivr.core.speech_input import INPUT_MODES
 
 LANGUAGES = ("es", "en", "pt", "nl")
 BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay")
@@ -373,6 +374,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         token_sale_cvv=cap.get("token_sale_cvv", bool, False),
         digit_timeout_ms=cap.positive_int("digit_timeout_ms", 5000),
         field_timeout_ms=cap.positive_int("field_timeout_ms", 15000),
+        input=cap.choice("input", INPUT_MODES, "dtmf"),
     )
     cap.reject_unknown(
         {
@@ -382,6 +384,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
             "token_sale_cvv",
             "digit_timeout_ms",
             "field_timeout_ms",
+            "input",
         }
     )
     merchant = MerchantConfig(

@@ -29,6 +29,7 @@ class CaptureConfig:
     token_sale_cvv: bool = False
     digit_timeout_ms: int = 5000
     field_timeout_ms: int = 15000
+    input: str = "dtmf"  # the default of X-Pay-Input: dtmf, speech or any
 
 
 @dataclass(frozen=True)
