@@ -148,7 +148,13 @@ class Utterance(Protocol):
         ...
 
     def finish(self) -> SecretDigits | None:
-        """The digits heard (``Grammar``) or None; frees the decoder's audio."""
+        """The digits heard (``Grammar``) or None; frees the decoder's audio.
+        Blocking (CPU): the listen calls it in a worker thread."""
+        ...
+
+    def discard(self) -> None:
+        """Zero the audio fed so far without decoding it (nothing was said, a key
+        was pressed, the caller hung up)."""
         ...
 
 
