@@ -8,7 +8,6 @@ from collections import Counter
 
 from payivr.core.speech_input import Grammar
 from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser, jsgf
-from tests.fixtures.speech.make_corpus import CARDS
 from tests.speech.corpus import english, first
 
 
@@ -86,9 +85,7 @@ def test_decoder_prints_nothing_on_stderr() -> None:
 
 
 def test_unsilenced_pocketsphinx_would_print_what_it_heard() -> None:
-    """The control for the test above: the same decoding at INFO does print."""
-    root, items = english()
-    item = first(items, kind="chunk", card=0, chunk=0, voice="flite-kal-100")
+    """The control for the test above: the same decoder at INFO does print."""
     script = (
         "import sys, pocketsphinx as ps\n"
         "m = ps.get_model_path()\n"
@@ -102,4 +99,3 @@ def test_unsilenced_pocketsphinx_would_print_what_it_heard() -> None:
         [sys.executable, "-c", script], capture_output=True, timeout=60, check=True
     )
     assert b"INFO" in done.stderr
-    assert CARDS and item.digits == CARDS[0][0][:4]
