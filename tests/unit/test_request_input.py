@@ -52,3 +52,19 @@ def test_merchant_default_input_is_validated() -> None:
     with pytest.raises(ConfigError) as err:
         config_from(data)
     assert any(p.startswith("merchants.acme.capture.input:") for p in err.value.problems)
+
+
+def test_session_keeps_the_input_mode_and_keyed_sessions_are_unchanged() -> None:
+    from datetime import UTC, datetime
+
+    from payivr.core.session import Session
+    from tests.support.builders import payment_request
+
+    now = datetime(2026, 11, 21, tzinfo=UTC)
+    spoken = Session.new(payment_request(input_mode=InputMode.ANY), now)
+    stored = spoken.to_hash()
+    assert stored["input"] == "any"
+    assert Session.from_hash(stored).request.input_mode is InputMode.ANY
+    keyed = Session.new(payment_request(), now).to_hash()
+    assert "input" not in keyed
+    assert Session.from_hash(keyed).request.input_mode is InputMode.DTMF
