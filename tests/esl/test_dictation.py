@@ -70,8 +70,10 @@ def whole_card() -> list[Input]:
     return [*inputs, said("expiry"), yes(), said("cvv"), yes()]
 
 
-async def speech_call(h: EslHarness, inputs: list[Input]) -> tuple[FakeCall, str]:
-    session = h.new_session(input_mode=InputMode.SPEECH)
+async def speech_call(
+    h: EslHarness, inputs: list[Input], language: str = "en"
+) -> tuple[FakeCall, str]:
+    session = h.new_session(input_mode=InputMode.SPEECH, language=language)
     headers = {"X-Pay-Merchant": "acme", "X-Pay-Order": "A1001", "X-Payivr-Session": session.id}
     from tests.esl.peer import CallScript
 
@@ -173,6 +175,23 @@ def test_hang_up_mid_chunk_is_caller_hangup(redis_url: str, tmp_path: Path) -> N
             stored = h.load(session_id)
             assert stored.result is not None
             assert (stored.result.code, stored.result.reason) == ("cancelled", "caller-hangup")
+            assert_nothing_kept(h, call, "")
+
+    asyncio.run(scenario())
+
+
+def test_a_language_without_a_recogniser_is_keyed(redis_url: str, tmp_path: Path) -> None:
+    """No Vosk model for Spanish here: no stream is opened, every field is keyed."""
+
+    async def scenario() -> None:
+        stack = Stack(redis_url)
+        with_prompts(stack.h, tmp_path)
+        async with stack as h:
+            inputs: list[Input] = [Keys(PAN + "#"), Keys(EXPIRY), Keys(CVV)]
+            call, session_id = await speech_call(h, inputs, language="es")
+            stored = h.load(session_id)
+            assert stored.result is not None and stored.result.code == "approved"
+            assert call.unicast_requests == []
             assert_nothing_kept(h, call, "")
 
     asyncio.run(scenario())
