@@ -20,15 +20,12 @@ import pytest
 
 from payivr.core.prompts import PROMPT_IDS
 from payivr.core.speech_input import InputMode
-from tests.esl import transcripts
 from tests.esl.harness import EslHarness
 from tests.esl.peer import FakeCall, HangUp, Input, Keys, run_call
 from tests.esl.test_calls import Stack
 from tests.esl.unicast_caller import Press, Speak
 from tests.fixtures.speech.make_corpus import CARDS, chunks
 from tests.speech.corpus import english, first
-
-pytestmark = pytest.mark.skipif(not transcripts.available(), reason=transcripts.SKIP_REASON)
 
 VOICE = "flite-kal-100"
 PAN, EXPIRY, CVV = CARDS[0]  # 4111111111111111, 1228, 123

@@ -10,12 +10,16 @@ Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
 Nothing is written anywhere for a rejected request.
+
+A BYE from a FreeSWITCH node goes through payivr.kamailio.bye first: unsigned result
+headers (the dialplan fallback's, the ESL application being gone) are replaced by the
+session's signed result, finalised in Redis if it had none.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from payivr.core.admission import Reject, admit, replayed
 from payivr.core.config import Config, load_config
@@ -23,6 +27,7 @@ from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
 from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
+from payivr.kamailio.bye import ByeResults
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
@@ -31,6 +36,9 @@ from payivr.kamailio.sipmsg import (
     reply_headers,
     unknown_payment_headers,
 )
+
+if TYPE_CHECKING:
+    from payivr.store.orphans import OrphanFinaliser
 
 # Dispatcher algorithm 4: round-robin over the active nodes of the set.
 DS_ROUND_ROBIN = 4
@@ -63,6 +71,8 @@ class Router:
         )
         self.store = store
         self._redis_down_until = 0.0
+        self._finaliser: OrphanFinaliser | None = None
+        self.byes = ByeResults(ksr, config, self._orphan_finaliser)
 
     # ----- entry points called by app_python3 -----
 
@@ -88,6 +98,15 @@ class Router:
         )
         self.store = AdmissionStore(client, self.config.services.session_ttl_s)
         return self.store
+
+    def _orphan_finaliser(self) -> OrphanFinaliser:
+        """Built on first use, on this worker's Redis client (BYEs are rare)."""
+        if self._finaliser is None:
+            from payivr.store.orphans import OrphanFinaliser
+
+            store = self.store or self._open_store()
+            self._finaliser = OrphanFinaliser(store.client, self.config.services.session_ttl_s)
+        return self._finaliser
 
     def ksr_request_route(self, msg: Any) -> int:
         """Every SIP request Kamailio receives."""
@@ -261,6 +280,8 @@ class Router:
         if ksr.rr.loose_route() > 0:
             if ksr.is_REFER() and not self._refer_allowed():
                 return STOP
+            if ksr.is_BYE() and ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
+                self.byes.rewrite()
             self._relay()
             return STOP
         if ksr.is_ACK():
