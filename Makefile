@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests, the demo and the Kamailio embedded interpreter need.
 APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps \
 	redis-server kamailio kamailio-python3-modules kamailio-tls-modules sip-tester \
-	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base \
+	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base flite \
 	chromium chromium-driver
 PYTEST_ARGS ?=
 

@@ -33,6 +33,7 @@ from payivr.core.config_types import (
     SentinelConfig,
     ServicesConfig,
     SigningConfig,
+    SpeechConfig,
     TlsConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from payivr.core.flow.settings import FlowsConfig
 from payivr.core.connector_settings import read_connectors
 from payivr.core.siputil import parse_sip_uri
+from payivr.core.speech_input import INPUT_MODES
 
 LANGUAGES = ("es", "en", "pt", "nl")
 BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay")
@@ -271,6 +273,31 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
     )
 
 
+# A Vosk model directory has its acoustic model here (alphacephei.com/vosk/models).
+VOSK_MODEL_FILES = ("am/final.mdl", "conf/model.conf")
+
+
+def _speech(s: Reader, base_dir: Path) -> SpeechConfig:
+    models: dict[str, Path] = {}
+    vm = s.section("vosk_models")
+    for language in vm.keys():  # noqa: SIM118 (a Reader, not a dict)
+        if language not in LANGUAGES:
+            vm.problem(language, "must be one of " + ", ".join(LANGUAGES))
+            continue
+        folder = (base_dir / vm.get(language, str, "")).resolve()
+        if not all((folder / name).is_file() for name in VOSK_MODEL_FILES):
+            vm.problem(language, f"{folder} is not a Vosk model directory (no am/, conf/)")
+            continue
+        models[language] = folder
+    speech = SpeechConfig(
+        pocketsphinx=s.get("pocketsphinx", bool, True),
+        vosk_models=models,
+        decode_threads=s.positive_int("decode_threads", 2, maximum=64),
+    )
+    s.reject_unknown({"pocketsphinx", "vosk_models", "decode_threads"})
+    return speech
+
+
 def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
     es = e.section("event_socket")
     r = e.section("return")
@@ -299,6 +326,7 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
         # 0 is taken as 1: the processor needs a thread to run at all.
         processor_threads=max(1, e.non_negative_int("processor_threads", 64)),
         returns=returns,
+        speech=_speech(e.section("speech"), base_dir),
     )
     e.reject_unknown(
         {
@@ -310,6 +338,7 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
             "recordings_dir",
             "processor_threads",
             "return",
+            "speech",
         }
     )
     es.reject_unknown({"host", "port", "password"})
@@ -382,6 +411,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         token_sale_cvv=cap.get("token_sale_cvv", bool, False),
         digit_timeout_ms=cap.positive_int("digit_timeout_ms", 5000),
         field_timeout_ms=cap.positive_int("field_timeout_ms", 15000),
+        input=cap.choice("input", INPUT_MODES, "dtmf"),
     )
     cap.reject_unknown(
         {
@@ -391,6 +421,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
             "token_sale_cvv",
             "digit_timeout_ms",
             "field_timeout_ms",
+            "input",
         }
     )
     merchant = MerchantConfig(

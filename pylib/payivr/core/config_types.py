@@ -41,6 +41,7 @@ class CaptureConfig:
     token_sale_cvv: bool = False
     digit_timeout_ms: int = 5000
     field_timeout_ms: int = 15000
+    input: str = "dtmf"  # the default of X-Pay-Input: dtmf, speech or any
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,18 @@ class ReturnSettings:
 
 
 @dataclass(frozen=True)
+class SpeechConfig:
+    """`services.esl.speech`: spoken card data (docs/dictation.md).
+
+    English uses pocketsphinx's bundled model; other languages need an operator's
+    Vosk model directory each (``vosk_models``), checked when the config loads."""
+
+    pocketsphinx: bool = True
+    vosk_models: Mapping[str, Path] = field(default_factory=dict)
+    decode_threads: int = 2  # decodings at once per ESL process (CPU-bound)
+
+
+@dataclass(frozen=True)
 class EslConfig:
     """`services.esl`: the ESL application's socket, FreeSWITCH's event socket, prompts,
     recordings, its processor threads and how calls go back (docs/esl.md)."""
@@ -186,6 +199,7 @@ class EslConfig:
     recordings_dir: Path  # IVR-leg recordings (record_ivr_leg)
     processor_threads: int  # concurrent processor calls per process
     returns: ReturnSettings
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,17 @@ class SecretDigits:
         self._buf = bytearray(raw)
         self._wiped = False
 
+    @classmethod
+    def joined(cls, parts: list[SecretDigits]) -> SecretDigits:
+        """One secret of ``parts`` in order (the chunks of a spoken card number),
+        copied buffer to buffer: the digits never pass through a ``str``."""
+        joined = cls("")
+        for part in parts:
+            if part.wiped:
+                raise ValueError("secret digits were already wiped")
+            joined._buf += part._buf
+        return joined
+
     def reveal(self) -> str:
         """The digits, for the one place that must send them (the processor call)."""
         if self._wiped:

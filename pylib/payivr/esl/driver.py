@@ -44,7 +44,7 @@ from payivr.esl.returning import (
     transfer_by_bridge,
     transfer_by_refer,
 )
-from payivr.esl.telephone import EslTelephone, Speech
+from payivr.esl.telephone import EslTelephone, Listening, Speech
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor
 from payivr.execution.store import CallStore, with_retries
@@ -66,6 +66,7 @@ class EslApplication:
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     flows: FlowPorts | None = None  # flow calls (flows.entry_points); None: payments only
+    listening: Listening | None = None  # spoken card data (docs/dictation.md)
 
     async def warm_up(self, connections: int = 16) -> None:
         """Open the store's connections now, not on the first calls (latency spikes)."""
@@ -94,6 +95,7 @@ class PaymentCall(DriverHooks):
         self.app = app
         self.channel = channel
         self.ctx: CallContext | None = None
+        self.telephone: EslTelephone | None = None
 
     async def run(self) -> None:
         session_id = self.channel.channel_data.get(SESSION_HEADER, "").strip()
@@ -120,12 +122,14 @@ class PaymentCall(DriverHooks):
             session.request.order,
         )
         speech = Speech(self.app.options.prompts_dir, session.request.language)
+        listening = self.app.listening if session.request.input_mode.listens else None
+        self.telephone = EslTelephone(self.channel, speech, listening)
         ctx = CallContext(
             label=self.channel.uuid,
             plan=CapturePlan(session.request, merchant, self.app.clock().date()),
             session=session,
             merchant=merchant,
-            telephone=EslTelephone(self.channel, speech),
+            telephone=self.telephone,
             store=CallStore(self.app.store, self.channel.uuid),
             processor=self.app.processor_for(merchant.id),
             processor_timeout_s=merchant.processor.timeout_s,
@@ -154,6 +158,10 @@ class PaymentCall(DriverHooks):
         if ctx.merchant.record_ivr_leg:
             path = self.app.options.recordings_dir / f"{ctx.session.id}.wav"
             await self.channel.execute("record_session", str(path))
+
+    async def cleanup(self, ctx: CallContext) -> None:
+        if self.telephone is not None:
+            self.telephone.close()
 
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
         if not self.channel.hungup:

@@ -14,6 +14,8 @@ from payivr.core.config import Config, EslConfig
 from payivr.esl.driver import EslApplication
 from payivr.esl.flow_call import FlowPorts
 from payivr.esl.server import OutboundServer
+from payivr.esl.telephone import Listening
+from payivr.speech.recognisers import build_recogniser
 from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
 from payivr.store.connect import async_redis_client
 
@@ -30,6 +32,8 @@ class EslService:
 
     def shutdown_pools(self) -> None:
         self.app.processor_pool.shutdown(wait=False, cancel_futures=True)
+        if self.app.listening is not None:
+            self.app.listening.pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         self.shutdown_pools()
@@ -37,6 +41,21 @@ class EslService:
         if close is not None:
             with contextlib.suppress(Exception):
                 await close()
+
+
+def build_listening(options: EslConfig) -> Listening | None:
+    """The recognisers for spoken card data, or None (keypad only) when none can be
+    loaded here: a request for speech then gets the keypad entry (docs/dictation.md)."""
+    speech = options.speech
+    try:
+        recogniser = build_recogniser(speech)
+    except ImportError as exc:
+        log.warning("speech input unavailable (%s): keypad entry only", exc.name)
+        return None
+    if not recogniser.languages():
+        return None
+    pool = ThreadPoolExecutor(speech.decode_threads, thread_name_prefix="payivr-speech")
+    return Listening(recogniser, pool)
 
 
 def build_service(
@@ -66,6 +85,7 @@ def build_service(
         options=options,
         processor_pool=processor_pool,
         flows=flow_ports(config, services, store, options, processor_pool),
+        listening=build_listening(options),
     )
     server = OutboundServer(
         app.handle,
