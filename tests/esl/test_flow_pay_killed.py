@@ -119,7 +119,7 @@ def test_kill_9_during_a_flow_payment_still_gives_one_signed_callback(
         assert Watchdog(client, config).sweep(deadline_at + 1).finalised == [session_id]
         worker = start(
             ["callbacks", "work", "--config", str(config_path), "--watchdog-interval", "0.5",
-             "--metrics-port", "0", "--threads", "2"],
+             "--metrics-port", "0", "--concurrency", "2"],
             tmp_path / "callbacks.log",
         )  # fmt: skip
         (callback,) = receiver.wait(1, timeout=40) or [None]

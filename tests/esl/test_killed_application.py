@@ -129,7 +129,7 @@ def test_kill_9_mid_capture_still_gives_one_signed_callback(redis_url: str, tmp_
 
         worker = start(
             ["callbacks", "work", "--config", str(config_path), "--watchdog-interval", "0.5",
-             "--metrics-port", "0", "--threads", "2"],
+             "--metrics-port", "0", "--concurrency", "2"],
             tmp_path / "callbacks.log",
         )  # fmt: skip
         (callback,) = receiver.wait(1, timeout=40) or [None]
