@@ -158,6 +158,8 @@ class KamailioConfig:
     listen: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 5060),)
     tls: TlsConfig = TlsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # xhttp_prom on services.metrics_host (docs/monitoring.md); None: not served.
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ class EslConfig:
     recordings_dir: Path  # IVR-leg recordings (record_ivr_leg)
     processor_threads: int  # concurrent processor calls per process
     returns: ReturnSettings
+    metrics_port: int = 9465
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ class ServicesConfig:
     freeswitch_nodes: tuple[str, ...]
     esl: EslConfig
     callbacks: CallbacksConfig
+    metrics_host: str = "127.0.0.1"  # where every service serves /metrics
 
 
 @dataclass(frozen=True)
