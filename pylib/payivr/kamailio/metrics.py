@@ -26,7 +26,8 @@ class KamailioMetrics:
 
     def __init__(self, ksr: Any, config: Config) -> None:
         self.ksr = ksr
-        self.enabled = config.services.kamailio.metrics_port is not None
+        # The counters exist only where kamailio.cfg loaded xhttp_prom.
+        self.enabled = (ksr.kx.get_def("PAYIVR_WITH_METRICS") or "").strip() == "1"
         self.merchants = frozenset(config.merchants)
         self.nodes = config.services.freeswitch_nodes
 
