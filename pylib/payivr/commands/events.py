@@ -107,7 +107,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
         return 2
     wanted = EventFilter(args.merchant, args.session, args.event)
     cfg = config.services.redis
-    client = redis_client(cfg, socket_timeout=cfg.socket_timeout_s + BLOCK_MS / 1000)
+    # Typed loosely: redis-py's stubs cannot say that decode_responses gives str.
+    client: Any = redis_client(cfg, socket_timeout=cfg.socket_timeout_s + BLOCK_MS / 1000)
     try:
         if position == "$":
             # The newest id now: events after it, none before (XREAD's `$` per call
