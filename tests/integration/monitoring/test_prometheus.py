@@ -6,9 +6,12 @@ digits or an order id (docs/monitoring.md)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -21,6 +24,7 @@ from payivr.kamailio.settings import Socket
 from payivr.metrics import serve
 from tests.esl.harness import EslHarness
 from tests.esl.peer import Keys
+from tests.integration.callbacks.cbsupport import endpoint_running, write_config
 from tests.support import pci
 from tests.support.servers import RedisServer, free_port
 
@@ -81,9 +85,7 @@ def test_prometheus_scrapes_every_service_during_calls(
     from tests.integration.kamailio.kamsupport import call_id, new_prefix, signed_sale
 
     prometheus = _tool("prometheus")
-    kam_metrics = free_port()
-    esl_metrics = free_port()
-    prom_port = free_port()
+    kam_metrics, esl_metrics, cb_metrics, agent_metrics, prom_port = (free_port() for _ in range(5))
     scrape = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
@@ -92,6 +94,10 @@ def test_prometheus_scrapes_every_service_during_calls(
              "static_configs": [{"targets": [f"127.0.0.1:{kam_metrics}"]}]},
             {"job_name": "payivr-esl",
              "static_configs": [{"targets": [f"127.0.0.1:{esl_metrics}"]}]},
+            {"job_name": "payivr-callbacks",
+             "static_configs": [{"targets": [f"127.0.0.1:{cb_metrics}"]}]},
+            {"job_name": "payivr-agent",
+             "static_configs": [{"targets": [f"127.0.0.1:{agent_metrics}"]}]},
         ],
     }  # fmt: skip
     (tmp_path / "prometheus.yml").write_text(json.dumps(scrape))
@@ -103,10 +109,20 @@ def test_prometheus_scrapes_every_service_during_calls(
     )  # fmt: skip
     base = f"http://127.0.0.1:{prom_port}"
     scraped: list[str] = []
+    (tmp_path / "callbacks").mkdir()  # its own config: the Kamailio stack writes one too
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "payivr.cli", "callbacks", "work",
+         "--config", str(write_config(tmp_path / "callbacks", redis_url)),
+         "--metrics-port", str(cb_metrics), "--threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"),
+    )  # fmt: skip
     try:
-        with stack_running(
-            tmp_path, redis_url, metrics=Socket("tcp", "127.0.0.1", kam_metrics)
-        ) as stack:
+        with (
+            endpoint_running() as endpoint,
+            stack_running(
+                tmp_path, redis_url, metrics=Socket("tcp", "127.0.0.1", kam_metrics)
+            ) as stack,
+        ):
             kam_url = f"http://127.0.0.1:{kam_metrics}/metrics"
             _wait(lambda: _value(base, 'up{job="payivr-kamailio"}') == 1)
             prefix = new_prefix()
@@ -118,11 +134,18 @@ def test_prometheus_scrapes_every_service_during_calls(
             scraped.append(_get(kam_url))
             _wait(lambda: _value(base, "payivr_kamailio_admitted") >= 1)
             _wait(lambda: _value(base, "payivr_kamailio_rejected") >= 1)
-            asyncio.run(_esl_calls(redis_url, esl_metrics, base, scraped))
+            ports = {"esl": esl_metrics, "agent": agent_metrics}
+            asyncio.run(_esl_calls(redis_url, ports, base, scraped, endpoint.url))
+            delivered = "payivr_callbacks_delivered_total"
+            _wait(lambda: _value(base, delivered) >= 2 and len(endpoint.event_ids()) >= 2)
+            scraped.append(_get(f"http://127.0.0.1:{cb_metrics}/metrics"))
+            assert _query(base, "payivr_callbacks_outbox_entries")
             assert _query(base, 'payivr_kamailio_rejected{status="404"}')
             nodes = _query(base, "payivr_kamailio_node_up")
             assert [n["metric"]["node"] for n in nodes] == stack.nodes
     finally:
+        worker.terminate()
+        worker.wait(20)
         prom.terminate()
         prom.wait(10)
     for text in scraped:
@@ -130,16 +153,29 @@ def test_prometheus_scrapes_every_service_during_calls(
         assert ORDER not in text, "an order id in a scrape"
 
 
-async def _esl_calls(redis_url: str, port: int, base: str, scraped: list[str]) -> None:
+async def _esl_calls(
+    redis_url: str, ports: dict[str, int], base: str, scraped: list[str], callback_url: str
+) -> None:
+    """ESL calls (and the agent service scraped beside them), while Prometheus looks."""
     harness = EslHarness(redis_url)
     await harness.start()
     assert harness.service is not None
-    exporter = serve(harness.service.registry, "127.0.0.1", port)
+    exporter = serve(harness.service.registry, "127.0.0.1", ports["esl"])
+    agent = await _agent_service(harness, redis_url)
+    agent_exporter = serve(agent.registry, "127.0.0.1", ports["agent"])
     try:
-        await asyncio.to_thread(_wait, lambda: _value(base, 'up{job="payivr-esl"}') == 1)
-        await harness.call([Keys(PAN + "#"), Keys(EXPIRY), Keys(CVV)])
-        await harness.call([Keys("4111111111111112#"), Keys(PAN + "#"), Keys(EXPIRY), Keys(CVV)])
-        scraped.append(_get(f"http://127.0.0.1:{port}/metrics"))
+        both_up = 'sum(up{job=~"payivr-esl|payivr-agent"})'
+        await asyncio.to_thread(_wait, lambda: _value(base, both_up) == 2)
+        await harness.call(
+            [Keys(PAN + "#"), Keys(EXPIRY), Keys(CVV)],
+            session=harness.new_session(callback_url=callback_url),
+        )
+        await harness.call(
+            [Keys("4111111111111112#"), Keys(PAN + "#"), Keys(EXPIRY), Keys(CVV)],
+            session=harness.new_session(callback_url=callback_url, order="A1002"),
+        )
+        scraped.append(_get(f"http://127.0.0.1:{ports['esl']}/metrics"))
+        scraped.append(_get(f"http://127.0.0.1:{ports['agent']}/metrics"))
         moved = 'payivr_payment_results_total{code="approved"}'
         await asyncio.to_thread(_wait, lambda: _value(base, moved) >= 2)
         fields = _query(base, "payivr_payment_fields_total")
@@ -150,13 +186,37 @@ async def _esl_calls(redis_url: str, port: int, base: str, scraped: list[str]) -
         assert _value(base, "payivr_processor_seconds_count") >= 2
         ended = 'payivr_esl_calls_ended_total{end="completed"}'
         await asyncio.to_thread(_wait, lambda: _value(base, ended) >= 2)
-        # Every panel of the shipped dashboard shows data from this run (Kamailio and
-        # the ESL application; the agent and callback panels are not scraped here).
+        assert _query(base, "payivr_agent_calls_in_progress")
+        # Every panel of the shipped dashboard shows data from this run.
+        await asyncio.to_thread(
+            _wait, lambda: _value(base, "payivr_callbacks_delivered_total") >= 2
+        )
         for panel in json.loads(DASHBOARD.read_text())["panels"]:
             for target in panel["targets"]:
-                if "agent" in target["expr"] or "callbacks" in target["expr"]:
-                    continue
                 assert _query(base, target["expr"]), (panel["title"], target["expr"])
     finally:
+        agent_exporter.shutdown()
+        await agent.stop()
         await harness.stop()
         exporter.shutdown()
+
+
+async def _agent_service(harness: EslHarness, redis_url: str) -> Any:
+    """The agent service on free loopback ports and the test's Redis."""
+    import redis
+
+    from payivr.agent.service import build_service
+    from payivr.agent.settings import load_agent_settings
+    from payivr.core.config import RedisConfig
+    from payivr.store.connect import async_redis_client
+    from payivr.wiring import build_services
+
+    settings, tokens = load_agent_settings(harness.config, os.environ)
+    settings = dataclasses.replace(settings, listen_port=free_port(), esl_listen_port=free_port())
+    services = build_services(
+        harness.config, redis_client=redis.Redis.from_url(redis_url, decode_responses=True)
+    )
+    aredis = async_redis_client(RedisConfig(url=redis_url))
+    agent = build_service(harness.config, settings, tokens, services=services, aredis=aredis)
+    await agent.start()
+    return agent
