@@ -7,12 +7,15 @@ through payivr.core.metric_labels.label_value.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger("payivr.metrics")
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -51,7 +54,16 @@ class CallStatsCollector(Collector):
         yield ended
 
 
-def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Serve `registry` on host:port (GET /metrics) from a daemon thread."""
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer | None:
+    """Serve `registry` on host:port (GET /metrics) from a daemon thread.
+
+    A port that cannot be bound is logged as an error and the service runs on without
+    metrics (None): calls must not stop for want of a scrape, and the scrape's
+    failure raises PayivrServiceDown (monitoring/alerts.yml).
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.error("metrics: cannot serve on %s:%d (%s); running without", host, port, exc)
+        return None
     return server

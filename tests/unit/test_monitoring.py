@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from payivr.core.result import Operation, PaymentResult
 from payivr.execution.metrics import PaymentMetrics
 from payivr.flows.metrics import FlowMetrics
 from payivr.kamailio.settings import KamailioSettings, Socket, render_local_cfg
+from payivr.metrics import serve
 from tests.unit.helpers import EXAMPLE, config_from, example_data
 
 
@@ -116,3 +119,15 @@ def test_flow_metrics_read_the_flow_events() -> None:
     wait = {"queue": "billing", "outcome": "answered"}
     assert sample("payivr_flow_queue_wait_seconds_sum", wait) == 12
     assert "5551234" not in generate_latest(registry).decode()
+
+
+def test_a_taken_metrics_port_is_logged_and_the_service_runs_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.ERROR, "payivr.metrics"):
+            assert serve(CollectorRegistry(), "127.0.0.1", port) is None
+    assert f"cannot serve on 127.0.0.1:{port}" in caplog.text

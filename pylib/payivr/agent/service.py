@@ -126,4 +126,5 @@ async def serve(config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await service.stop()
-    exporter.shutdown()
+    if exporter is not None:
+        exporter.shutdown()
