@@ -23,7 +23,7 @@ import functools
 import logging
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from payivr.core.result import iso
 from payivr.core.siputil import parse_sip_uri
 from payivr.esl.channel import CallerGone
 from payivr.esl.connection import EslConnection
+from payivr.execution.metrics import PaymentMetrics
 
 log = logging.getLogger("payivr.agent")
 
@@ -63,6 +64,7 @@ class AgentDeps:
     sofia_profile: str = "payivr"
     command_block_ms: int = 1000
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    metrics: PaymentMetrics = field(default_factory=PaymentMetrics)
 
 
 class AgentCall:
@@ -219,6 +221,7 @@ class AgentCall:
                 speech_dir=deps.prompts_dir,
                 publisher=self.publisher,
                 now=deps.now,
+                metrics=deps.metrics,
                 release=functools.partial(deps.bus.release_payment, info.call, payment_id),
             )
             self.payment = AgentPayment(ctx, session)

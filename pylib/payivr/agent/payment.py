@@ -37,7 +37,7 @@ from payivr.core.plan import (
     ReturnCall,
     State,
 )
-from payivr.core.processor import Processor
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.progress import ProgressTracker
 from payivr.core.prompts import PromptId
 from payivr.core.reasons import Reason
@@ -48,6 +48,7 @@ from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.telephone import EslTelephone, Speech
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor
+from payivr.execution.metrics import PaymentMetrics
 from payivr.execution.store import CallStore, ThreadedStore
 
 log = logging.getLogger("payivr.agent")
@@ -73,6 +74,7 @@ class PaymentContext:
     pool: ThreadPool | None = None  # processor threads (None: the loop's default pool)
     # Frees the call for the next payment once this one's result is recorded.
     release: Callable[[], Awaitable[None]] | None = None
+    metrics: PaymentMetrics = dataclasses.field(default_factory=PaymentMetrics)
 
 
 class AgentTelephone(EslTelephone):
@@ -208,11 +210,16 @@ class AgentPayment(DriverHooks):
             self.pctx.publisher.put(event)
 
     def reported(self, report: FieldReport) -> None:
+        self.pctx.metrics.field(report)
         for progress in self.tracker.report(report):
             self.pctx.publisher.put(progress)
 
+    def settled(self, answer: ProcessorAnswer, seconds: float) -> None:
+        self.pctx.metrics.processor(answer, seconds)
+
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
         self.result = result
+        self.pctx.metrics.result(result)
         # The card span is over: the agent's leg gets DTMF and audio back before the
         # agent sees the result (and can start the next payment).
         with contextlib.suppress(CallerGone):

@@ -48,6 +48,7 @@ class AgentSettings:
     listen_port: int = 8090
     esl_listen_host: str = "127.0.0.1"
     esl_listen_port: int = 8085
+    metrics_port: int = 9466  # Prometheus, on services.metrics_host (docs/monitoring.md)
     dtmf_mask: str = "tones"
     mask_digit: str = "0"
     mask_file: str = ""
@@ -117,6 +118,7 @@ def load_agent_settings(
             "esl_listen_host", str, "127.0.0.1", check=is_host_name, what="a host"
         ),
         esl_listen_port=s.port("esl_listen_port", 8085),
+        metrics_port=s.port("metrics_port", 9466),
         dtmf_mask=s.choice("dtmf_mask", DTMF_MASKS, "tones"),
         mask_digit=s.get(
             "mask_digit",
@@ -148,6 +150,7 @@ def load_agent_settings(
             "listen_port",
             "esl_listen_host",
             "esl_listen_port",
+            "metrics_port",
             "dtmf_mask",
             "mask_digit",
             "mask_file",

@@ -55,7 +55,9 @@ def add_commands(sub: Any) -> None:
     work.add_argument(
         "--metrics-port", type=int, help="Prometheus port (config default; 0 turns it off)"
     )
-    work.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
+    work.add_argument(
+        "--metrics-host", help="address to serve metrics on (default services.metrics_host)"
+    )
     work.add_argument(
         "--watchdog-interval",
         type=float,
@@ -121,9 +123,10 @@ def cmd_work(args: argparse.Namespace) -> int:
     config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
     if config is None:
         return 2
-    from payivr.callbacks.metrics import Metrics, serve_metrics
+    from payivr.callbacks.metrics import Metrics
     from payivr.callbacks.policy import CallbackPolicy
     from payivr.callbacks.worker import Worker, WorkerSettings
+    from payivr.metrics import serve as serve_metrics
 
     logging.basicConfig(
         level=logging.INFO,
@@ -153,7 +156,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
     watchdog = _watchdog(config, args.watchdog_interval)
-    comments = _comment_worker(config, args.consumer)
+    comments = _comment_worker(config, args.consumer, Metrics("comments", metrics.registry))
     server = None
     if port:
         metrics.add_outbox_gauges(outbox.counts)
@@ -162,7 +165,8 @@ def cmd_work(args: argparse.Namespace) -> int:
             metrics.add_outbox_gauges(
                 lambda: {f"comments_{k}": v for k, v in comment_outbox.counts().items()}
             )
-        server = serve_metrics(metrics, args.metrics_host, port)
+        host = args.metrics_host or config.services.metrics_host
+        server = serve_metrics(metrics.registry, host, port)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
@@ -201,7 +205,7 @@ def _watchdog(config: Any, interval_s: float) -> Any:
     return start_watchdog(client, config, WatchdogSettings(interval_s=interval_s))
 
 
-def _comment_worker(config: Any, consumer: str) -> Any:
+def _comment_worker(config: Any, consumer: str, metrics: Any) -> Any:
     """The after-call comment worker, run beside the callback worker when the config
     has connectors (docs/connectors.md); None otherwise."""
     if not config.connectors:
@@ -212,7 +216,9 @@ def _comment_worker(config: Any, consumer: str) -> Any:
 
     settings = comment_worker_settings(consumer)
     client = redis_client(config.services.redis, socket_timeout=settings.block_ms / 1000 + 5)
-    return CommentWorker(CommentOutbox(client), ConnectorClient(config.connectors), settings)
+    return CommentWorker(
+        CommentOutbox(client), ConnectorClient(config.connectors), settings, metrics
+    )
 
 
 def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list[str]:
@@ -235,14 +241,13 @@ def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list
         str(args.backoff_max),
         "--claim-idle",
         str(args.claim_idle),
-        "--metrics-host",
-        args.metrics_host,
         "--metrics-port",
         str(metrics_port + index if metrics_port else 0),
         "--watchdog-interval",
         str(args.watchdog_interval),
     ]
     optional = {
+        "--metrics-host": args.metrics_host,
         "--retry-for": args.retry_for,
         "--connect-timeout": args.connect_timeout,
         "--read-timeout": args.read_timeout,

@@ -233,6 +233,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         listen=tuple(listens),
         tls=tls,
         rate_limit=rate,
+        metrics_port=k.port("metrics_port", 9467) if k.has("metrics_port") else None,
     )
     fs_nodes = tuple(s.get_list("freeswitch_nodes", str, ["sip:127.0.0.1:5080"]))
     for i, node in enumerate(fs_nodes):
@@ -261,8 +262,10 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "esl",
             "callbacks",
             "agent_api",
+            "metrics_host",
         }
     )
+    _distinct_metrics_ports(s, kam, esl, callbacks)
     return ServicesConfig(
         redis=redis_cfg,
         session_ttl_s=s.positive_int("session_ttl_s", 3600),
@@ -270,6 +273,9 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         freeswitch_nodes=fs_nodes,
         esl=esl,
         callbacks=callbacks,
+        metrics_host=s.get(
+            "metrics_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
+        ),
     )
 
 
@@ -296,6 +302,28 @@ def _speech(s: Reader, base_dir: Path) -> SpeechConfig:
     )
     s.reject_unknown({"pocketsphinx", "vosk_models", "decode_threads"})
     return speech
+
+
+def _distinct_metrics_ports(
+    s: Reader, kam: KamailioConfig, esl: EslConfig, callbacks: CallbacksConfig
+) -> None:
+    """Every service serves /metrics on `metrics_host`: no two on one port, nor on a
+    port the ESL application listens on."""
+    taken = {esl.listen_port: "esl.listen_port"}
+    agent = s.section("agent_api")
+    if agent.has("metrics_port"):
+        taken.setdefault(agent.port("metrics_port", 9466), "agent_api.metrics_port")
+    for where, port in (
+        ("kamailio.metrics_port", kam.metrics_port),
+        ("esl.metrics_port", esl.metrics_port),
+        ("callbacks.metrics_port", callbacks.metrics_port),
+    ):
+        if port is None:
+            continue
+        if port in taken:
+            s.problem(where, f"{port} is already {taken[port]}")
+        else:
+            taken[port] = where
 
 
 def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
@@ -327,6 +355,7 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
         processor_threads=max(1, e.non_negative_int("processor_threads", 64)),
         returns=returns,
         speech=_speech(e.section("speech"), base_dir),
+        metrics_port=e.port("metrics_port", 9465),
     )
     e.reject_unknown(
         {
@@ -339,6 +368,7 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
             "processor_threads",
             "return",
             "speech",
+            "metrics_port",
         }
     )
     es.reject_unknown({"host", "port", "password"})

@@ -155,6 +155,8 @@ class KamailioConfig:
     listen: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 5060),)
     tls: TlsConfig = TlsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # xhttp_prom on services.metrics_host (docs/monitoring.md); None: not served.
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class EslConfig:
     processor_threads: int  # concurrent processor calls per process
     returns: ReturnSettings
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    metrics_port: int = 9465
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,7 @@ class ServicesConfig:
     freeswitch_nodes: tuple[str, ...]
     esl: EslConfig
     callbacks: CallbacksConfig
+    metrics_host: str = "127.0.0.1"  # where every service serves /metrics
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from payivr.core.config import EslConfig, MerchantConfig
-from payivr.core.plan import CapturePlan
-from payivr.core.processor import Processor
+from payivr.core.plan import CapturePlan, FieldReport
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.prompts import LANGUAGES, PromptId
 from payivr.core.result import PaymentResult, result_headers
 from payivr.core.session import Event as SessionEvent
@@ -47,6 +47,7 @@ from payivr.esl.returning import (
 from payivr.esl.telephone import EslTelephone, Listening, Speech
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor
+from payivr.execution.metrics import PaymentMetrics
 from payivr.execution.store import CallStore, with_retries
 from payivr.store.async_store import AsyncSessionStore
 
@@ -67,6 +68,7 @@ class EslApplication:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     flows: FlowPorts | None = None  # flow calls (flows.entry_points); None: payments only
     listening: Listening | None = None  # spoken card data (docs/dictation.md)
+    metrics: PaymentMetrics = field(default_factory=PaymentMetrics)
 
     async def warm_up(self, connections: int = 16) -> None:
         """Open the store's connections now, not on the first calls (latency spikes)."""
@@ -163,7 +165,14 @@ class PaymentCall(DriverHooks):
         if self.telephone is not None:
             self.telephone.close()
 
+    def reported(self, report: FieldReport) -> None:
+        self.app.metrics.field(report)
+
+    def settled(self, answer: ProcessorAnswer, seconds: float) -> None:
+        self.app.metrics.processor(answer, seconds)
+
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
+        self.app.metrics.result(result)
         if not self.channel.hungup:
             # For the dialplan fallback, should this process die before the return.
             with contextlib.suppress(CallerGone):

@@ -30,6 +30,7 @@ from payivr.core.session import new_session_id
 from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
 from payivr.kamailio.bye import ByeResults
+from payivr.kamailio.metrics import KamailioMetrics
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
@@ -76,6 +77,7 @@ class Router:
         self._redis_down_until = 0.0
         self._finaliser: OrphanFinaliser | None = None
         self.byes = ByeResults(ksr, config, self._orphan_finaliser)
+        self.metrics = KamailioMetrics(ksr, config)
 
     # ----- entry points called by app_python3 -----
 
@@ -146,6 +148,10 @@ class Router:
         ksr.sl.sl_send_reply(405, "Method Not Allowed")
         return STOP
 
+    def ksr_xhttp_event(self, msg: Any, event: str = "") -> int:
+        """An HTTP request on the metrics socket (xhttp's event callback)."""
+        return self.metrics.scrape()
+
     def ksr_failure_freeswitch(self, msg: Any) -> int:
         """A FreeSWITCH node failed the INVITE: try the next one, or answer 503."""
         ksr = self.ksr
@@ -165,6 +171,7 @@ class Router:
             ksr.hdr.append_to_reply(reply_headers(rejection, self.host))
             ksr.tm.t_reply(rejection.status, rejection.reason_phrase)
             self._log_rejection(rejection)
+            self.metrics.rejected(rejection)
             return STOP
         # Any other final answer (4xx, 6xx) is the node's and goes back as it is.
         self._close_session("freeswitch-refused")
@@ -227,6 +234,7 @@ class Router:
             self._close_session("relay-failed")
             ksr.sl.sl_reply_error()
             return STOP
+        self.metrics.admitted(request.merchant)
         # Masked: an order id or a Call-ID may be any run of digits a CTI chose.
         ksr.info(
             mask_card_digits(
@@ -341,6 +349,7 @@ class Router:
         ksr.hdr.append_to_reply(reply_headers(rejection, self.host))
         ksr.sl.sl_send_reply(rejection.status, rejection.reason_phrase)
         self._log_rejection(rejection)
+        self.metrics.rejected(rejection)
         return STOP
 
     def _log_rejection(self, rejection: Rejection) -> None:

@@ -254,6 +254,8 @@ def test_callbacks_worker_process_delivers_comments(
         text = scraped.read().decode()
         for gauge in ("comments_outbox", "comments_scheduled", "comments_dead"):
             assert f"payivr_callbacks_{gauge}_entries 0.0" in text
+        # The comment worker's own counters are served beside the callback worker's.
+        assert "payivr_comments_delivered_total 1.0" in text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert proc.stderr is not None
