@@ -2,7 +2,8 @@
 
 Kamailio's KEMI script gathers headers, body, source address and Call-ID, calls
 `admit`, and acts on the decision. Checks run in an order that authenticates before
-it explains: merchant -> source -> signature -> fields -> SDP offer -> replay, so an
+it explains: merchant -> source -> signature -> fields -> SDP offer (and SRTP where
+the merchant requires it) -> replay, so an
 unsigned peer learns nothing about what a valid request would look like.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from payivr.core.config import Config, MerchantConfig
 from payivr.core.errors import Rejection, forbidden, not_acceptable, unknown_merchant
+from payivr.core.media_security import check_srtp
 from payivr.core.replay import ReplayGuard, replay_key
 from payivr.core.request import (
     SIGNED_REQUEST_HEADERS,
@@ -113,6 +115,8 @@ def _admit(
 
     request = parse_request(fields, merchant, call_id=call_id, referred_by=referred_by)
     check_offer(body)
+    if merchant.require_srtp:
+        check_srtp(body.text, mid)
 
     # A replay window twice the timestamp window covers a timestamp at either edge.
     ttl = 2 * merchant.signing.window_s
