@@ -60,3 +60,14 @@ def test_mutual_tls_requires_and_verifies_the_trunk_certificate_against_the_ca()
 def test_a_newline_cannot_add_a_tls_cfg_line() -> None:
     with pytest.raises(ValueError, match="newlines"):
         render_tls_cfg(settings(tls_cipher_list="ALL\nverify_certificate = no"))
+
+
+def test_freeswitch_tls_profile_uses_the_same_modern_suites() -> None:
+    from payivr.core.config import load_config
+    from tests.unit.helpers import EXAMPLE
+    from tests.unit.test_freeswitch_render import params, tree_of, with_fs
+
+    tls = with_fs(load_config(EXAMPLE), freeswitch_nodes=("sips:127.0.0.1:5081",))
+    p = params(tree_of(tls)["sip_profiles/payivr.xml"])
+    assert p["tls-ciphers"] == MODERN_CIPHERS
+    assert p["tls-version"] == "tlsv1.2,tlsv1.3"

@@ -48,3 +48,25 @@ def test_one_clear_stream_among_secure_ones_is_refused_and_a_disabled_one_is_not
 def test_crypto_of_another_section_does_not_count() -> None:
     offer = media_offers(PLAIN + "m=audio 4002 RTP/SAVP 8\r\na=crypto:1 AES_CM x\r\n")
     assert [insecure_reason(o) for o in offer] == ["RTP/AVP is plain RTP", None]
+
+
+def test_admit_refuses_plain_rtp_only_for_a_merchant_requiring_srtp() -> None:
+    from payivr.core.admission import Accept, MessageBody, Reject, admit
+    from tests.unit.helpers import NOW, SDP, example_config, signed_headers
+
+    def decide(config: object, body: MessageBody) -> object:
+        return admit(
+            signed_headers(),
+            call_id="call-1@cti",
+            source_ip="127.0.0.1",
+            config=config,  # type: ignore[arg-type]
+            now=NOW,
+            body=body,
+        )
+
+    strict = example_config(require_srtp=True)
+    refused = decide(strict, SDP)  # the helpers' offer is RTP/AVP
+    assert isinstance(refused, Reject)
+    assert refused.rejection.status == 488 and "requires SRTP" in refused.rejection.problem
+    assert isinstance(decide(strict, MessageBody("application/sdp", SDES)), Accept)
+    assert isinstance(decide(example_config(), SDP), Accept)
