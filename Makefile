@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps \
 	redis-server kamailio kamailio-python3-modules kamailio-tls-modules sip-tester \
 	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base flite \
-	chromium chromium-driver prometheus
+	chromium chromium-driver prometheus stunnel4 tcpdump \
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins
 PYTEST_ARGS ?=
 
 .PHONY: bootstrap apt venv lint test demo demo-flow clean

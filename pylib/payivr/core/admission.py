@@ -3,8 +3,8 @@
 Kamailio's KEMI script gathers headers, body, source address, Call-ID and the number
 dialled, calls `admit`, and acts on the decision. Checks run in an order that
 authenticates before it explains: merchant -> source -> signature -> fields -> SDP
-offer -> replay, so an unsigned peer learns nothing about what a valid request would
-look like.
+offer (and SRTP where the merchant requires it) -> replay, so an unsigned peer learns
+nothing about what a valid request would look like.
 
 An INVITE without `X-Pay-Merchant` is a call flow's call when its trunk header or
 number dialled is an entry point (docs/flows.md): it is relayed without a session
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from payivr.core.config import Config, MerchantConfig
 from payivr.core.errors import Rejection, forbidden, not_acceptable, unknown_merchant
 from payivr.core.flow.settings import EntryPoint
+from payivr.core.media_security import check_srtp
 from payivr.core.replay import ReplayGuard, replay_key
 from payivr.core.request import (
     SIGNED_REQUEST_HEADERS,
@@ -148,6 +149,8 @@ def _admit(
 
     request = parse_request(fields, merchant, call_id=call_id, referred_by=referred_by)
     check_offer(body)
+    if merchant.require_srtp:
+        check_srtp(body.text, mid)
 
     # A replay window twice the timestamp window covers a timestamp at either edge.
     ttl = 2 * merchant.signing.window_s

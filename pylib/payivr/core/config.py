@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from payivr.core.config_types import (
+    MODERN_CIPHERS,
     CallbacksConfig,
     CaptureConfig,
     Config,
@@ -217,9 +218,18 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         port=t.port("port", 5061),
         certificate=t.get("certificate", str, ""),
         private_key=t.get("private_key", str, ""),
+        ca_certificate=t.get("ca_certificate", str, ""),
+        mutual=t.get("mutual", bool, False),
+        cipher_list=t.get("cipher_list", str, MODERN_CIPHERS),
     )
     if tls.enabled and not (tls.certificate and tls.private_key):
         t.problem("certificate", "TLS is enabled: certificate and private_key are required")
+    if tls.mutual and not tls.ca_certificate:
+        t.problem("ca_certificate", "mutual TLS needs the CA that signs the trunks' certificates")
+    t.reject_unknown(
+        {"enabled", "host", "port", "certificate", "private_key", "ca_certificate", "mutual"}
+        | {"cipher_list"}
+    )
     rl = k.section("rate_limit")
     rate = RateLimitConfig(
         per_source_per_s=rl.positive_int("per_source_per_s", 500),
@@ -474,6 +484,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         default_language=m.choice("default_language", LANGUAGES, "en"),
         capture=capture,
         record_ivr_leg=m.get("record_ivr_leg", bool, False),
+        require_srtp=m.get("require_srtp", bool, False),
     )
     m.reject_unknown(
         {
@@ -495,6 +506,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
             "default_language",
             "capture",
             "record_ivr_leg",
+            "require_srtp",
             "agent_api",
         }
     )

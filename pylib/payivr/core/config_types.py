@@ -77,6 +77,8 @@ class MerchantConfig:
     default_language: str
     capture: CaptureConfig
     record_ivr_leg: bool = False
+    require_srtp: bool = False
+    """Refuse (488) an INVITE whose SDP offer has a stream in plain RTP."""
 
     def source_allowed(self, address: str) -> bool:
         """Is a request from this IP address (a CTI trunk) allowed for this merchant?"""
@@ -133,6 +135,14 @@ class Listen:
     port: int
 
 
+# TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites are always AEAD).
+MODERN_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+)
+
+
 @dataclass(frozen=True)
 class TlsConfig:
     enabled: bool = False
@@ -140,6 +150,11 @@ class TlsConfig:
     port: int = 5061
     certificate: str = ""
     private_key: str = ""
+    ca_certificate: str = ""
+    """CA bundle: verifies client certificates (mutual) and FreeSWITCH nodes over TLS."""
+    mutual: bool = False
+    """Require and verify a client certificate from every CTI trunk (mutual TLS)."""
+    cipher_list: str = MODERN_CIPHERS
 
 
 @dataclass(frozen=True)
