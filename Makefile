@@ -5,9 +5,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests, the demo and the Kamailio embedded interpreter need.
+# Debian packages the tests, the demo, the Kamailio embedded interpreter and the native
+# Kamailio baseline of bench/kamailio_cps.py (ndb_redis) need.
 APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps \
-	redis-server kamailio kamailio-python3-modules kamailio-tls-modules sip-tester \
+	redis-server kamailio kamailio-python3-modules kamailio-tls-modules kamailio-redis-modules \
+	sip-tester \
 	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base \
 	chromium chromium-driver
 PYTEST_ARGS ?=
