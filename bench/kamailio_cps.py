@@ -299,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         "--overload", action="store_true", help="then offer payivr 1.5x and 2x its capacity"
     )
     parser.add_argument(
-        "--capacity", type=int, default=0, help="payivr's capacity for --overload (else measured)"
+        "--capacity",
+        type=int,
+        default=0,
+        help="payivr's capacity for --overload if none is measured in this run",
     )
     parser.add_argument("--children", type=int, default=4, help="Kamailio UDP workers")
     parser.add_argument("--log-level", type=int, default=2, help="Kamailio debug level (2 = info)")
@@ -364,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.overload and "payivr" in kams:
             found = capacity([x for x in runs if x.route == "payivr"])
-            base = args.capacity or (found[0] if found else 0)
+            base = found[0] if found else args.capacity
             if not base:
                 print("overload: no capacity measured (pass --capacity)")
                 return 1

@@ -38,10 +38,10 @@ def test_finds_the_process_socket_by_address_without_taking_it_over() -> None:
 
 def test_sheds_only_past_the_threshold() -> None:
     with bound_udp() as receiver, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        queues = ReceiveQueues(shed_fill=0.5)
+        queues = ReceiveQueues(shed_fill=0.75)
         address = receiver.getsockname()
         assert not queues.overloaded(address)
-        while queue_fill(receiver) <= 0.5:
+        while queue_fill(receiver) <= 0.75:
             sender.sendto(b"x" * 900, address)
         assert queues.overloaded(address)
         assert not queues.overloaded(("127.0.0.1", 1))  # not a UDP listener here: never shed

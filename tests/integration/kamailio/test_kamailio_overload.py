@@ -3,7 +3,7 @@
 Real Kamailio, SIPp and Redis. The overload is made, not raced: Kamailio's processes
 are stopped (SIGSTOP) while INVITEs pile up in its UDP receive queue, SIPp's signed
 sale lands in the middle of that backlog, then the processes continue. When a worker
-reads SIPp's INVITE, more than half of the buffer is still queued behind it.
+reads SIPp's INVITE, more than three quarters of the buffer are still queued behind it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.integration.kamailio.kamsupport import (
 pytestmark = pytest.mark.integration
 
 # Unsigned INVITEs queued on either side of SIPp's: about 2.3 KiB of buffer each on
-# loopback, so the ones behind it fill more than half of Kamailio's 1 MiB (the rest
+# loopback, so the ones behind it fill more than three quarters of Kamailio's 1 MiB (the rest
 # the kernel drops: a full queue is the point).
 BACKLOG_BEFORE = 40
 BACKLOG_AFTER = 450
