@@ -137,7 +137,7 @@ def counter(output: str, name: str) -> int:
 
 def received_503(output: str) -> int:
     """How many 503s the caller received, from SIPp's final scenario screen."""
-    found = re.findall(r"^\s*503 <----\s+(\d+)", output, re.MULTILINE)
+    found = re.findall(r"^\s*503 <-+\s+(\d+)", output, re.MULTILINE)
     return int(found[-1]) if found else 0
 
 
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="payivr's capacity for --overload if none is measured in this run",
     )
-    parser.add_argument("--children", type=int, default=4, help="Kamailio UDP workers")
+    parser.add_argument("--children", type=int, default=12, help="Kamailio UDP workers")
     parser.add_argument("--log-level", type=int, default=2, help="Kamailio debug level (2 = info)")
     parser.add_argument(
         "--fr-timer-ms",
