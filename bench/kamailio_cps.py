@@ -47,6 +47,7 @@ sys.path[:0] = [str(REPO / "pylib"), str(REPO)]
 from payivr.core.config import Config, load_config  # noqa: E402
 from payivr.kamailio.runner import KamailioProcess, modules_dir, package_root  # noqa: E402
 from payivr.kamailio.settings import KamailioSettings, Socket  # noqa: E402
+from payivr.store import keys  # noqa: E402
 from payivr.store.connect import redis_from_url  # noqa: E402
 from tests.integration.kamailio.kamsupport import (  # noqa: E402
     SECRETS,
@@ -78,8 +79,11 @@ class Route:
 ROUTES = (
     Route("native", REPO / "kamailio" / "payivr_kemi.py", NATIVE_DIR, "payivr:native:*"),
     Route("plain", BENCH / "plain_kemi_relay.py", REPO / "kamailio", "bench:plain:*"),
-    Route("payivr", REPO / "kamailio" / "payivr_kemi.py", REPO / "kamailio", "payivr:session:*"),
+    Route("payivr", REPO / "kamailio" / "payivr_kemi.py", REPO / "kamailio", keys.session_key("*")),
 )
+# The one key each admitted call leaves, whichever route admitted it. Counting all keys
+# instead would depend on how many others each route writes (replay, inflight ...).
+CALL_KEY_PATTERNS = tuple(route.record_pattern for route in ROUTES)
 
 
 @dataclass
@@ -141,10 +145,13 @@ def received_503(output: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def record_count(client: object, pattern: str) -> int:
-    """Keys matching the route's per-call record (one per accepted call)."""
-    found = client.scan_iter(pattern, count=1000)  # type: ignore[attr-defined]
-    return sum(1 for _ in found)
+def calls_recorded(client: object, patterns: tuple[str, ...] = CALL_KEY_PATTERNS) -> int:
+    """How many admitted calls Redis holds a key for (one key per call and route)."""
+    return sum(
+        1
+        for pattern in patterns
+        for _key in client.scan_iter(match=pattern, count=1000)  # type: ignore[attr-defined]
+    )
 
 
 def run_rate(
@@ -162,7 +169,7 @@ def run_rate(
     inf = workdir / "calls.csv"
     injection(inf, prefix, calls)
     load = os.getloadavg()[0]
-    before = record_count(client, route.record_pattern)
+    before = calls_recorded(client, (route.record_pattern,))
     cpu0 = kam.cpu_seconds()
     started = time.monotonic()
     proc = subprocess.run(
@@ -210,7 +217,7 @@ def run_rate(
     elapsed = time.monotonic() - started
     cpu = kam.cpu_seconds() - cpu0
     time.sleep(0.5)
-    records = record_count(client, route.record_pattern) - before
+    records = calls_recorded(client, (route.record_pattern,)) - before
     out = proc.stdout
     shed = received_503(out)
     return Run(
