@@ -68,7 +68,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--udp", action="append", default=[], metavar="HOST:PORT")
     p.add_argument("--tcp", action="append", default=[], metavar="HOST:PORT")
     p.add_argument("--tls", action="append", default=[], metavar="HOST:PORT")
-    p.add_argument("--children", type=int, default=4, help="UDP worker processes")
+    p.add_argument("--children", type=int, default=12, help="UDP worker processes")
     p.add_argument("--tcp-children", type=int, default=2)
 
 

@@ -6,7 +6,8 @@ SIP plumbing: retransmissions, in-dialog routing, failover between FreeSWITCH no
 rate limits and the two infrastructure failures (Redis, no node) of SPEC section 4.
 
 Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
-    pike (per source) -> admit() (merchant, source, signature, fields, SDP offer) ->
+    overload (the UDP receive queue's fill) -> pike (per source) ->
+    admit() (merchant, source, signature, fields, SDP offer) ->
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
 Nothing is written anywhere for a rejected request. A call to a flow's entry point
@@ -31,6 +32,7 @@ from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
 from payivr.kamailio.bye import ByeResults
 from payivr.kamailio.metrics import KamailioMetrics
+from payivr.kamailio.overload import ReceiveQueues
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
@@ -78,6 +80,7 @@ class Router:
         self._finaliser: OrphanFinaliser | None = None
         self.byes = ByeResults(ksr, config, self._orphan_finaliser)
         self.metrics = KamailioMetrics(ksr, config)
+        self.queues = ReceiveQueues()
 
     # ----- entry points called by app_python3 -----
 
@@ -182,6 +185,9 @@ class Router:
     def _payment_call(self) -> int:
         ksr = self.ksr
         now = time.time()
+        if ksr.is_UDP() and self.queues.overloaded((ksr.kx.get_rcvip(), ksr.kx.get_rcvport())):
+            # Shed before any work: past capacity, admitting more only delays everyone.
+            return self._reject(unavailable("Kamailio", "overloaded", self.retry_after))
         source = ksr.kx.get_srcip()
         if ksr.pike.pike_check_req() < 0:
             return self._reject(

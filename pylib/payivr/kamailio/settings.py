@@ -66,7 +66,10 @@ class KamailioSettings:
     tls_cipher_list: str = MODERN_CIPHERS
     pylib: Path | None = None
     modules_dir: str = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
-    children: int = 4
+    # Each admitted INVITE holds its worker for the Redis round trip: 12 workers kept
+    # payivr at the native route's rate on a loaded 2-core host where 4 reached half
+    # (docs/kamailio.md, Benchmark results).
+    children: int = 12
     tcp_children: int = 2
     fr_timer_ms: int = 2000
     fr_inv_timer_ms: int = 30000
