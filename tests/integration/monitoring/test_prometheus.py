@@ -113,7 +113,7 @@ def test_prometheus_scrapes_every_service_during_calls(
     worker = subprocess.Popen(
         [sys.executable, "-m", "payivr.cli", "callbacks", "work",
          "--config", str(write_config(tmp_path / "callbacks", redis_url)),
-         "--metrics-port", str(cb_metrics), "--threads", "2"],
+         "--metrics-port", str(cb_metrics), "--concurrency", "2"],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"),
     )  # fmt: skip
     try:
