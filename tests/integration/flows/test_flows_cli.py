@@ -144,7 +144,7 @@ def test_simulate_post_comments_queues_the_comment_in_the_durable_outbox(
     assert "(comment for zendesk ticket 8123 queued: " in out
     assert zendesk.recorded("PUT") == []  # queued, not sent by the simulation itself
     outbox = outbox_for(redis_url)
-    (row,) = outbox.rows()
+    (row,) = outbox.raw_rows()
     assert row.fields["ticket_id"] == "8123" and row.fields["call_id"].startswith("simulate-")
     with worker_running(redis_url, zendesk):  # what `payivr callbacks work` runs
         wait_until(lambda: 8123 in zendesk.comments)
