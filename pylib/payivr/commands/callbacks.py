@@ -114,7 +114,6 @@ def _outbox(config: Any, block_s: float = 0.0) -> Any:
 CALLBACKS = OutboxListing(
     noun="callback",
     key_field="event_id",
-    key_name="event id",
     json_fields=("event_id", "merchant", "url"),
     table=(Column("event_id", "EVENT ID", 28), Column("merchant", "MERCHANT", 12)),
     open_outbox=_outbox,

@@ -22,7 +22,6 @@ def _outbox(config: Any) -> Any:
 COMMENTS = OutboxListing(
     noun="comment",
     key_field="comment_id",
-    key_name="comment id",
     json_fields=("comment_id", "call_id", "connector", "ticket_id"),
     table=(
         Column("comment_id", "COMMENT ID", 32),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
+from payivr.store.stream_outbox import RawRow
 
 STATES = ("pending", "in-flight", "retrying", "dead")
 
@@ -35,7 +36,6 @@ class OutboxListing:
 
     noun: str  # "callback", "comment"
     key_field: str  # the entry field an operator names it by
-    key_name: str  # that field as said in a message ("event id")
     json_fields: tuple[str, ...]  # the entry fields in `list --json`, key first
     table: tuple[Column, ...]  # the entry fields in the table, key first
     open_outbox: Callable[[Any], Any]  # config -> StreamOutbox
@@ -52,16 +52,26 @@ def redis_down(exc: Exception) -> int:
     return 3
 
 
-def cmd_list(listing: OutboxListing, args: argparse.Namespace) -> int:
+def _with_outbox(
+    listing: OutboxListing, args: argparse.Namespace, act: Callable[[Any], int]
+) -> int:
+    """`act` on the configured outbox; exit 2 for a bad config, 3 when Redis is down."""
     import redis
 
     config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
     if config is None:
         return 2
     try:
-        rows = listing.open_outbox(config).raw_rows()
+        return act(listing.open_outbox(config))
     except redis.RedisError as exc:
         return redis_down(exc)
+
+
+def cmd_list(listing: OutboxListing, args: argparse.Namespace) -> int:
+    return _with_outbox(listing, args, lambda outbox: _print_rows(listing, args, outbox.raw_rows()))
+
+
+def _print_rows(listing: OutboxListing, args: argparse.Namespace, rows: list[RawRow]) -> int:
     if args.state:
         rows = [r for r in rows if r.state == args.state]
     if args.json:
@@ -96,25 +106,21 @@ def cmd_list(listing: OutboxListing, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(listing: OutboxListing, args: argparse.Namespace) -> int:
-    import redis
+    return _with_outbox(listing, args, lambda outbox: _replay(listing, args, outbox))
 
+
+def _replay(listing: OutboxListing, args: argparse.Namespace, outbox: Any) -> int:
     from payivr.store.stream_outbox import now_ms
 
-    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
-    if config is None:
-        return 2
-    outbox = listing.open_outbox(config)
-    try:
-        if args.all_dead:
-            n = outbox.replay_all_dead(now_ms())
-            print(f"requeued {n} dead {listing.noun}(s)")
-            return 0
-        key = getattr(args, listing.key_field)
-        what = outbox.replay_where(listing.key_field, key, now_ms())
-    except redis.RedisError as exc:
-        return redis_down(exc)
+    if args.all_dead:
+        n = outbox.replay_all_dead(now_ms())
+        print(f"requeued {n} dead {listing.noun}(s)")
+        return 0
+    key = getattr(args, listing.key_field)
+    what = outbox.replay_where(listing.key_field, key, now_ms())
     messages = {
-        "requeued": f"requeued (was dead); a worker retries it, same {listing.key_name}",
+        "requeued": "requeued (was dead); a worker retries it, same "
+        + listing.key_field.replace("_", " "),
         "due-now": "was waiting for a retry; due now",
         "in-flight": "being delivered right now; nothing to do",
         "pending": "pending; a worker will take it",

@@ -212,6 +212,10 @@ def test_operator_lists_and_replays_dead_comments(
     assert line["comment_id"] == comment_id and line["state"] == "dead"
     assert line["reason"] == "ticket-closed" and line["ticket_id"] == "9006"
     assert SUMMARY not in json.dumps(line)
+    assert main(["comments", "list", "--config", str(config)]) == 0
+    table = capsys.readouterr()
+    assert table.out.startswith("COMMENT ID") and comment_id in table.out
+    assert SUMMARY not in table.out and table.err == "(1 dead)\n"
     # The agent reopened... no: a closed ticket stays closed. The operator moves the
     # note by hand, or, here, the ticket was only "solved" and the replay succeeds.
     zendesk.tickets[9006]["status"] = "solved"
