@@ -50,6 +50,13 @@ class InboundSocket:
         body, self._buf = self._buf[:length], self._buf[length:]
         return head, body.decode("utf-8", "replace")
 
+    def subscribe(self, events: str, read_timeout: float | None = None) -> None:
+        """`event plain <events>`; later reads wait up to `read_timeout` (None: as opened)."""
+        self._sock.sendall(f"event plain {events}\n\n".encode())
+        self.read()  # +OK Event Listener enabled
+        if read_timeout is not None:
+            self._sock.settimeout(read_timeout)
+
     def api(self, command: str) -> str:
         self._sock.sendall(f"api {command}\n\n".encode())
         while True:
@@ -89,8 +96,7 @@ class CallWatcher:
         self._port, self._password, self._every = port, password, every_s
         self._stop = threading.Event()
         self._events = InboundSocket(port, password)
-        self._events._sock.sendall(b"event plain ALL\n\n")
-        self._events.read()  # +OK Event Listener enabled
+        self._events.subscribe("ALL", read_timeout=0.2)
         self._threads = [
             threading.Thread(target=self._collect, daemon=True),
             threading.Thread(target=self._dump, daemon=True),
@@ -108,7 +114,6 @@ class CallWatcher:
         self._events.close()
 
     def _collect(self) -> None:
-        self._events._sock.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 head, body = self._events.read()
