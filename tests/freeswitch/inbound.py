@@ -15,6 +15,28 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 
+def read_message(sock: socket.socket, buf: bytes) -> tuple[str, bytes, bytes]:
+    """One event-socket message (inbound or outbound) from what `buf` holds and then
+    `sock`: (headers, body, the bytes after it)."""
+    while b"\n\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("event socket closed")
+        buf += chunk
+    raw_head, _, buf = buf.partition(b"\n\n")
+    head = raw_head.decode("utf-8", "replace")
+    length = 0
+    for line in head.splitlines():
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+    while len(buf) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("event socket closed")
+        buf += chunk
+    return head, buf[:length], buf[length:]
+
+
 class InboundSocket:
     """One authenticated inbound connection (blocking, for a test thread)."""
 
@@ -31,23 +53,7 @@ class InboundSocket:
 
     def read(self) -> tuple[str, str]:
         """One message: (headers, body)."""
-        while b"\n\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("event socket closed")
-            self._buf += chunk
-        raw_head, _, self._buf = self._buf.partition(b"\n\n")
-        head = raw_head.decode("utf-8", "replace")
-        length = 0
-        for line in head.splitlines():
-            if line.lower().startswith("content-length:"):
-                length = int(line.split(":", 1)[1])
-        while len(self._buf) < length:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("event socket closed")
-            self._buf += chunk
-        body, self._buf = self._buf[:length], self._buf[length:]
+        head, body, self._buf = read_message(self._sock, self._buf)
         return head, body.decode("utf-8", "replace")
 
     def subscribe(self, events: str, read_timeout: float | None = None) -> None:

@@ -27,7 +27,7 @@ from payivr.esl.unicast import free_udp_port
 from payivr.stack.up import StackState
 from tests.conftest import EXAMPLE_CONFIG
 from tests.freeswitch.engine_marks import FREESWITCH, NEEDS_FREESWITCH
-from tests.freeswitch.inbound import InboundSocket
+from tests.freeswitch.inbound import InboundSocket, read_message
 
 pytestmark = NEEDS_FREESWITCH
 TONE = "tone_stream://%(10000,0,440);loops=-1"
@@ -83,25 +83,8 @@ class OutboundCall:
                 return head
 
     def _message(self) -> str:
-        while b"\n\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("socket closed")
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\n\n")
-        text = head.decode("utf-8", "replace")
-        length = next(
-            (
-                int(line.split(":")[1])
-                for line in text.splitlines()
-                if line.startswith("Content-Length")
-            ),
-            0,
-        )
-        while len(self.buf) < length:
-            self.buf += self.sock.recv(65536)
-        self.buf = self.buf[length:]
-        return text
+        head, _body, self.buf = read_message(self.sock, self.buf)
+        return head
 
     def unicast(self, fs_port: int, our_port: int, transport: str = "udp") -> str:
         return self.send(
