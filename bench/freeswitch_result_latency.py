@@ -26,7 +26,6 @@ Target (issue 11): last digit -> result stored p95 < 500 ms.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from payivr.stack.receiver import CallbackReceiver  # noqa: E402
 from payivr.stack.rtp_pcap import EVENT_PT, rtp_packets  # noqa: E402
 from payivr.stack.sipp import received_bye_headers  # noqa: E402
 from payivr.stack.up import find_freeswitch, stack_down, stack_up  # noqa: E402
+from tests.freeswitch.inbound import InboundSocket  # noqa: E402
 
 EXAMPLE_CONFIG = REPO / "config" / "payivr.example.yaml"
 PAN = "4111111111111111"
@@ -57,43 +57,16 @@ class CollectionTimes:
 
     def __init__(self, port: int, password: str) -> None:
         self.ends: list[float] = []  # time.time() scale, in arrival order
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self._buf = b""
-        self._read()  # auth/request
-        self._sock.sendall(f"auth {password}\n\n".encode())
-        if "+OK" not in self._read()[0]:
-            raise RuntimeError("event socket refused the password")
-        self._sock.sendall(b"event plain CHANNEL_EXECUTE_COMPLETE\n\n")
-        self._read()
+        self._socket = InboundSocket(port, password)
+        self._socket.subscribe("CHANNEL_EXECUTE_COMPLETE", read_timeout=0.5)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _read(self) -> tuple[str, bytes]:
-        while b"\n\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("event socket closed")
-            self._buf += chunk
-        head, self._buf = self._buf.split(b"\n\n", 1)
-        headers = head.decode()
-        length = 0
-        for line in headers.split("\n"):
-            if line.lower().startswith("content-length:"):
-                length = int(line.split(":", 1)[1])
-        while len(self._buf) < length:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("event socket closed")
-            self._buf += chunk
-        body, self._buf = self._buf[:length], self._buf[length:]
-        return headers, body
-
     def _run(self) -> None:
-        self._sock.settimeout(0.5)
         while not self._stop.is_set():
             try:
-                _, body = self._read()
+                _, body = self._socket.read()
             except TimeoutError:
                 continue
             except OSError:
@@ -101,7 +74,7 @@ class CollectionTimes:
             # Only two headers are looked at; the rest of the event (which carries the
             # collected digits) is dropped at once.
             application = stamp = ""
-            for line in body.decode(errors="replace").split("\n"):
+            for line in body.split("\n"):
                 if line.startswith("Application: "):
                     application = unquote(line[len("Application: ") :])
                 elif line.startswith("Event-Date-Timestamp: "):
@@ -113,7 +86,7 @@ class CollectionTimes:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        self._sock.close()
+        self._socket.close()
 
 
 def ack_sent_at(messages: Path) -> float:

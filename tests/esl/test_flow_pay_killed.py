@@ -23,13 +23,18 @@ import yaml
 
 from payivr.core.config import load_config
 from payivr.core.session import SessionState
-from payivr.core.signature import verify_callback
 from payivr.stack.receiver import CallbackReceiver
 from payivr.store import keys
 from payivr.store.redis_store import RedisSessionStore
 from payivr.watchdog import Watchdog
 from tests.esl.peer import CallScript, Keys, run_call
-from tests.esl.test_killed_application import REPO, start
+from tests.esl.test_killed_application import (
+    REPO,
+    done_with_one_result,
+    failed_callback,
+    start,
+    start_callbacks_worker,
+)
 from tests.support.pci import find_card_data
 from tests.support.servers import free_port, stop_process, wait_for_tcp
 
@@ -117,26 +122,9 @@ def test_kill_9_during_a_flow_payment_still_gives_one_signed_callback(
 
         assert Watchdog(client, config).sweep(deadline_at - 1).finalised == []
         assert Watchdog(client, config).sweep(deadline_at + 1).finalised == [session_id]
-        worker = start(
-            ["callbacks", "work", "--config", str(config_path), "--watchdog-interval", "0.5",
-             "--metrics-port", "0", "--concurrency", "2"],
-            tmp_path / "callbacks.log",
-        )  # fmt: skip
-        (callback,) = receiver.wait(1, timeout=40) or [None]
-        assert callback is not None, (tmp_path / "callbacks.log").read_text()[-3000:]
-        secret = config.merchants["acme"].callback_secret.encode()
-        assert verify_callback(secret, callback.body, callback.headers["X-Payivr-Signature"])
-        body = json.loads(callback.body)
-        assert (body["session_id"], body["order"], body["amount"]) == (session_id, "F9001", 4200)
-        assert (body["result"], body["reason"]) == ("failed", "ivr-unavailable")
-
-        time.sleep(2)  # more sweeps and deliveries: nothing more may come
-        assert len(receiver.received) == 1
-        done = store.load(session_id)
-        assert done is not None and done.state is SessionState.DONE
-        assert client.zcard(keys.INFLIGHT) == 0 and client.xlen(keys.OUTBOX) == 0
-        outcome = [f for _id, f in client.xrange(keys.EVENTS) if f["event"] == "payment.result"]
-        assert len(outcome) == 1
+        worker = start_callbacks_worker(config_path, tmp_path)
+        callback = failed_callback(receiver, config, tmp_path, session_id, "F9001")
+        done_with_one_result(receiver, client, session_id)
         left = [(tmp_path / name).read_text() for name in ("esl.log", "callbacks.log")]
         left += [callback.body.decode(), json.dumps(callback.headers)]
         left += [json.dumps(f) for _id, f in client.xrange(keys.EVENTS)]

@@ -24,33 +24,21 @@ import yaml
 from payivr.core.config import Config, load_config
 from payivr.core.result import SIGNED_RESULT_HEADERS
 from payivr.core.signature import verify, verify_callback
+from payivr.esl.unicast import free_udp_port
 from payivr.stack.demo_freeswitch import start_keyed_call
 from payivr.stack.receiver import CallbackReceiver
 from payivr.stack.sipp import received_bye_headers
-from payivr.stack.up import StackState, find_freeswitch
+from payivr.stack.up import StackState
 from tests.conftest import EXAMPLE_CONFIG
+from tests.freeswitch.engine_marks import FREESWITCH, NEEDS_FREESWITCH
 from tests.freeswitch.inbound import CallWatcher, InboundSocket
 from tests.support.dtmf_detector import detect, keys, wav_samples
 
-FREESWITCH = find_freeswitch()
-pytestmark = [
-    pytest.mark.freeswitch,
-    pytest.mark.skipif(
-        FREESWITCH is None,
-        reason="no FreeSWITCH: set FREESWITCH_BIN or put freeswitch on PATH (not packaged "
-        "in Debian; production hosts get it from the vendor repository, ansible role freeswitch)",
-    ),
-]
+pytestmark = NEEDS_FREESWITCH
 PAN = "4111111111111111"
 RECORDING_MERCHANT = "acme-rec"
 CONFIRMING_MERCHANT = "acme-rec-confirm"
 SIPP = Path(__file__).parent / "sipp"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:

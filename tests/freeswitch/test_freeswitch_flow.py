@@ -39,23 +39,16 @@ from payivr.stack.ports import free_port, free_udp_block
 from payivr.stack.receiver import CallbackReceiver
 from payivr.stack.rtp_pcap import Keying, keyed_call, rtp_packets
 from payivr.stack.sipp import Sipp
-from payivr.stack.up import StackState, find_freeswitch
+from payivr.stack.up import StackState
 from payivr.store.connect import redis_from_url
 from tests.conftest import EXAMPLE_CONFIG
+from tests.freeswitch.engine_marks import FREESWITCH, NEEDS_FREESWITCH
 from tests.freeswitch.inbound import CallWatcher
 from tests.integration.connectors.zdsupport import TOKEN_ENV, connector_doc
 from tests.support.fake_zendesk import FakeZendesk
 from tests.support.pci import find_card_data
 
-FREESWITCH = find_freeswitch()
-pytestmark = [
-    pytest.mark.freeswitch,
-    pytest.mark.skipif(
-        FREESWITCH is None,
-        reason="no FreeSWITCH: set FREESWITCH_BIN or put freeswitch on PATH (not packaged "
-        "in Debian; production hosts get it from the vendor repository, ansible role freeswitch)",
-    ),
-]
+pytestmark = NEEDS_FREESWITCH
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "flows" / "zendesk-caller-aware.yaml"
 SIPP = Path(__file__).parent / "sipp"

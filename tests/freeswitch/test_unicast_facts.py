@@ -23,26 +23,14 @@ import pytest
 import yaml
 
 from payivr.core.config import load_config
-from payivr.stack.up import StackState, find_freeswitch
+from payivr.esl.unicast import free_udp_port
+from payivr.stack.up import StackState
 from tests.conftest import EXAMPLE_CONFIG
-from tests.freeswitch.inbound import InboundSocket
+from tests.freeswitch.engine_marks import FREESWITCH, NEEDS_FREESWITCH
+from tests.freeswitch.inbound import InboundSocket, read_message
 
-FREESWITCH = find_freeswitch()
-pytestmark = [
-    pytest.mark.freeswitch,
-    pytest.mark.skipif(
-        FREESWITCH is None,
-        reason="no FreeSWITCH: set FREESWITCH_BIN or put freeswitch on PATH (not packaged "
-        "in Debian; production hosts get it from the vendor repository, ansible role freeswitch)",
-    ),
-]
+pytestmark = NEEDS_FREESWITCH
 TONE = "tone_stream://%(10000,0,440);loops=-1"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -95,25 +83,8 @@ class OutboundCall:
                 return head
 
     def _message(self) -> str:
-        while b"\n\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("socket closed")
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\n\n")
-        text = head.decode("utf-8", "replace")
-        length = next(
-            (
-                int(line.split(":")[1])
-                for line in text.splitlines()
-                if line.startswith("Content-Length")
-            ),
-            0,
-        )
-        while len(self.buf) < length:
-            self.buf += self.sock.recv(65536)
-        self.buf = self.buf[length:]
-        return text
+        head, _body, self.buf = read_message(self.sock, self.buf)
+        return head
 
     def unicast(self, fs_port: int, our_port: int, transport: str = "udp") -> str:
         return self.send(
@@ -189,7 +160,7 @@ def test_unicast_streams_l16_frames_every_20ms_and_the_facts_payivr_relies_on(fs
     call, server = place_call(fs)
     try:
         first = Listener()
-        reply = call.unicast(free_port(), first.port)
+        reply = call.unicast(free_udp_port(), first.port)
         assert "+OK" in reply
         frames = first.collect(1.0)
         # One 320-byte L16 8 kHz frame per 20 ms, carrying the caller's audio.
@@ -201,7 +172,7 @@ def test_unicast_streams_l16_frames_every_20ms_and_the_facts_payivr_relies_on(fs
 
         # A second unicast answers +OK but is torn down at once: no audio on it.
         second = Listener()
-        assert "+OK" in call.unicast(free_port(), second.port)
+        assert "+OK" in call.unicast(free_udp_port(), second.port)
         assert len(second.collect(0.5)) <= 2
 
         # An application that plays ends the stream for good.
@@ -218,7 +189,7 @@ def test_unicast_asked_over_tcp_still_streams_over_udp(fs: Fs) -> None:
     call, server = place_call(fs)
     try:
         listener = Listener()
-        assert "+OK" in call.unicast(free_port(), listener.port, transport="tcp")
+        assert "+OK" in call.unicast(free_udp_port(), listener.port, transport="tcp")
         assert len(listener.collect(0.6)) >= 20
     finally:
         call.sock.close()

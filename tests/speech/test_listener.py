@@ -36,18 +36,16 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def test_a_chunk_said_is_heard_as_secret_digits() -> None:
+def heard_on_a_pool(*audio: bytes, decode_timeout_s: float | None = None) -> object:
+    """What a listen for 4 digits gives, decoding on a worker thread as the application does."""
     recogniser = PocketsphinxRecogniser(max_decoders=1)
+    options = {} if decode_timeout_s is None else {"decode_timeout_s": decode_timeout_s}
     with ThreadPoolExecutor(1) as pool:
-        event = run(
-            listen(
-                command(),
-                "en",
-                frames(bytes(FRAME * 10), chunk_audio(), bytes(FRAME * 40)),
-                recogniser,
-                pool=pool,
-            )
-        )
+        return run(listen(command(), "en", frames(*audio), recogniser, pool=pool, **options))
+
+
+def test_a_chunk_said_is_heard_as_secret_digits() -> None:
+    event = heard_on_a_pool(bytes(FRAME * 10), chunk_audio(), bytes(FRAME * 40))
     assert isinstance(event, SpeechHeard)
     assert event.digits.reveal() == "4111"
     assert "4111" not in repr(event)
@@ -76,16 +74,5 @@ def test_a_key_fill_frame_is_a_key_press_and_the_audio_is_dropped() -> None:
 
 
 def test_a_decoding_past_its_deadline_is_unclear() -> None:
-    recogniser = PocketsphinxRecogniser(max_decoders=1)
-    with ThreadPoolExecutor(1) as pool:
-        event = run(
-            listen(
-                command(),
-                "en",
-                frames(chunk_audio(), bytes(FRAME * 40)),
-                recogniser,
-                pool=pool,
-                decode_timeout_s=0.001,
-            )
-        )
+    event = heard_on_a_pool(chunk_audio(), bytes(FRAME * 40), decode_timeout_s=0.001)
     assert event == SpeechUnclear(Field.CARD_NUMBER)

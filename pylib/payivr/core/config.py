@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import yaml
-
 from payivr.core.config_types import (
     MODERN_CIPHERS,
     CallbacksConfig,
@@ -37,7 +35,7 @@ from payivr.core.config_types import (
     SpeechConfig,
     TlsConfig,
 )
-from payivr.core.configread import Reader, Secret, SecretResolver
+from payivr.core.configread import Reader, Secret, SecretResolver, load_yaml_file
 
 if TYPE_CHECKING:
     from payivr.core.flow.settings import FlowsConfig
@@ -101,14 +99,7 @@ def is_host_name(value: str) -> bool:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     config_path = Path(path)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{config_path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{config_path}: not valid YAML: {exc}"]) from None
+    data = load_yaml_file(config_path, ConfigError)
     return parse_config(data, base_dir=config_path.parent, environ=environ, path=config_path)
 
 

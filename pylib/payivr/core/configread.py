@@ -18,6 +18,20 @@ import yaml
 
 T = TypeVar("T")
 
+
+def load_yaml_file(path: Path, error: Callable[[list[str]], Exception]) -> Any:
+    """The YAML document in `path`; `error([problem])` is raised when it cannot be read
+    or parsed (config files and flow files, which hold no secret values)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error([f"{path}: not valid YAML: {exc}"]) from None
+
+
 _TYPE_NAMES = {
     str: "a string",
     bool: "true or false",

@@ -22,6 +22,7 @@ from payivr.core.secrets import SecretDigits
 from payivr.core.speech_input import Grammar, words_to_digits
 from payivr.speech.audio import upsample_16k, wipe
 from payivr.speech.quiet import silence_pocketsphinx
+from payivr.speech.utterance import BufferedUtterance
 
 LANGUAGE = "en"
 # A little more silence between words than the default: callers pause between
@@ -85,24 +86,16 @@ class PocketsphinxRecogniser:
         self._free.put(decoder)
 
 
-class PocketsphinxUtterance:
+class PocketsphinxUtterance(BufferedUtterance):
     def __init__(self, owner: PocketsphinxRecogniser, grammar: Grammar) -> None:
+        super().__init__(grammar)
         self._owner = owner
-        self._grammar = grammar
-        self._audio = bytearray()
 
-    def feed(self, pcm: bytes) -> None:
-        self._audio += pcm
-
-    def discard(self) -> None:
-        wipe(self._audio)
-
-    def finish(self) -> SecretDigits | None:
-        """Decode what was fed (blocking: call it from a worker thread)."""
+    def _decode(self, pcm: bytearray) -> SecretDigits | None:
         decoder = self._owner._acquire()
         try:
-            audio = upsample_16k(self._audio)
-            wipe(self._audio)
+            audio = upsample_16k(pcm)
+            wipe(pcm)
             search = f"said{self._grammar.length}"
             decoder.add_jsgf_string(search, jsgf(self._grammar))
             decoder.activate_search(search)
@@ -117,5 +110,4 @@ class PocketsphinxUtterance:
             # them over that way); nothing keeps or prints them.
             return words_to_digits(hypothesis.hypstr.split(), self._grammar)
         finally:
-            wipe(self._audio)
             self._owner._release(decoder)

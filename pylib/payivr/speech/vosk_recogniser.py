@@ -19,6 +19,7 @@ from payivr.core.secrets import SecretDigits
 from payivr.core.speech_input import Grammar, words_to_digits
 from payivr.speech.audio import RATE, wipe
 from payivr.speech.quiet import silence_vosk
+from payivr.speech.utterance import BufferedUtterance
 
 
 class VoskRecogniser:
@@ -40,23 +41,13 @@ class VoskRecogniser:
         return VoskUtterance(self._vosk.KaldiRecognizer(model, RATE, vocabulary), grammar)
 
 
-class VoskUtterance:
+class VoskUtterance(BufferedUtterance):
     def __init__(self, recognizer: Any, grammar: Grammar) -> None:
+        super().__init__(grammar)
         self._recognizer = recognizer
-        self._grammar = grammar
-        self._audio = bytearray()
 
-    def feed(self, pcm: bytes) -> None:
-        self._audio += pcm
-
-    def discard(self) -> None:
-        wipe(self._audio)
-
-    def finish(self) -> SecretDigits | None:
-        try:
-            self._recognizer.AcceptWaveform(bytes(self._audio))
-            wipe(self._audio)
-            words = json.loads(self._recognizer.FinalResult()).get("text", "").split()
-            return words_to_digits(words, self._grammar)
-        finally:
-            wipe(self._audio)
+    def _decode(self, audio: bytearray) -> SecretDigits | None:
+        self._recognizer.AcceptWaveform(bytes(audio))
+        wipe(audio)
+        words = json.loads(self._recognizer.FinalResult()).get("text", "").split()
+        return words_to_digits(words, self._grammar)

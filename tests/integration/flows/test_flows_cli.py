@@ -45,6 +45,26 @@ def config_file(tmp_path: Path, zendesk: FakeZendesk, redis_url: str) -> Path:
     return path
 
 
+def simulate(
+    tmp_path: Path,
+    zendesk: FakeZendesk,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keyed: str,
+    *extra: str,
+) -> str:
+    """`payivr flows simulate` of a call from Ana to the support entry; its output."""
+    monkeypatch.setenv(TOKEN_ENV, zendesk.api_token)
+    path = config_file(tmp_path, zendesk, redis_url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(keyed))
+    code = cli.main(["flows", "simulate", "--config", str(path), "--entry", "8000",
+                     "--ani", "+34 600 111 222", *extra])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
+
+
 def test_check_ok_and_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = yaml.safe_load(REFERENCE.read_text())
     broken["activities"]["main_menu"]["options"]["1"] = "nowhere"
@@ -72,13 +92,7 @@ def test_simulate_known_caller_against_the_fake_zendesk(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(TOKEN_ENV, zendesk.api_token)
-    path = config_file(tmp_path, zendesk, redis_url)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("1\n\n"))
-    code = cli.main(["flows", "simulate", "--config", str(path), "--entry", "8000",
-                     "--ani", "+34 600 111 222"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out = simulate(tmp_path, zendesk, redis_url, monkeypatch, capsys, "1\n\n")
     lines = [line for line in out.splitlines() if line.startswith("IVR: ")]
     assert lines == [
         "IVR: Thank you for calling ACME support.",
@@ -134,17 +148,11 @@ def test_simulate_post_comments_queues_the_comment_in_the_durable_outbox(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(TOKEN_ENV, zendesk.api_token)
-    path = config_file(tmp_path, zendesk, redis_url)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("2\n"))
-    code = cli.main(["flows", "simulate", "--config", str(path), "--entry", "8000",
-                     "--ani", "+34 600 111 222", "--post-comments"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out = simulate(tmp_path, zendesk, redis_url, monkeypatch, capsys, "2\n", "--post-comments")
     assert "(comment for zendesk ticket 8123 queued: " in out
     assert zendesk.recorded("PUT") == []  # queued, not sent by the simulation itself
     outbox = outbox_for(redis_url)
-    (row,) = outbox.rows()
+    (row,) = outbox.raw_rows()
     assert row.fields["ticket_id"] == "8123" and row.fields["call_id"].startswith("simulate-")
     with worker_running(redis_url, zendesk):  # what `payivr callbacks work` runs
         wait_until(lambda: 8123 in zendesk.comments)
