@@ -34,6 +34,7 @@ from payivr.core.config_types import (
     ServicesConfig,
     SigningConfig,
     TlsConfig,
+    WatchdogConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
 
@@ -247,6 +248,14 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         read_timeout_s=c.positive_number("read_timeout_s", 10.0),
         metrics_port=c.port("metrics_port", 9464),
     )
+    w = s.section("watchdog")
+    defaults = WatchdogConfig()
+    watchdog = WatchdogConfig(
+        answer_allowance_s=w.positive_number("answer_allowance_s", defaults.answer_allowance_s),
+        prompt_allowance_s=w.positive_number("prompt_allowance_s", defaults.prompt_allowance_s),
+        margin_s=w.positive_number("margin_s", defaults.margin_s),
+    )
+    w.reject_unknown({"answer_allowance_s", "prompt_allowance_s", "margin_s"})
     s.reject_unknown(
         # `freeswitch` and `agent_api` are read and validated by their own features
         # (payivr.freeswitch.settings, payivr.agent.settings) from Config.raw.
@@ -259,6 +268,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "esl",
             "callbacks",
             "agent_api",
+            "watchdog",
         }
     )
     return ServicesConfig(
@@ -268,6 +278,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         freeswitch_nodes=fs_nodes,
         esl=esl,
         callbacks=callbacks,
+        watchdog=watchdog,
     )
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from payivr.core.admission import Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
+from payivr.core.orphan import WatchBudget
 from payivr.core.session import new_session_id
 from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
@@ -96,7 +97,11 @@ class Router:
             socket_timeout=REDIS_SOCKET_TIMEOUT_S,
             connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         )
-        self.store = AdmissionStore(client, self.config.services.session_ttl_s)
+        self.store = AdmissionStore(
+            client,
+            self.config.services.session_ttl_s,
+            WatchBudget.from_config(self.config.services.watchdog),
+        )
         return self.store
 
     def _orphan_finaliser(self) -> OrphanFinaliser:
