@@ -219,6 +219,12 @@ class Router:
         for name in unknown_payment_headers(headers):
             ksr.hdr.remove(name)
         ksr.hdr.append(f"{SESSION_HEADER}: {session_id}\r\n")
+        # A dialog with keep-alives toward the node: when the node dies mid-call, an
+        # in-dialog OPTIONS times out, the dialog's lifetime drops to 10 s, and on
+        # timeout Kamailio ends the call with a BYE to the contact center
+        # (docs/kamailio.md, "A node that dies with calls in progress").
+        ksr.dialog.dlg_manage()
+        ksr.dialog.dlg_set_property("ka-dst")
         ksr.rr.record_route()
         ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:

@@ -86,9 +86,17 @@ class UacRun:
     proc: subprocess.Popen[bytes]
     log: Path
     err: Path
+    started: float  # time.monotonic() when SIPp was started
 
     def wait(self, timeout_s: float) -> int:
         return self.proc.wait(timeout_s)
+
+    def ended_by_proxy(self) -> dict[str, float]:
+        """Call-ID -> when (s, this clock) Kamailio ended the call with a BYE to the
+        contact center (SIPp logs its own clock in ms since it started)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        found = re.findall(r"ended-by-proxy call-id=(\S+) ms=(\d+)", text)
+        return {cid: self.started + int(ms) / 1000 for cid, ms in found}
 
     def explain(self) -> str:
         read = lambda p: p.read_text(errors="replace")[-3000:] if p.exists() else ""  # noqa: E731
@@ -111,16 +119,18 @@ def start_uac(
     concurrent: int = 10,
     rate: int = 10,
 ) -> UacRun:
-    """SIPp as the contact center: `len(calls)` held calls, at most `concurrent` at once
-    (-l), `rate` new calls a second (-r), in the background."""
+    """SIPp as the contact center: `len(calls)` calls held up to `hold_ms`, at most
+    `concurrent` at once (-l), `rate` new calls a second (-r), in the background."""
     stem = f"held-{secrets.token_hex(3)}"
     inf = write_injection(workdir / f"{stem}.csv", calls)
+    scenario = workdir / f"{stem}.xml"
+    scenario.write_text(HELD_CALL.read_text().replace("HOLD_MS", str(hold_ms)))
     log, err = workdir / f"{stem}.log", workdir / f"{stem}.err"
     cmd = [
         sipp_binary(),
         f"127.0.0.1:{target_port}",
         "-sf",
-        str(HELD_CALL),
+        str(scenario),
         "-inf",
         str(inf),
         "-m",
@@ -129,8 +139,6 @@ def start_uac(
         str(concurrent),
         "-r",
         str(rate),
-        "-d",
-        str(hold_ms),
         "-i",
         "127.0.0.1",
         "-p",
@@ -141,16 +149,20 @@ def start_uac(
         "-cid_str",
         f"{prefix}-%u@cti.test",
         "-timeout",
-        "40s",
+        f"{hold_ms // 1000 + 20}s",
         "-timeout_error",
         "-trace_err",
         "-error_file",
         str(err),
+        "-trace_logs",
+        "-log_file",
+        str(log),
         "-max_recv_loops",
         "1000",
     ]
+    started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return UacRun(proc, log, err)
+    return UacRun(proc, log, err, started)
 
 
 def dispatcher_flags(ctl_socket: Path, node: str) -> str:

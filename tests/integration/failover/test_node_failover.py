@@ -4,8 +4,9 @@
 Proven: every call gets exactly one signed callback (the killed node's calls a
 `failed` / `ivr-unavailable` from the watchdog of the real `payivr callbacks work`,
 within the configured deadline; the live node's calls the result its application
-recorded), one outbox entry per session, the held calls all end, the dispatcher marks
-the dead node inactive within its probe threshold, and no INVITE reaches the dead
+recorded), one outbox entry per session, the held calls all end, Kamailio ends each of
+the dead node's calls with a BYE to the contact center (in-dialog keep-alive), the
+dispatcher marks the dead node inactive within its probe threshold, and no INVITE reaches the dead
 node's port after that: the next 10 calls all land on the live node.
 """
 
@@ -41,7 +42,10 @@ from tests.support.servers import RedisServer, free_port
 
 PROBE_INTERVAL_S = 1
 CALLS = 10
-HOLD_MS = 3000
+HOLD_MS = 55000
+KEEPALIVE_S = 30  # the dialog module's minimum
+FR_TIMER_S = 2
+DIALOG_GRACE_S = 10  # the dialog module's lifetime after a failed keep-alive
 
 
 def test_node_killed_under_calls(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -64,6 +68,7 @@ def test_node_killed_under_calls(redis_server: RedisServer, tmp_path: Path) -> N
                 runtime_dir=tmp_path / "kamailio",
                 children=2,
                 ds_ping_interval_s=PROBE_INTERVAL_S,
+                dlg_ka_interval_s=KEEPALIVE_S,
             ),
         ):
             ctl = tmp_path / "kamailio" / "kamailio_ctl"
@@ -90,18 +95,26 @@ def test_node_killed_under_calls(redis_server: RedisServer, tmp_path: Path) -> N
                 dead = DeadPort(node_a.port)
                 # Node B's application finishes its calls; node A's calls are orphans.
                 record_approved(client, list(on_b.values()))
-                assert wave1.wait(30) == 0, wave1.explain()
+                inactive_after = wait_inactive(ctl, uri_a, 10)
+                assert inactive_after is not None, "the dispatcher never marked the dead node"
+                marked_at = time.monotonic()
+                detected_s = marked_at - killed_at
+                # Two missed probes (ds_probing_threshold 2), one interval apart, and
+                # the time the second one takes to time out (fr_timer 2 s).
+                assert detected_s <= 2 * PROBE_INTERVAL_S + FR_TIMER_S + 1.5, detected_s
+                assert wave1.wait(HOLD_MS / 1000 + 20) == 0, wave1.explain()
             finally:
                 wave1.stop()
+            # Never silence: each call of the dead node was ended by Kamailio (BYE to
+            # the contact center) once its keep-alive went unanswered; none on node B.
+            ended = wave1.ended_by_proxy()
+            assert set(ended) == set(on_a), (sorted(ended), sorted(on_a))
+            bye_after = max(ended.values()) - killed_at
+            # Each call's keep-alive is due KEEPALIVE_S after it was answered (the
+            # 1 s timer), waits fr_timer (2 s) for an answer; its 408 leaves the
+            # dialog 10 s before the BYE.
+            assert bye_after <= KEEPALIVE_S + 1 + FR_TIMER_S + DIALOG_GRACE_S + 1.5, bye_after
 
-            inactive_after = wait_inactive(ctl, uri_a, 10)
-            assert inactive_after is not None, "the dispatcher never marked the dead node"
-            detected_s = time.monotonic() - killed_at
-            # Two missed probes (ds_probing_threshold 2), one interval apart, and the
-            # time the second one takes to time out (fr_timer 2 s).
-            assert detected_s <= 2 * PROBE_INTERVAL_S + 2 + 1.5, detected_s
-
-            marked_at = time.monotonic()
             prefix2 = new_prefix()
             wave2 = start_uac(
                 port,
@@ -145,7 +158,8 @@ def test_node_killed_under_calls(redis_server: RedisServer, tmp_path: Path) -> N
             assert client.zcard("payivr:inflight") == 0
             last_orphan = max(by_session[sid].at for sid in on_a.values())
             print(
-                f"\nfailover: dead node inactive {detected_s:.2f}s after kill -9; "
+                f"\nfailover: BYE to the contact center {bye_after:.2f}s after kill -9; "
+                f"dead node inactive {detected_s:.2f}s after kill; "
                 f"last orphan callback {last_orphan - killed_wall:.2f}s "
                 f"after kill; {len(on_a)} orphaned, {len(on_b) + len(on_b2)} on the live node"
             )
