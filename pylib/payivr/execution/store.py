@@ -34,10 +34,11 @@ log = logging.getLogger("payivr.call")
 
 T = TypeVar("T")
 # How long a write keeps trying while the store cannot be reached: longer than a Redis
-# Sentinel failover takes (the primary's `down-after-milliseconds`, 1 s in the redis
-# role, then the election and the promotion: about 2 s measured, docs/deploy.md), so a
-# call that writes during one waits for the new primary instead of losing its result.
-RETRY_FOR_S = 5.0
+# Sentinel failover takes (the primary's `down-after-milliseconds`, 5 s by default in
+# the redis role, then the election and the promotion, about 1.6 s more measured:
+# docs/deploy.md), so a call that writes during one waits for the new primary instead
+# of losing its result.
+RETRY_FOR_S = 10.0
 RETRY_PAUSE_S = 0.2  # times the attempt number, at most MAX_PAUSE_S
 MAX_PAUSE_S = 1.0
 
