@@ -35,7 +35,7 @@ log = logging.getLogger("payivr.call")
 T = TypeVar("T")
 # How long a write keeps trying while the store cannot be reached: longer than a Redis
 # Sentinel failover takes (the primary's `down-after-milliseconds`, 5 s by default in
-# the redis role, then the election and the promotion, about 1.6 s more measured:
+# the redis role, then the election and the promotion, up to 1.6 s more measured:
 # docs/deploy.md), so a call that writes during one waits for the new primary instead
 # of losing its result.
 RETRY_FOR_S = 10.0
