@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
-from payivr.commands.callbacks import _config_arg, _redis_down
+from payivr.commands.callbacks import _config_arg
+from payivr.commands.outbox_listing import redis_down
 
 BLOCK_MS = 1000
 BATCH = 500
@@ -127,6 +128,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
             if args.no_follow and len(entries) < BATCH:
                 return 0
     except redis.RedisError as exc:
-        return _redis_down(exc)
+        return redis_down(exc)
     except KeyboardInterrupt:
         return 0

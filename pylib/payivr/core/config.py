@@ -34,6 +34,7 @@ from payivr.core.config_types import (
     SigningConfig,
     SpeechConfig,
     TlsConfig,
+    WatchdogConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver, load_yaml_file
 
@@ -251,6 +252,14 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         read_timeout_s=c.positive_number("read_timeout_s", 10.0),
         metrics_port=c.port("metrics_port", 9464),
     )
+    w = s.section("watchdog")
+    defaults = WatchdogConfig()
+    watchdog = WatchdogConfig(
+        answer_allowance_s=w.positive_number("answer_allowance_s", defaults.answer_allowance_s),
+        prompt_allowance_s=w.positive_number("prompt_allowance_s", defaults.prompt_allowance_s),
+        margin_s=w.positive_number("margin_s", defaults.margin_s),
+    )
+    w.reject_unknown({"answer_allowance_s", "prompt_allowance_s", "margin_s"})
     s.reject_unknown(
         # `freeswitch` and `agent_api` are read and validated by their own features
         # (payivr.freeswitch.settings, payivr.agent.settings) from Config.raw.
@@ -264,6 +273,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "callbacks",
             "agent_api",
             "metrics_host",
+            "watchdog",
         }
     )
     _distinct_metrics_ports(s, kam, esl, callbacks)
@@ -277,6 +287,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         metrics_host=s.get(
             "metrics_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
         ),
+        watchdog=watchdog,
     )
 
 

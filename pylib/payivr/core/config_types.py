@@ -229,6 +229,16 @@ class CallbacksConfig:
 
 
 @dataclass(frozen=True)
+class WatchdogConfig:
+    """How long a call may go silent before the watchdog gives it a `failed` result
+    (payivr.core.orphan.WatchBudget): the bound on a dead node's calls."""
+
+    answer_allowance_s: float = 60.0
+    prompt_allowance_s: float = 30.0
+    margin_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServicesConfig:
     redis: RedisConfig
     session_ttl_s: int
@@ -237,6 +247,7 @@ class ServicesConfig:
     esl: EslConfig
     callbacks: CallbacksConfig
     metrics_host: str = "127.0.0.1"  # where every service serves /metrics
+    watchdog: WatchdogConfig = WatchdogConfig()
 
 
 @dataclass(frozen=True)

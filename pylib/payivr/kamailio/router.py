@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from payivr.core.admission import FlowCall, Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
+from payivr.core.orphan import WatchBudget
 from payivr.core.session import new_session_id
 from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
@@ -104,7 +105,11 @@ class Router:
             socket_timeout=REDIS_SOCKET_TIMEOUT_S,
             connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         )
-        self.store = AdmissionStore(client, self.config.services.session_ttl_s)
+        self.store = AdmissionStore(
+            client,
+            self.config.services.session_ttl_s,
+            WatchBudget.from_config(self.config.services.watchdog),
+        )
         return self.store
 
     def _orphan_finaliser(self) -> OrphanFinaliser:
@@ -234,6 +239,12 @@ class Router:
         for name in unknown_payment_headers(headers):
             ksr.hdr.remove(name)
         ksr.hdr.append(f"{SESSION_HEADER}: {session_id}\r\n")
+        # A dialog with keep-alives toward the node: when the node dies mid-call, an
+        # in-dialog OPTIONS times out, the dialog's lifetime drops to 10 s, and on
+        # timeout Kamailio ends the call with a BYE to the contact center
+        # (docs/kamailio.md, "A node that dies with calls in progress").
+        ksr.dialog.dlg_manage()
+        ksr.dialog.dlg_set_property("ka-dst")
         ksr.rr.record_route()
         ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:

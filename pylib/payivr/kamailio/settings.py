@@ -24,6 +24,8 @@ DISPATCHER_SET = 1
 LOCAL_CFG = "payivr-local.cfg"
 DISPATCHER_LIST = "dispatcher.list"
 TLS_CFG = "tls.cfg"
+# The dialog module refuses a shorter keep-alive interval (dialog.c, mod_init).
+MIN_DLG_KA_INTERVAL_S = 30
 _SAFE_TEXT = re.compile(r'^[^"\\\r\n]*$')
 
 
@@ -74,6 +76,9 @@ class KamailioSettings:
     fr_timer_ms: int = 2000
     fr_inv_timer_ms: int = 30000
     ds_ping_interval_s: int = 10
+    dlg_ka_interval_s: int = 30
+    """In-dialog OPTIONS toward the node of each call (a node dead mid-call: BYE).
+    Kamailio's dialog module refuses less than 30 s."""
     log_level: int = 2
     ctl_socket: str = ""
     """binrpc socket for kamcmd; default: kamailio_ctl in runtime_dir."""
@@ -133,6 +138,10 @@ def render_local_cfg(s: KamailioSettings) -> str:
     """payivr-local.cfg: the defines kamailio.cfg uses and the listen sockets."""
     if not s.listen:
         raise ValueError("at least one listen socket is needed")
+    if s.dlg_ka_interval_s < MIN_DLG_KA_INTERVAL_S:
+        raise ValueError(
+            f"dlg_ka_interval_s: Kamailio's dialog module needs at least {MIN_DLG_KA_INTERVAL_S}"
+        )
     defines: dict[str, str] = {
         "PAYIVR_CONFIG": _quoted(s.config_path),
         "PAYIVR_PYLIB": _quoted(s.pylib or ""),
@@ -149,6 +158,7 @@ def render_local_cfg(s: KamailioSettings) -> str:
         "PAYIVR_FR_TIMER_MS": str(s.fr_timer_ms),
         "PAYIVR_FR_INV_TIMER_MS": str(s.fr_inv_timer_ms),
         "PAYIVR_DS_PING_INTERVAL": str(s.ds_ping_interval_s),
+        "PAYIVR_DLG_KA_INTERVAL": str(s.dlg_ka_interval_s),
         "PAYIVR_LOG_LEVEL": str(s.log_level),
     }
     if s.tls_enabled:
