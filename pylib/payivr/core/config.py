@@ -234,8 +234,9 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         metrics_port=c.port("metrics_port", 9464),
     )
     s.reject_unknown(
-        # `freeswitch` and `agent_api` are read and validated by their own features
-        # (payivr.freeswitch.settings, payivr.agent.settings) from Config.raw.
+        # `freeswitch`, `agent_api` and `rtpengine` are read and validated by their own
+        # features (payivr.freeswitch.settings, payivr.agent.settings,
+        # payivr.media.settings) from Config.raw.
         {
             "redis",
             "session_ttl_s",
@@ -245,6 +246,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "esl",
             "callbacks",
             "agent_api",
+            "rtpengine",
         }
     )
     return ServicesConfig(
