@@ -147,3 +147,13 @@ def send_stream(
             header = bytes([0x80, (0x80 if p.marker else 0) | p.payload_type])
             header += p.seq.to_bytes(2, "big") + p.timestamp.to_bytes(4, "big")
             sock.sendto(header + ssrc.to_bytes(4, "big") + p.payload, ("127.0.0.1", to_port))
+
+
+def sent_times(packets: list[RtpPacket], start: float) -> list[float]:
+    """When send_stream, started at `start`, sends each packet."""
+    return [start + p.time_s for p in packets]
+
+
+def onsets(times: list[float], loud: list[bool]) -> list[float]:
+    """The times at which a loud frame follows a quiet one."""
+    return [t for i, t in enumerate(times) if loud[i] and (i == 0 or not loud[i - 1])]

@@ -21,8 +21,6 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
-
 from payivr.core.config import load_config
 from payivr.kamailio.runner import running_kamailio
 from payivr.kamailio.settings import Socket
@@ -126,7 +124,7 @@ def test_agent_hears_speech_and_no_card_digit(
         with_rtpengine(
             write_config(
                 tmp_path / "cfg", redis_url=redis_server.url, nodes=[f"sip:127.0.0.1:{fs_port}"]
-            ),  # fmt: skip
+            ),
             rtpengine,
         )
     )
