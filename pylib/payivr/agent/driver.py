@@ -6,7 +6,10 @@ docs/agent-assisted.md) to this outbound socket. The handler:
 1. registers the call in Redis so the agent's desktop can find it (by SIP Call-ID,
    the `X-Pay-Call-Ref` header, or the agent's extension);
 2. bridges the caller to the agent (`bridge`, with a pre-chosen `origination_uuid` so
-   the agent's leg can be addressed), which anchors the media in FreeSWITCH;
+   the agent's leg can be addressed), which anchors the media in FreeSWITCH; with
+   rtpengine configured the agent's leg goes through Kamailio (`fs_path`, marked
+   `X-Payivr-Leg: agent`, with a Call-ID payivr chose), which puts its media
+   through rtpengine, where payivr masks the card tones (payivr.media.masking);
 3. waits for the API's commands on the call's Redis stream: `start` runs an
    AgentPayment (payivr.agent.payment), `restart` / `cancel` go to the running one;
 4. when either side hangs up, marks the call ended.
@@ -39,6 +42,8 @@ from payivr.core.result import iso
 from payivr.core.siputil import parse_sip_uri
 from payivr.esl.channel import CallerGone
 from payivr.esl.connection import EslConnection
+from payivr.media.masking import AgentMedia
+from payivr.media.sdp import AGENT_LEG_HEADER
 
 log = logging.getLogger("payivr.agent")
 
@@ -61,6 +66,9 @@ class AgentDeps:
     processor_for: Callable[[str], Processor]
     prompts_dir: Path
     sofia_profile: str = "payivr"
+    # rtpengine in the agent leg's media path, and Kamailio's URI to route it there.
+    media: AgentMedia | None = None
+    media_proxy: str | None = None
     command_block_ms: int = 1000
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -70,6 +78,7 @@ class AgentCall:
         self.conn = conn
         self.deps = deps
         self.agent_uuid = str(uuidlib.uuid4())
+        self.agent_call_id = f"{uuidlib.uuid4()}@payivr-agent"
         self.info: CallInfo | None = None
         self.payment: AgentPayment | None = None
         self.payment_task: asyncio.Task[None] | None = None
@@ -147,9 +156,12 @@ class AgentCall:
     async def _bridge(self, target: str) -> None:
         """Caller <-> agent, for the whole call (FreeSWITCH anchors the media)."""
         await self.conn.set_variables({"hangup_after_bridge": "true"})
-        dial = (
-            f"{{origination_uuid={self.agent_uuid},fs_send_unsupported_info=true}}"
-            f"sofia/{self.deps.sofia_profile}/{target}"
+        dial = agent_dial_string(
+            target,
+            self.agent_uuid,
+            self.deps.sofia_profile,
+            self.deps.media_proxy if self.deps.media is not None else None,
+            self.agent_call_id,
         )
         info = self._info()
         await self.deps.bus.update_call(info.call, state="connected")
@@ -220,6 +232,9 @@ class AgentCall:
                 publisher=self.publisher,
                 now=deps.now,
                 release=functools.partial(deps.bus.release_payment, info.call, payment_id),
+                media=deps.media,
+                agent_call_id=self.agent_call_id,
+                guided=merchant.id in deps.settings.guided_merchants,
             )
             self.payment = AgentPayment(ctx, session)
             await deps.bus.update_call(info.call, state="capturing", payment=payment_id)
@@ -244,6 +259,23 @@ class AgentCall:
     def _key_pressed(self, is_digit: bool) -> None:
         if self.payment is not None:
             self.payment.key_pressed(is_digit)
+
+
+def agent_dial_string(
+    target: str, agent_uuid: str, profile: str, media_proxy: str | None, call_id: str
+) -> str:
+    """The agent leg's dial string; through Kamailio and rtpengine when `media_proxy`.
+
+    `sip_invite_call_id` sets the INVITE's Call-ID (mod_sofia sofia_glue.c), the key
+    payivr names the call by in rtpengine; `X-Payivr-Leg: agent` tells Kamailio to
+    put the media through rtpengine (it removes the header); `fs_path` sends the
+    INVITE to Kamailio whatever the target's host.
+    """
+    variables = f"origination_uuid={agent_uuid},fs_send_unsupported_info=true"
+    if media_proxy is None:
+        return f"{{{variables}}}sofia/{profile}/{target}"
+    variables += f",sip_invite_call_id={call_id},sip_h_{AGENT_LEG_HEADER}=agent"
+    return f"{{{variables}}}sofia/{profile}/{target};fs_path={media_proxy}"
 
 
 def call_handler(deps: AgentDeps) -> Callable[[EslConnection], Any]:

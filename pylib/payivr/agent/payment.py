@@ -49,9 +49,12 @@ from payivr.esl.telephone import EslTelephone, Speech
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor
 from payivr.execution.store import CallStore, ThreadedStore
+from payivr.media.masking import AgentMedia
 
 log = logging.getLogger("payivr.agent")
 
+# What play_and_get_digits "plays" in the agent-guided style: 100 ms of silence.
+GUIDED_PROMPT = "silence_stream://100"
 CALL_ENDING_PROMPTS = frozenset({PromptId.GOODBYE.value, PromptId.TRANSFER_BACK.value})
 RESULT_CONTENT_TYPE = ("application", "vnd.payivr.result+json")
 
@@ -73,27 +76,44 @@ class PaymentContext:
     pool: ThreadPool | None = None  # processor threads (None: the loop's default pool)
     # Frees the call for the next payment once this one's result is recorded.
     release: Callable[[], Awaitable[None]] | None = None
+    # rtpengine in the agent leg's media path (None: FreeSWITCH mutes instead).
+    media: AgentMedia | None = None
+    agent_call_id: str = ""  # the agent leg's SIP Call-ID, rtpengine's key
+    guided: bool = False  # the merchant's agent-guided style: the caller hears no prompt
+
+
+class GuidedSpeech(Speech):
+    """Agent-guided style: every prompt is a moment of silence (the agent explains)."""
+
+    def prompt(self, prompt_id: str) -> str:
+        return GUIDED_PROMPT
 
 
 class AgentTelephone(EslTelephone):
     """The caller's leg, with the agent's restart and cancel breaking in."""
 
-    def __init__(self, channel: CallChannel, speech: Speech) -> None:
-        super().__init__(channel, speech)
+    def __init__(self, channel: CallChannel, speech: Speech, guided: bool = False) -> None:
+        super().__init__(channel, GuidedSpeech(speech.prompts_dir, speech.language) if guided
+                         else speech)  # fmt: skip
+        self.guided = guided
         self.interrupt: str | None = None  # "restart" or "cancel", set by control()
         self.collecting: Field | None = None
 
-    # The agent cancelled: nothing more is said before the result.
+    def _silent(self) -> bool:
+        # The agent cancelled: nothing more is said before the result. Agent-guided:
+        # nothing is said at all; the fields, timeouts and re-prompts still run.
+        return self.guided or self.interrupt == "cancel"
+
     async def play(self, prompt: str) -> None:
-        if self.interrupt != "cancel":
+        if not self._silent():
             await super().play(prompt)
 
     async def say_amount(self, amount: int, currency: str) -> None:
-        if self.interrupt != "cancel":
+        if not self._silent():
             await super().say_amount(amount, currency)
 
     async def say_digits(self, text: str) -> None:
-        if self.interrupt != "cancel":
+        if not self._silent():
             await super().say_digits(text)
 
     async def collect(self, command: Collect) -> Event:
@@ -125,9 +145,11 @@ class AgentPayment(DriverHooks):
         self.tracker = ProgressTracker(session.id)
         self.plan = CapturePlan(session.request, ctx.merchant, ctx.now().date())
         self.telephone = AgentTelephone(
-            ctx.channel, Speech(ctx.speech_dir, session.request.language)
+            ctx.channel, Speech(ctx.speech_dir, session.request.language), guided=ctx.guided
         )
-        self.guard = AgentLegGuard(ctx.channel, ctx.agent_uuid, ctx.settings)
+        self.guard = AgentLegGuard(
+            ctx.channel, ctx.agent_uuid, ctx.settings, ctx.media, ctx.agent_call_id
+        )
         self.result: PaymentResult | None = None
 
     @property

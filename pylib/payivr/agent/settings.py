@@ -22,12 +22,15 @@ services:
     require_session: true       # the call must carry Kamailio's X-Payivr-Session
 merchants:
   acme:
-    agent_api: {token: "file:acme_agent_token"}
+    agent_api:
+      token: "file:acme_agent_token"
+      caller_prompts: spoken    # spoken | agent-guided (the caller hears no prompt)
 ```
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from payivr.core.config import Config, ConfigError, is_host_name
 from payivr.core.configread import Reader, Secret, SecretResolver
 
 DTMF_MASKS = ("tones", "silence", "file")
+CALLER_PROMPTS = ("spoken", "agent-guided")
 MIN_TOKEN_LENGTH = 24  # bearer tokens shorter than this are guessable
 # A uuid_drop_dtmf mask that sends nothing ("-" is no DTMF key): see drop_dtmf_args.
 NO_MASK = "mask_digits -"
@@ -59,6 +63,8 @@ class AgentSettings:
     result_info: bool = True
     call_ttl_s: int = 14400
     require_session: bool = True
+    # Merchants whose callers hear no prompt during a payment (agent-guided style).
+    guided_merchants: frozenset[str] = frozenset()
 
     def drop_dtmf_args(self) -> str:
         """The tail of `uuid_drop_dtmf <uuid> on ...` for the configured mask.
@@ -161,6 +167,7 @@ def load_agent_settings(
     secrets_file = root.get("secrets_file", str, None)
     resolver = SecretResolver(secrets_file, config.path.parent, environ, problems)
     tokens: dict[str, Secret] = {}
+    guided: set[str] = set()
     merchants = root.section("merchants")
     for merchant_id in merchants.keys():  # noqa: SIM118 (a Reader)
         m = merchants.section(merchant_id)
@@ -170,9 +177,12 @@ def load_agent_settings(
         token = resolver.resolve(a.get("token", str, ""), a.path_of("token"))
         if token and len(token.value()) < MIN_TOKEN_LENGTH:
             a.problem("token", f"at least {MIN_TOKEN_LENGTH} characters")
-        a.reject_unknown({"token"})
+        if a.choice("caller_prompts", CALLER_PROMPTS, "spoken") == "agent-guided":
+            guided.add(merchant_id)
+        a.reject_unknown({"token", "caller_prompts"})
         if token:
             tokens[merchant_id] = token
     if problems:
         raise ConfigError(problems)
+    settings = dataclasses.replace(settings, guided_merchants=frozenset(guided))
     return settings, MerchantTokens(tokens)
