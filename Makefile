@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps \
 	redis-server kamailio kamailio-python3-modules kamailio-tls-modules sip-tester \
 	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base \
-	chromium chromium-driver
+	chromium chromium-driver rtpengine-daemon
 PYTEST_ARGS ?=
 
 .PHONY: bootstrap apt venv lint test demo clean
