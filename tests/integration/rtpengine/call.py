@@ -8,6 +8,7 @@ arrives at the agent's sink is kept with its arrival time.
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import threading
@@ -17,7 +18,10 @@ from dataclasses import dataclass, field
 from payivr.media.ng import NgClient
 from payivr.media.sdp import ANSWER_FLAGS, OFFER_FLAGS
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, RtpPacket
+from tests.integration.rtpengine.audio import CallerAudio, alaw_decode, rms
 from tests.support.servers import free_port
+
+LOUD_RMS = 500.0
 
 
 def sdp(port: int, session: str) -> str:
@@ -149,11 +153,35 @@ def send_stream(
             sock.sendto(header + ssrc.to_bytes(4, "big") + p.payload, ("127.0.0.1", to_port))
 
 
-def sent_times(packets: list[RtpPacket], start: float) -> list[float]:
-    """When send_stream, started at `start`, sends each packet."""
-    return [start + p.time_s for p in packets]
+def beep(ms: int = 200, freq: float = 400.0) -> list[int]:
+    """A plain tone burst (no DTMF pair): one clean onset per burst."""
+    return [int(5000 * math.sin(2 * math.pi * freq * i / 8000)) for i in range(8 * ms)]
 
 
-def onsets(times: list[float], loud: list[bool]) -> list[float]:
-    """The times at which a loud frame follows a quiet one."""
-    return [t for i, t in enumerate(times) if loud[i] and (i == 0 or not loud[i - 1])]
+def measure_onsets(call: MediaCall, caller_port: int, audio: CallerAudio) -> list[float]:
+    """Each loud onset's caller->agent delay (ms) for `audio` sent now."""
+    first = len(call.sink.packets)
+    start = time.monotonic()
+    sender = threading.Thread(
+        target=send_stream, args=(audio.packets, caller_port, call.from_caller_port)
+    )
+    sender.start()
+    sender.join()
+    time.sleep(0.4)
+    sent = [start + p.time_s for p in audio.packets
+            if rms(alaw_decode(p.payload)) > LOUD_RMS]  # fmt: skip
+    sent_onsets = [t for i, t in enumerate(sent) if i == 0 or t - sent[i - 1] > 0.1]
+    got = [p for p in call.sink.packets[first:] if p.payload_type == PCMA_PT]
+    loud = [p.at for p in got if rms(alaw_decode(p.payload)) > LOUD_RMS]
+    got_onsets = [t for i, t in enumerate(loud) if i == 0 or t - loud[i - 1] > 0.1]
+    return onset_delays(sent_onsets, got_onsets)
+
+
+def onset_delays(sent: list[float], got: list[float]) -> list[float]:
+    """Each sent onset's delay (ms) to the first received onset after it."""
+    delays = []
+    for s in sent:
+        later = [g for g in got if s <= g < s + 0.5]
+        if later:
+            delays.append((later[0] - s) * 1000)
+    return delays

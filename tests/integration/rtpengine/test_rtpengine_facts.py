@@ -7,11 +7,9 @@ same offer/answer flags), media sent and received by the test.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Mapping
 
@@ -23,7 +21,7 @@ from payivr.media.sdp import FS_LABEL
 from payivr.media.settings import RtpengineSettings
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, decode_events
 from tests.integration.rtpengine.audio import CallerAudio, alaw_decode, rms, speech_samples
-from tests.integration.rtpengine.call import MediaCall, Received, send_stream
+from tests.integration.rtpengine.call import MediaCall, Received, beep, measure_onsets, send_stream
 from tests.integration.rtpengine.server import RtpengineServer
 from tests.support.goertzel import detect
 from tests.support.servers import free_port
@@ -130,11 +128,6 @@ def test_detect_flag_must_be_in_the_block_message(rtpengine: RtpengineServer) ->
     assert "4111" in detect(audio_of(got))
 
 
-def beep(ms: int = 200, freq: float = 400.0) -> list[int]:
-    """A plain tone burst (no DTMF pair): one clean onset per burst."""
-    return [int(5000 * math.sin(2 * math.pi * freq * i / 8000)) for i in range(8 * ms)]
-
-
 def onset_delay_ms(rtpengine: RtpengineServer, steps: list[Params | None]) -> list[float]:
     """The median caller->agent delay (ms) of a speech onset, per step: each step
     applies its ng parameters (block DTMF, unblock DTMF, or nothing) then sends."""
@@ -155,40 +148,13 @@ def onset_delay_ms(rtpengine: RtpengineServer, steps: list[Params | None]) -> li
             for _ in range(6):
                 audio.silence(300)
                 audio.speech(burst)
-            result.append(await asyncio.to_thread(measure_onsets, call, caller_port, audio))
+            delays = await asyncio.to_thread(measure_onsets, call, caller_port, audio)
+            result.append(statistics.median(delays))
         await call.delete()
         ng.close()
         return result
 
     return asyncio.run(go())
-
-
-def measure_onsets(call: MediaCall, caller_port: int, audio: CallerAudio) -> float:
-    first = len(call.sink.packets)
-    start = time.monotonic()
-    sender = threading.Thread(
-        target=send_stream, args=(audio.packets, caller_port, call.from_caller_port)
-    )
-    sender.start()
-    sender.join()
-    time.sleep(0.4)
-    sent = [start + p.time_s for p in audio.packets
-            if rms(alaw_decode(p.payload)) > SPEECH_RMS]  # fmt: skip
-    sent_onsets = [t for i, t in enumerate(sent) if i == 0 or t - sent[i - 1] > 0.1]
-    got = [p for p in call.sink.packets[first:] if p.payload_type == PCMA_PT]
-    loud = [p.at for p in got if rms(alaw_decode(p.payload)) > SPEECH_RMS]
-    got_onsets = [t for i, t in enumerate(loud) if i == 0 or t - loud[i - 1] > 0.1]
-    return statistics.median(onset_delays(sent_onsets, got_onsets))
-
-
-def onset_delays(sent: list[float], got: list[float]) -> list[float]:
-    """Each sent onset's delay (ms) to the first received onset after it."""
-    delays = []
-    for s in sent:
-        later = [g for g in got if s <= g < s + 0.5]
-        if later:
-            delays.append((later[0] - s) * 1000)
-    return delays
 
 
 def test_unblock_keeps_the_delay_unless_delay_buffer_zero(rtpengine: RtpengineServer) -> None:
