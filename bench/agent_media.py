@@ -145,7 +145,9 @@ def send_all(
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = RtpengineServer().start()
+    # Each call takes 4 ports (RTP and RTCP on both sides), held for --delete-delay
+    # (30 s) after its delete: room for both rounds of --calls calls.
+    server = RtpengineServer(port_min=40000, port_count=args.calls * 20 + 100).start()
     try:
         settings = RtpengineSettings(delay_buffer_ms=args.delay_buffer_ms)
         media = AgentMedia(NgClient("127.0.0.1", server.ng_port), settings)

@@ -24,7 +24,13 @@ def rtpengine_binary() -> str | None:
 
 
 class RtpengineServer:
-    def __init__(self, workdir: Path | None = None, port_min: int = 0, log_level: int = 6) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        port_min: int = 0,
+        log_level: int = 6,
+        port_count: int = 100,
+    ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="payivr-rtpengine-"))
         self.ng_port = free_port(socket.SOCK_DGRAM)
         base = port_min or 30000 + (self.ng_port % 200) * 100
@@ -33,7 +39,7 @@ class RtpengineServer:
             ng_port=self.ng_port,
             interface="127.0.0.1",
             port_min=base,
-            port_max=base + 99,
+            port_max=base + port_count - 1,
             log_level=log_level,
         )
         self.log_path = self.workdir / "rtpengine.log"
