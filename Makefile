@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps 
 	chromium chromium-driver rtpengine-daemon
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap apt venv lint test demo clean
+.PHONY: bootstrap apt venv lint test demo demo-flow clean
 
 bootstrap: apt venv
 
@@ -45,6 +45,9 @@ test: bootstrap lint
 
 demo: bootstrap
 	$(VENV)/bin/payivr demo --config config/payivr.example.yaml
+
+demo-flow: bootstrap
+	$(VENV)/bin/payivr flows demo --config config/payivr.example.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info var

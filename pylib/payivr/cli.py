@@ -12,6 +12,7 @@ from collections.abc import Sequence
 FEATURES: tuple[str, ...] = (
     "payivr.commands.config_cmds",
     "payivr.commands.callbacks",
+    "payivr.commands.comments",
     "payivr.commands.freeswitch",
     "payivr.commands.prompts",
     "payivr.commands.stack",
@@ -19,6 +20,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.esl",
     "payivr.commands.agent",
     "payivr.commands.kamailio",
+    "payivr.commands.flows",
 )
 
 

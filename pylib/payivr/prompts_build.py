@@ -174,6 +174,15 @@ def _synthesise(job: _Job, prompts_dir: Path, espeak: str, sox: str) -> str:
     return _sha256_file(target)
 
 
+def synthesise_text(text: str, language: str, target: Path) -> None:
+    """Speak ``text`` in ``language`` into ``target``, as the prompts are built (8 kHz
+    mono 16-bit WAV): for a flow's dynamic text (payivr.flows.speech)."""
+    espeak = _tool("espeak-ng", "espeak-ng")
+    sox = _tool("sox", "sox")
+    voice = DEFAULT_VOICES.get(language, language)
+    _synthesise(_Job(target.name, text, voice, ""), target.parent, espeak, sox)
+
+
 def build_prompts(
     prompts_dir: Path,
     languages: Iterable[str] = LANGUAGES,

@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.agent.harness import AgentStack
-from tests.esl import transcripts
 
 
 @pytest.fixture()
 def agent_stack(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
-    if not transcripts.available():
-        pytest.skip(transcripts.SKIP_REASON)
     # Live digit counts on (not the default): the tests follow the per-key progress.
     stack = AgentStack(tmp_path, redis_url, live_digit_count=True).start()
     yield stack
@@ -23,8 +20,6 @@ def agent_stack(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
 
 @pytest.fixture()
 def agent_stack_no_live_count(tmp_path: Path, redis_url: str) -> Iterator[AgentStack]:
-    if not transcripts.available():
-        pytest.skip(transcripts.SKIP_REASON)
     stack = AgentStack(tmp_path, redis_url, live_digit_count=False).start()
     yield stack
     stack.close()

@@ -11,12 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from payivr.core.processor import ChargeRequest, ProcessorAnswer, ResultCode
 from tests.agent.harness import AgentStack, SseReader
 from tests.agent.test_agent_calls import CARD_OK, CVV, EXPIRY, assert_no_card_data, start_payment
-from tests.esl import transcripts
 from tests.esl.peer import Keys
 
 
@@ -120,8 +117,6 @@ class IgnoresItsTimeout(KeepingProcessor):
 def test_the_agents_processor_call_has_the_same_outer_deadline(
     tmp_path: Path, redis_url: str
 ) -> None:
-    if not transcripts.available():
-        pytest.skip(transcripts.SKIP_REASON)
     stack = AgentStack(tmp_path, redis_url)
     acme = stack.config.merchants["acme"]
     fast = dataclasses.replace(acme, processor=dataclasses.replace(acme.processor, timeout_s=0.3))

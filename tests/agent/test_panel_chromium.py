@@ -19,7 +19,6 @@ import pytest
 
 from tests.agent.harness import ACME_TOKEN, TEST_PANS, AgentStack
 from tests.agent.peer import UntilBreak
-from tests.esl import transcripts
 from tests.esl.peer import Keys
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,8 +36,6 @@ def _skip_reason() -> str | None:
         import selenium  # noqa: F401
     except ImportError:
         return "selenium is not installed (pip install selenium)"
-    if not transcripts.available():
-        return transcripts.SKIP_REASON
     return None
 
 

@@ -55,16 +55,23 @@ class RecordingHandler(logging.Handler):
 
 
 class EslHarness:
-    def __init__(self, redis_url: str, *, returns: ReturnSettings | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        returns: ReturnSettings | None = None,
+        config: Config | None = None,
+        prompts_dir: Path = Path("/var/lib/payivr/prompts"),
+    ) -> None:
         import redis
 
-        self.config = test_config()
+        self.config = config or test_config()
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
         self.services: Services = build_services(self.config, redis_client=self.client)
         self.options = dataclasses.replace(
             self.config.services.esl,
             listen_port=0,
-            prompts_dir=Path("/var/lib/payivr/prompts"),
+            prompts_dir=prompts_dir,
             linger_s=5,
             recordings_dir=Path("/var/lib/payivr/recordings"),
             returns=returns or ReturnSettings(proxy="sip:127.0.0.1:5060"),

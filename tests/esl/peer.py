@@ -64,6 +64,13 @@ class CallScript:
     app_delay_s: float = 0.0  # simulated duration of playback/say/collect
     recordings: tuple[str, ...] = ()  # recordings already running (e.g. by the CC trunk)
     call_id: str = ""
+    caller_number: str = ""  # Caller-Caller-ID-Number (the ANI); "" keeps the transcript's
+    dialled: str = ""  # the request URI user / Caller-Destination-Number
+    # mod_fifo `fifo <queue> in`: "answered" (an agent takes the caller, they talk for
+    # talk_s, then the call ends), "abandon" (the caller hangs up while waiting) or
+    # "timeout" (fifo_orbit_exten's timeout passes: fifo_status TIMEOUT).
+    queue: str = "answered"
+    talk_s: float = 0.05
 
 
 class FakeCall:
@@ -112,6 +119,14 @@ class FakeCall:
         self._templates: dict[str, list[tuple[str | None, str]]] = {}
         self._variable_lines: dict[str, tuple[str, str]] = {}
         self._last_complete = 0.0
+        self._talk: asyncio.Task[None] | None = None
+        self._overrides: dict[str, str] = {}
+        if script.caller_number:
+            self._overrides["Caller-Caller-ID-Number"] = script.caller_number
+        if script.dialled:
+            self._overrides["Caller-Destination-Number"] = script.dialled
+            self.variables["sip_req_user"] = script.dialled
+            self.variables["destination_number"] = script.dialled
 
     # -- wire ----------------------------------------------------------------------
 
@@ -212,6 +227,8 @@ class FakeCall:
                     out += [f"variable_{k}: {url_encode(v)}" for k, v in self.variables.items()]
                     placed = True
                 continue
+            if name in self._overrides:
+                value = url_encode(self._overrides[name])
             out.append(f"{name}: {value.replace(self.t.uuid, self.uuid)}")
         return ("\n".join(out) + "\n\n").encode()
 
@@ -343,6 +360,20 @@ class FakeCall:
             self.variables["sip_refer_status_code"] = "202" if self.script.refer_ok else "603"
             if self.variables.get("sip_refer_continue_after_reply") != "true":
                 hangup_cause = "BLIND_TRANSFER"
+        elif app == "fifo":
+            self.played.append((app, arg))
+            await asyncio.sleep(self.script.app_delay_s)
+            if self.script.queue == "abandon":
+                self._caller_hangup()
+                self.emit("CHANNEL_EXECUTE_COMPLETE", Application_Response="_none_", **ids)
+                await self._after_hangup()
+                return
+            if self.script.queue == "timeout":
+                self.variables["fifo_status"] = "TIMEOUT"
+            else:  # an agent's leg takes the caller (mod_fifo, the consumer side)
+                self.variables["fifo_serviced_uuid"] = str(uuidlib.uuid4())
+                self.variables["fifo_status"] = "TALKING"
+                self._talk = asyncio.get_running_loop().create_task(self._agent_talk())
         elif app == "bridge":
             self.bridge = (arg, self._sip_headers("sip_h_"))
             self.emit("CHANNEL_BRIDGE")
@@ -353,6 +384,13 @@ class FakeCall:
             await self._after_hangup()
             return
         self.emit("CHANNEL_EXECUTE_COMPLETE", Application_Response=response, **ids)
+
+    async def _agent_talk(self) -> None:
+        """Caller and agent talk, then the agent hangs up: the caller's leg ends."""
+        await asyncio.sleep(self.script.talk_s)
+        if not self.hungup:
+            self._hangup("NORMAL_CLEARING", by_app=False)
+            await self._after_hangup()
 
     def _collect(self, arg: str) -> bool:
         """play_and_get_digits with the caller's next input; True if the caller hung up."""

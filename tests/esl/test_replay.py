@@ -22,8 +22,6 @@ from payivr.esl.connection import EslConnection
 from payivr.esl.server import OutboundServer
 from tests.esl import transcripts
 
-pytestmark = pytest.mark.skipif(not transcripts.available(), reason=transcripts.SKIP_REASON)
-
 UUID_HEADER = re.compile(rb"Event-UUID: ([0-9a-f-]{36})")
 
 
@@ -151,7 +149,7 @@ def test_linger_notice_before_the_bridge_completes() -> None:
         await conn.execute("answer")
         bridge = asyncio.ensure_future(conn.execute(
             "bridge", "{origination_uuid=59c98fd2-90a7-426c-b082-e5145dcc62fa}"
-            "sofia/external/agent@127.0.0.1:25092"))  # fmt: skip
+            "sofia/payivr/agent@127.0.0.1:25092"))  # fmt: skip
         await asyncio.sleep(0.05)
         await conn.api("uuid_drop_dtmf 59c98fd2-90a7-426c-b082-e5145dcc62fa on mask_digits 0")
         result = await bridge  # its EXECUTE_COMPLETE came after the linger notice

@@ -13,16 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from payivr.core.plan.commands import UNMASK_GUARD_MS
 from payivr.core.processor import ChargeRequest, ProcessorAnswer, ResultCode
-from tests.esl import transcripts
 from tests.esl.harness import EslHarness
 from tests.esl.peer import CallScript, FakeCall, Input, Keys
 from tests.esl.test_calls import CVV, EXPIRY, PAN, Stack, assert_no_card_data
-
-pytestmark = pytest.mark.skipif(not transcripts.available(), reason=transcripts.SKIP_REASON)
 
 RECORDING = "/var/rec/cc-leg.wav"
 HOLD_LIMIT_S = 10.0

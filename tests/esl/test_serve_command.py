@@ -9,14 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.esl import transcripts
 from tests.esl.peer import CallScript, run_call
 from tests.support.servers import free_port, wait_for_tcp
-
-pytestmark = pytest.mark.skipif(not transcripts.available(), reason=transcripts.SKIP_REASON)
 
 REPO = Path(__file__).resolve().parents[2]
 

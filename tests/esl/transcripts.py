@@ -1,8 +1,10 @@
-"""Real FreeSWITCH event-socket captures (../shared/freeswitch/transcripts) as templates.
+"""Real FreeSWITCH event-socket captures (tests/fixtures/freeswitch/transcripts) as templates.
 
 The fake FreeSWITCH in tests/esl/peer.py sends these bytes: the connect reply, the
 events and the notices of FreeSWITCH 1.10.12, with only the channel UUID, the
-variables, the Application-* headers and the counters rewritten per call.
+variables, the Application-* headers and the counters rewritten per call. The
+captures are part of the repository, recorded by tests/fixtures/freeswitch/record.py
+(docs/esl.md, "Test fixtures"); a missing one is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -12,22 +14,24 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
-REPO = Path(__file__).resolve().parents[2]
-TRANSCRIPTS = REPO.parent / "shared" / "freeswitch" / "transcripts"
-SKIP_REASON = f"FreeSWITCH transcripts not found at {TRANSCRIPTS} (shared/ beside the repo)"
+from tests.fixtures.freeswitch import TRANSCRIPTS
+from tests.fixtures.freeswitch.scenarios import SCENARIOS
+
+# Every recording the recorder makes; each is expected (tests/esl/test_codec.py).
+NAMES = tuple(s.name for s in SCENARIOS)
 
 # Printable ASCII that FreeSWITCH's switch_url_encode leaves alone (besides letters,
 # digits and "_.-~"): its unsafe set is \r \n space " # % & + : ; < = > ? @ [ \\ ] ^ ` { | }.
 _FS_SAFE = "!$'()*,/"
 
 
-def available() -> bool:
-    return (TRANSCRIPTS / "connect_and_channel_data.txt").is_file()
-
-
 def parse(path: Path) -> list[tuple[str, float, bytes]]:
     """(direction, seconds, raw bytes) per wire block, as the transcripts README says."""
-    data, pos, out = path.read_bytes(), 0, []
+    return parse_bytes(path.read_bytes())
+
+
+def parse_bytes(data: bytes) -> list[tuple[str, float, bytes]]:
+    pos, out = 0, []
     while pos < len(data):
         nl = data.index(b"\n", pos)
         line = data[pos:nl].decode()

@@ -9,12 +9,14 @@ through Kamailio the way `payivr demo` does (payivr.stack.demo_freeswitch).
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -346,6 +348,83 @@ def test_a_refused_refer_falls_back_to_a_bridge_through_kamailio(stack: Stack) -
     assert f"127.0.0.1:{stack.state.ports['kamailio']}" in invite.get("record-route", ""), invite
 
 
+def session_of_call(client: Any, call_id: str) -> str | None:
+    """The id of the session Kamailio created for the contact center's Call-ID."""
+    for key in client.scan_iter("payivr:session:*"):
+        if client.hget(key, "call_id") == call_id:
+            return str(key).rsplit(":", 1)[1]
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_esl_application_killed_mid_call_gives_a_signed_bye_and_one_callback(
+    stack: Stack,
+) -> None:
+    """kill -9 of the ESL application while the caller keys the card (issue 11):
+    FreeSWITCH's fallback hangs up with unsigned headers, Kamailio finalises the
+    session and relays the BYE with the full signed result; one callback follows.
+    Kills the ESL application: runs just before the last test of the module."""
+    import os
+    import signal
+
+    import redis
+
+    merchant = stack.config.merchant("acme")
+    assert merchant is not None
+    client = redis.Redis.from_url(stack.config.services.redis.url, decode_responses=True)
+    esl = next(p for p in stack.state.processes if p.name == "esl")
+    call = start_keyed_call(
+        stack.state.ports["kamailio"],
+        stack.config,
+        merchant,
+        stack.workdir / f"sipp-kill9-{secrets.token_hex(4)}",
+        card=PAN,
+        callback_url=stack.receiver.url,
+        timeout_s=60,
+    )
+    try:
+        session_id = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            session_id = session_id or session_of_call(client, call.call_id)
+            fields = [
+                f
+                for _id, f in client.xrange("payivr:events")
+                if f.get("session") == session_id and f["event"] == "field.completed"
+            ]
+            if fields:
+                break
+            time.sleep(0.05)
+        assert session_id is not None and fields, "the caller never completed a field"
+        os.kill(esl.pid, signal.SIGKILL)
+        assert call.uac.wait(60) == 0, call.uac.explain()[-4000:]
+    finally:
+        call.uac.stop()
+    bye = {name.lower(): value for name, value in received_bye_headers(call.uac)}
+    assert_signed_result(bye, call.call_id, result="failed")
+    assert bye["x-pay-reason"] == "ivr-unavailable" and bye["x-pay-session"] == session_id
+    assert (bye["x-pay-amount"], bye["x-pay-currency"]) == ("1250", merchant.default_currency)
+
+    def callbacks() -> list[Any]:
+        return [
+            c for c in stack.receiver.received if json.loads(c.body)["session_id"] == session_id
+        ]
+
+    deadline = time.monotonic() + 20
+    while not callbacks() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # nothing more may come for this session
+    received = callbacks()
+    assert len(received) == 1, received
+    assert verify_callback(
+        merchant.callback_secret.encode(),
+        received[0].body,
+        received[0].headers["X-Payivr-Signature"],
+    )
+    body = json.loads(received[0].body)
+    assert (body["result"], body["reason"]) == ("failed", "ivr-unavailable")
+
+
 @pytest.mark.timeout(60)
 def test_with_the_esl_application_stopped_the_call_returns_ivr_unavailable(stack: Stack) -> None:
     """Runs last in this module: it stops the ESL application."""
@@ -371,3 +450,7 @@ def test_with_the_esl_application_stopped_the_call_returns_ivr_unavailable(stack
     assert bye.get("X-Pay-Result") == "failed", bye
     assert bye.get("X-Pay-Reason") == "ivr-unavailable"
     assert bye.get("X-Pay-Order") == dict(headers)["X-Pay-Order"]
+    # Signed by Kamailio with the session's full result (issue 11), never as
+    # FreeSWITCH's fallback wrote it.
+    assert_signed_result({k.lower(): v for k, v in bye.items()}, call_id, result="failed")
+    assert bye.get("X-Pay-Amount") == "1250" and bye.get("X-Pay-Currency")

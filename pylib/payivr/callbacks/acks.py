@@ -12,10 +12,11 @@ import logging
 import queue
 import threading
 import time
+from typing import Any
 
 import redis
 
-from payivr.store.outbox import LeasedEntry, Outbox
+from payivr.store.stream_outbox import Leased, StreamOutbox
 
 log = logging.getLogger("payivr.callbacks")
 
@@ -25,9 +26,12 @@ _STOP = object()
 class AckBatcher:
     """A thread that removes delivered entries from the outbox in batches."""
 
-    def __init__(self, outbox: Outbox, max_batch: int = 256) -> None:
+    def __init__(
+        self, outbox: StreamOutbox[Any], max_batch: int = 256, what: str = "callbacks"
+    ) -> None:
         self.outbox = outbox
         self.max_batch = max_batch
+        self.what = what
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="callback-acks", daemon=True)
 
@@ -35,7 +39,7 @@ class AckBatcher:
         self._thread.start()
         return self
 
-    def add(self, entry: LeasedEntry) -> None:
+    def add(self, entry: Leased) -> None:
         self._queue.put(entry)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -47,7 +51,7 @@ class AckBatcher:
         stopping = False
         while not stopping:
             item = self._queue.get()
-            batch: list[LeasedEntry] = []
+            batch: list[Leased] = []
             if item is _STOP:
                 stopping = True
             else:
@@ -64,7 +68,7 @@ class AckBatcher:
             if batch:
                 self._flush(batch)
 
-    def _flush(self, batch: list[LeasedEntry]) -> None:
+    def _flush(self, batch: list[Leased]) -> None:
         for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
             if delay:
                 time.sleep(delay)
@@ -74,6 +78,7 @@ class AckBatcher:
             except (redis.ConnectionError, redis.TimeoutError):
                 continue
         log.warning(
-            "could not remove %d delivered callbacks (redis unavailable); they will be sent again",
+            "could not remove %d delivered %s (redis unavailable); they will be sent again",
             len(batch),
+            self.what,
         )

@@ -6,12 +6,12 @@ import functools
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from payivr.callbacks.outbox_worker import DeliveryVerdict
 from payivr.callbacks.policy import CallbackPolicy, NotAllowed, check_resolved, check_url
 from payivr.callbacks.transport import guarded_session
 from payivr.core.signature import sign_callback
@@ -31,17 +31,6 @@ def _normalised_url(url: str) -> str:
     prepared = requests.PreparedRequest()
     prepared.prepare_url(url, None)
     return str(prepared.url)
-
-
-@dataclass(frozen=True)
-class DeliveryVerdict:
-    """What one delivery attempt gave. `kind`: delivered | retry | dead."""
-
-    kind: str
-    status: str = ""  # HTTP status code as text, or "" when no response came
-    error: str = ""  # short, safe description (never the body)
-    reason: str = ""  # stable id for dead entries (host-not-allowed, ...)
-    attempted: bool = True  # False: refused before anything went out
 
 
 def _short(exc: BaseException) -> str:

@@ -1,76 +1,27 @@
-"""The callback worker: takes outbox entries, delivers them with a thread pool.
+"""The callback worker: delivers result callbacks from the callback outbox.
 
-Several workers (threads of one process, processes of one host, hosts sharing Redis)
-run side by side: the consumer group and the leases in the schedule (store/outbox.py)
-make sure an entry is in one worker's hands at a time. A worker killed at any point
-loses nothing: what it held comes back when its lease (or, for entries it had read
-but not adopted, `claim_idle`) runs out.
+The loop (consumer group, leases, retries, dead entries, a thread pool) is the generic
+outbox worker's (callbacks/outbox_worker.py); this file says what one delivery is:
+a signed POST to the merchant's URL, checked against its policy (sender.py).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 
-import redis
-
-from payivr.callbacks.acks import AckBatcher
-from payivr.callbacks.backoff import Backoff
 from payivr.callbacks.metrics import Metrics
+from payivr.callbacks.outbox_worker import DeliveryVerdict, OutboxWorker, WorkerSettings
 from payivr.callbacks.policy import CallbackPolicy
-from payivr.callbacks.sender import DeliveryVerdict, Sender
-from payivr.store.outbox import LeasedEntry, Outbox, now_ms
+from payivr.callbacks.sender import Sender
+from payivr.store.outbox import LeasedEntry, Outbox
 
-log = logging.getLogger("payivr.callbacks")
-
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
-SUMMARY_EVERY_S = 60.0
+__all__ = ["Worker", "WorkerSettings"]
 
 
-@dataclass(frozen=True)
-class WorkerSettings:
-    """Tuning of one worker process; defaults are production's, tests shorten them."""
+class Worker(OutboxWorker[LeasedEntry]):
+    """Delivers result callbacks (signed POSTs); runs until `stop()`."""
 
-    consumer: str = ""
-    threads: int = 16
-    connect_timeout_s: float = 3.0
-    read_timeout_s: float = 10.0
-    retry_for_s: float = 86_400.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 900.0
-    # How long an entry stays in a worker's hands before others may take it over.
-    # Longer than one attempt can take (connect + read timeouts), with a margin.
-    lease_s: float | None = None
-    # Entries read from the group but never adopted (the reader died in between).
-    claim_idle_s: float = 60.0
-    block_ms: int = 1000
-
-    @property
-    def lease_ms(self) -> int:
-        lease = self.lease_s
-        if lease is None:
-            lease = self.connect_timeout_s + 2 * self.read_timeout_s + 15.0
-        return int(lease * 1000)
-
-    def consumer_name(self) -> str:
-        return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
-
-    def backoff(self) -> Backoff:
-        return Backoff(
-            base_ms=int(self.backoff_base_s * 1000),
-            max_ms=int(self.backoff_max_s * 1000),
-            retry_for_ms=int(self.retry_for_s * 1000),
-        )
-
-
-class Worker:
-    """Runs until `stop()`; `run()` blocks the calling thread."""
+    what = "callback"
 
     def __init__(
         self,
@@ -79,226 +30,20 @@ class Worker:
         settings: WorkerSettings,
         metrics: Metrics | None = None,
     ) -> None:
-        self.outbox = outbox
+        super().__init__(outbox, settings, metrics)
         self._policy = policies if callable(policies) else policies.get
-        self.settings = settings
-        self.metrics = metrics or Metrics()
-        self.consumer = settings.consumer_name()
         self.sender = Sender(
             settings.connect_timeout_s, settings.read_timeout_s, pool_maxsize=settings.threads
         )
-        self.backoff = settings.backoff()
-        self._stop = threading.Event()
-        self._free = settings.threads
-        self._free_lock = threading.Condition()
-        self._next_sweep = 0.0
-        self._acks = AckBatcher(outbox)
-        # Entries being delivered: id -> the lease this worker holds (renewed while
-        # the attempt lasts). Outcome writes and renewals take the lock, so an
-        # outcome always presents the lease Redis currently has.
-        self._leases: dict[str, int] = {}
-        self._lease_lock = threading.Lock()
 
-    def stop(self) -> None:
-        self._stop.set()
-        with self._free_lock:
-            self._free_lock.notify_all()
+    def attempt(self, entry: LeasedEntry) -> DeliveryVerdict:
+        return self.sender.send(entry, self._policy(entry.merchant))
 
-    # -- the loop ---------------------------------------------------------------------
-    def run(self) -> None:
-        """Take and deliver entries until stopped; survives Redis outages."""
-        log.info("callback worker %s starting (%d threads)", self.consumer, self.settings.threads)
-        pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="callback")
-        self._acks.start()
-        pause = 0.1
-        group_ready = False
-        next_summary = time.monotonic() + SUMMARY_EVERY_S
-        renew_every = max(self.settings.lease_ms / 3000, 0.05)
-        next_renew = time.monotonic() + renew_every
-        try:
-            while not self._stop.is_set():
-                try:
-                    if not group_ready:
-                        self.outbox.ensure_group()
-                        group_ready = True
-                    for entry in self._take():
-                        self._acquire_slot()
-                        with self._lease_lock:
-                            self._leases[entry.id] = entry.lease_ms
-                        pool.submit(self._deliver, entry)
-                    pause = 0.1
-                    if time.monotonic() >= next_renew:
-                        next_renew = time.monotonic() + renew_every
-                        self._renew_leases()
-                    if time.monotonic() >= next_summary:
-                        # One line a minute instead of one per delivery (thousands/s).
-                        next_summary = time.monotonic() + SUMMARY_EVERY_S
-                        log.info("callback worker %s: %s", self.consumer, self._summary())
-                except REDIS_ERRORS as exc:
-                    log.warning(
-                        "redis unavailable (%s); retrying in %.1fs", type(exc).__name__, pause
-                    )
-                    self._stop.wait(pause)
-                    pause = min(pause * 2, 5.0)
-                except redis.ResponseError as exc:
-                    if "NOGROUP" in str(exc):  # Redis came back without our data
-                        group_ready = False
-                        continue
-                    log.error("redis error: %s", exc)
-                    self._stop.wait(pause)
-                    pause = min(pause * 2, 5.0)
-        finally:
-            pool.shutdown(wait=True)
-            self._acks.close()
-            log.info("callback worker %s stopped: %s", self.consumer, self._summary())
+    def describe(self, entry: LeasedEntry) -> str:
+        return entry.event_id
 
-    def _renew_leases(self) -> None:
-        """Extend the leases of the entries still being delivered (see RENEW)."""
-        with self._lease_lock:
-            if not self._leases:
-                return
-            deadline = now_ms() + self.settings.lease_ms
-            held = dict(self._leases)
-            renewed = self.outbox.renew(held, deadline)
-            for entry_id in held:
-                if entry_id in renewed:
-                    self._leases[entry_id] = deadline
-                else:
-                    # Only if this process stalled longer than a lease: another
-                    # worker may have taken the entry over; its outcome wins.
-                    log.warning("lost the lease of outbox entry %s", entry_id)
-                    self._leases.pop(entry_id, None)
-
-    def _summary(self) -> str:
-        m = self.metrics
-        return f"{m.delivered} delivered, {m.retried} retried, {sum(m.dead.values())} dead"
-
-    def _free_slots(self) -> int:
-        """Wait for free delivery slots; under load, for a few at once, so that one
-        round of Redis calls takes a batch of work rather than a single entry."""
-        want = max(1, self.settings.threads // 4)
-        deadline = time.monotonic() + 0.005
-        with self._free_lock:
-            while not self._stop.is_set():
-                if self._free >= want:
-                    break
-                left = deadline - time.monotonic()
-                if self._free > 0 and left <= 0:
-                    break
-                self._free_lock.wait(left if self._free > 0 else 0.5)
-            return self._free
-
-    def _acquire_slot(self) -> None:
-        with self._free_lock:
-            self._free -= 1
-
-    def _release_slot(self) -> None:
-        with self._free_lock:
-            self._free += 1
-            self._free_lock.notify_all()
-
-    def _take(self) -> list[LeasedEntry]:
-        """Up to the free slots' worth of work: due retries, orphans, new entries."""
-        free = self._free_slots()
-        if self._stop.is_set() or free == 0:
-            return []
-        lease = self.settings.lease_ms
-        taken, next_due = self.outbox.claim_due_and_next(free, now_ms(), lease)
-        if len(taken) < free and time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + max(self.settings.claim_idle_s / 2, 0.05)
-            taken += self.outbox.reclaim_stale(
-                self.consumer, int(self.settings.claim_idle_s * 1000), free - len(taken), lease
-            )
-        if len(taken) < free:
-            block = 0  # work in hand: just look, do not wait
-            if not taken:
-                # Wait for new entries, but not past the next due retry or sweep.
-                block = self.settings.block_ms
-                if next_due is not None:
-                    block = min(block, max(1, next_due - now_ms()))
-                sweep_in = int((self._next_sweep - time.monotonic()) * 1000)
-                block = min(block, max(1, sweep_in))
-            taken += self.outbox.read_new(self.consumer, free - len(taken), block, lease)
-        return taken
-
-    # -- one entry ------------------------------------------------------------------
-    def _deliver(self, entry: LeasedEntry) -> None:
-        try:
-            outcome = self.sender.send(entry, self._policy(entry.merchant))
-            self._record(entry, outcome)
-        except Exception:
-            # Never let one entry kill a pool thread; the lease brings it back later.
-            log.exception("callback %s: unexpected error", entry.event_id)
-        finally:
-            with self._lease_lock:
-                self._leases.pop(entry.id, None)
-            self._release_slot()
-
-    def _record(self, entry: LeasedEntry, outcome: DeliveryVerdict) -> None:
-        now = now_ms()
-        if outcome.kind == "delivered":
-            with self._lease_lock:
-                self._leases.pop(entry.id, None)  # renewals stop; the removal is unconditional
-            self._acks.add(entry)
-            replayed = entry.window_start_ms != entry.result_at_ms
-            latency = None if replayed else max(now - entry.result_at_ms, 0) / 1000.0
-            self.metrics.observe_delivered(latency)
-            log.debug(
-                "callback %s delivered (HTTP %s, attempt %d)",
-                entry.event_id,
-                outcome.status,
-                entry.attempts + 1,
-            )
-            return
-        if outcome.kind == "dead":
-            self._park(entry, now, outcome, outcome.reason)
-            return
-        next_at = self.backoff.next_attempt_ms(entry.attempts + 1, now, entry.window_start_ms)
-        if next_at is None:
-            self._park(entry, now, outcome, "retry-window-exhausted")
-            return
-        if self._under_current_lease(
-            entry,
-            lambda held: self.outbox.retry_later(held, next_at, now, outcome.status, outcome.error),
-        ):
-            self.metrics.observe_retried()
-        log.info(
-            "callback %s attempt %d failed (%s); next in %.1fs",
-            entry.event_id,
-            entry.attempts + 1,
-            outcome.error or outcome.status,
-            (next_at - now) / 1000,
-        )
-
-    def _park(self, entry: LeasedEntry, now: int, outcome: DeliveryVerdict, reason: str) -> None:
-        if self._under_current_lease(
-            entry,
-            lambda held: self.outbox.park_dead(
-                held, now, outcome.status, outcome.error, reason, attempted=outcome.attempted
-            ),
-        ):
-            self.metrics.observe_dead(reason)
-        log.warning("callback %s dead: %s (%s)", entry.event_id, reason, outcome.error)
-
-    def _under_current_lease(self, entry: LeasedEntry, op: Callable[[LeasedEntry], bool]) -> bool:
-        """Run an outcome write with the lease this worker holds now (renewals may have
-        moved it since the entry was taken); False if the lease was lost."""
-        with self._lease_lock:
-            lease = self._leases.pop(entry.id, None)
-            if lease is None:
-                return False
-            held = replace(entry, lease_ms=lease)
-            return self._with_redis_retry(lambda: op(held))
-
-    def _with_redis_retry(self, op: Callable[[], bool]) -> bool:
-        """Record an outcome, riding out a short Redis blip; if Redis stays away the
-        lease expires and the entry is attempted again (at-least-once)."""
-        for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
-            if delay:
-                time.sleep(delay)
-            try:
-                return op()
-            except REDIS_ERRORS:
-                continue
-        log.warning("could not record a callback outcome: redis unavailable")
-        return False
+    def delivered_latency_s(self, entry: LeasedEntry, now_ms: int) -> float | None:
+        # A replayed entry's age says nothing about the delivery path's latency.
+        if entry.window_start_ms != entry.result_at_ms:
+            return None
+        return max(now_ms - entry.result_at_ms, 0) / 1000.0

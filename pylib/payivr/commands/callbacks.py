@@ -15,6 +15,7 @@ from typing import Any
 from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
 
 DEFAULT_CONFIG = "/etc/payivr/payivr.yaml"
+STOP_GRACE_S = 30.0
 
 
 def add_commands(sub: Any) -> None:
@@ -24,8 +25,9 @@ def add_commands(sub: Any) -> None:
     work = cbsub.add_parser(
         "work",
         help="deliver callbacks from the Redis outbox until stopped (systemd unit)",
-        description="Runs the callback worker. Several may run at once, on one host or "
-        "several sharing Redis. Options override services.callbacks of the config.",
+        description="Runs the callback worker, and the after-call comment worker when the "
+        "config has connectors (docs/connectors.md). Several may run at once, on one host "
+        "or several sharing Redis. Options override services.callbacks of the config.",
     )
     _config_arg(work)
     work.add_argument("--consumer", default="", help="consumer name (default: host-pid)")
@@ -52,6 +54,13 @@ def add_commands(sub: Any) -> None:
         "--metrics-port", type=int, help="Prometheus port (config default; 0 turns it off)"
     )
     work.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
+    work.add_argument(
+        "--watchdog-interval",
+        type=float,
+        default=5.0,
+        help="seconds between sweeps of the watchdog that finalises orphaned sessions "
+        "(docs/architecture.md; 0 turns it off in this process)",
+    )
     work.set_defaults(handler=cmd_work)
 
     ls = cbsub.add_parser("list", help="pending, in-flight, retrying and dead callbacks")
@@ -141,22 +150,67 @@ def cmd_work(args: argparse.Namespace) -> int:
     outbox = _outbox(config, block_s=settings.block_ms / 1000)
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
+    watchdog = _watchdog(config, args.watchdog_interval)
+    comments = _comment_worker(config, args.consumer)
     server = None
     if port:
         metrics.add_outbox_gauges(outbox.counts)
+        if comments is not None:
+            comment_outbox = comments.outbox
+            metrics.add_outbox_gauges(
+                lambda: {f"comments_{k}": v for k, v in comment_outbox.counts().items()}
+            )
         server = serve_metrics(metrics, args.metrics_host, port)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
+        if watchdog is not None:
+            watchdog.stop()
+        if comments is not None:
+            comments.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    comment_thread = None
+    if comments is not None:
+        import threading
+
+        comment_thread = threading.Thread(target=comments.run, name="comments", daemon=True)
+        comment_thread.start()
     try:
         worker.run()
     finally:
+        if comment_thread is not None and comments is not None:
+            comments.stop()
+            comment_thread.join(STOP_GRACE_S)
         if server is not None:
             server.shutdown()
     return 0
+
+
+def _watchdog(config: Any, interval_s: float) -> Any:
+    """The orphaned-session watchdog in a thread of this worker (None: turned off)."""
+    if interval_s <= 0:
+        return None
+    from payivr.store.connect import redis_client
+    from payivr.watchdog import WatchdogSettings, start_watchdog
+
+    client = redis_client(config.services.redis)
+    return start_watchdog(client, config, WatchdogSettings(interval_s=interval_s))
+
+
+def _comment_worker(config: Any, consumer: str) -> Any:
+    """The after-call comment worker, run beside the callback worker when the config
+    has connectors (docs/connectors.md); None otherwise."""
+    if not config.connectors:
+        return None
+    from payivr.connectors.client import ConnectorClient
+    from payivr.connectors.comments import CommentOutbox, CommentWorker, comment_worker_settings
+    from payivr.store.connect import redis_client
+
+    settings = comment_worker_settings(consumer)
+    client = redis_client(config.services.redis, socket_timeout=settings.block_ms / 1000 + 5)
+    return CommentWorker(CommentOutbox(client), ConnectorClient(config.connectors), settings)
 
 
 def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list[str]:
@@ -183,6 +237,8 @@ def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list
         args.metrics_host,
         "--metrics-port",
         str(metrics_port + index if metrics_port else 0),
+        "--watchdog-interval",
+        str(args.watchdog_interval),
     ]
     optional = {
         "--retry-for": args.retry_for,

@@ -61,7 +61,14 @@ def check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    print(f"{args.file}: ok ({len(config.merchants)} merchant(s): {', '.join(config.merchants)})")
+    summary = f"{len(config.merchants)} merchant(s): {', '.join(config.merchants)}"
+    if config.connectors:
+        summary += f"; {len(config.connectors)} connector(s): {', '.join(config.connectors)}"
+    if config.flows.flows:
+        entries = ", ".join(e.name for e in config.flows.entry_points)
+        summary += f"; {len(config.flows.flows)} flow(s): {', '.join(config.flows.flows)}"
+        summary += f" ({len(config.flows.entry_points)} entry point(s): {entries or 'none'})"
+    print(f"{args.file}: ok ({summary})")
     return 0
 
 

@@ -112,13 +112,13 @@ def simulate(args: argparse.Namespace) -> int:
         timeout_s = merchant.processor.timeout_s
     plan = CapturePlan(request, merchant, args.today or datetime.date.today())
     keypad = Keypad(sys.stdin, out)
-    simulator = Simulator(plan, request, texts, keypad, out, timeout_s, _sandbox(merchant))
+    simulator = Simulator(plan, request, texts, keypad, out, timeout_s, sandbox_for(merchant))
     with keypad.session():
         outcome = simulator.run()
     return 0 if outcome.code is ResultCode.APPROVED else 1
 
 
-def _sandbox(merchant: MerchantConfig) -> SandboxProcessor:
+def sandbox_for(merchant: MerchantConfig) -> SandboxProcessor:
     """The sandbox, with the merchant's token key when its processor is the sandbox;
     otherwise with a key of this run only (its tokens are good for this run only)."""
     from payivr.processors import sandbox_token_key
@@ -177,6 +177,12 @@ class Keypad:
         if not line or line.strip().lower() == HANGUP:
             return None
         return _parse_line(line, collect.max_digits)
+
+    def line(self) -> str | None:
+        """One whole line (a flow's queue: Enter, ``timeout``, ``hangup``); None at
+        the end of input. Not for digits: it echoes what is typed."""
+        text = self._in.readline()
+        return text if text else None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

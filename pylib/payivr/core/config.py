@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import yaml
@@ -35,6 +36,10 @@ from payivr.core.config_types import (
     TlsConfig,
 )
 from payivr.core.configread import Reader, Secret, SecretResolver
+
+if TYPE_CHECKING:
+    from payivr.core.flow.settings import FlowsConfig
+from payivr.core.connector_settings import read_connectors
 from payivr.core.siputil import parse_sip_uri
 
 LANGUAGES = ("es", "en", "pt", "nl")
@@ -127,11 +132,20 @@ def parse_config(
         m = _merchant(merchant_id, merchants_section.section(merchant_id), secrets)
         if m is not None:
             merchants[merchant_id] = m
-    root.reject_unknown({"secrets_file", "services", "merchants", "agent_api"})
+    connectors = read_connectors(root.section("connectors"), secrets)
+    flows = _flows(root.section("flows"), base_dir, merchants, connectors)
+    root.reject_unknown(
+        {"secrets_file", "services", "merchants", "agent_api", "connectors", "flows"}
+    )
     if problems:
         raise ConfigError(problems)
     return Config(
-        path=path or base_dir / "payivr.yaml", services=services, merchants=merchants, raw=data
+        path=path or base_dir / "payivr.yaml",
+        services=services,
+        merchants=merchants,
+        raw=data,
+        connectors=connectors,
+        flows=flows,
     )
 
 
@@ -441,6 +455,17 @@ def _hosts(m: Reader, key: str) -> tuple[str, ...]:
         else:
             m.problem(f"{key}[{i}]", "not a host name")
     return tuple(hosts)
+
+
+def _flows(
+    f: Reader, base_dir: Path, merchants: Mapping[str, object], connectors: Mapping[str, object]
+) -> FlowsConfig:
+    # Imported here: the flow validator reads LANGUAGES from this module.
+    from payivr.core.flow.settings import read_flows
+
+    return read_flows(
+        f, base_dir, merchants=set(merchants), connectors=set(connectors), languages=LANGUAGES
+    )
 
 
 def _validate_processor(p: Reader, processor: ProcessorConfig) -> None:

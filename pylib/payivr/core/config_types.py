@@ -10,9 +10,21 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from payivr.core.configread import Secret
+from payivr.core.connector_settings import ConnectorSettings
+
+if TYPE_CHECKING:
+    from payivr.core.flow.settings import FlowsConfig
+
+
+def _no_flows() -> FlowsConfig:
+    # Imported here: the flow modules import the config (LANGUAGES) themselves.
+    from payivr.core.flow.settings import FlowsConfig
+
+    return FlowsConfig()
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,10 @@ class Config:
     merchants: Mapping[str, MerchantConfig]
     raw: Mapping[str, object] = field(repr=False, default_factory=dict)
     """The YAML as read (secrets unresolved): for features that read their own section."""
+    connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
+    """Named HTTP connectors (`connectors:`, payivr.core.connector_settings)."""
+    flows: FlowsConfig = field(default_factory=lambda: _no_flows())
+    """Flow files, entry points and queues (`flows:`, payivr.core.flow.settings)."""
 
     def merchant(self, merchant_id: str) -> MerchantConfig | None:
         return self.merchants.get(merchant_id)

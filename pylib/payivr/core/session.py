@@ -162,7 +162,10 @@ class SessionStore(Protocol):
     def set_state(self, session: Session, state: SessionState, now: datetime) -> Session: ...
 
     def record_result(self, session: Session, result: PaymentResult, now: datetime) -> Session:
-        """Atomically: result on the session, state done, outbox entry, payment.result."""
+        """Atomically: result on the session, state done, outbox entry, payment.result.
+
+        First writer wins: when a result is recorded already, nothing is written and
+        the session returned carries that result."""
         ...
 
     def append_event(self, name: Event, session: Session, now: datetime, **fields: str) -> None: ...

@@ -35,6 +35,7 @@ from payivr.core.session import Event as SessionEvent
 from payivr.core.session import SessionState
 from payivr.core.signature import sign
 from payivr.esl.channel import CallChannel, CallerGone
+from payivr.esl.flow_call import FlowCall, FlowPorts
 from payivr.esl.returning import (
     bye_variables,
     dialog_call_id,
@@ -64,6 +65,7 @@ class EslApplication:
     options: EslConfig
     processor_pool: ThreadPoolExecutor
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    flows: FlowPorts | None = None  # flow calls (flows.entry_points); None: payments only
 
     async def warm_up(self, connections: int = 16) -> None:
         """Open the store's connections now, not on the first calls (latency spikes)."""
@@ -72,6 +74,15 @@ class EslApplication:
             await asyncio.gather(*(ping() for _ in range(connections)), return_exceptions=True)
 
     async def handle(self, channel: CallChannel) -> None:
+        # A call with a payivr session stays a payment call; one without may be a
+        # flow call, by its entry point; anything else is refused as before.
+        if self.flows is not None and not channel.channel_data.get(SESSION_HEADER, "").strip():
+            entry = self.flows.entry_for(channel)
+            if entry is not None:
+                call = FlowCall(self.flows, channel, entry, prompts_dir=self.options.prompts_dir,
+                                returns=self.options.returns)  # fmt: skip
+                await call.run()
+                return
         await PaymentCall(self, channel).run()
 
 

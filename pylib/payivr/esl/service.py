@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from payivr.core.config import Config, EslConfig
 from payivr.esl.driver import EslApplication
+from payivr.esl.flow_call import FlowPorts
 from payivr.esl.server import OutboundServer
 from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
 from payivr.store.connect import async_redis_client
@@ -55,14 +56,16 @@ def build_service(
     if store is None:
         client = async_redis_client(config.services.redis)
         store = AsyncRedisSessionStore(client, ttl_s=config.services.session_ttl_s)
+    processor_pool = ThreadPoolExecutor(
+        options.processor_threads, thread_name_prefix="payivr-processor"
+    )
     app = EslApplication(
         store=store,
         merchants=dict(config.merchants),
         processor_for=services.processor_for,
         options=options,
-        processor_pool=ThreadPoolExecutor(
-            options.processor_threads, thread_name_prefix="payivr-processor"
-        ),
+        processor_pool=processor_pool,
+        flows=flow_ports(config, services, store, options, processor_pool),
     )
     server = OutboundServer(
         app.handle,
@@ -71,6 +74,47 @@ def build_service(
         linger_s=options.linger_s,
     )
     return EslService(app, server)
+
+
+def flow_ports(
+    config: Config,
+    services: Services,
+    store: AsyncSessionStore,
+    options: EslConfig,
+    processor_pool: ThreadPoolExecutor,
+) -> FlowPorts | None:
+    """The ports of flow calls, when the config has entry points (else None)."""
+    if not config.flows.entry_points:
+        return None
+    from payivr.connectors import ConnectorClient
+    from payivr.connectors.comments import CommentOutbox
+    from payivr.flows.payment import CapturePayments
+    from payivr.flows.ports import ConnectorPort, OutboxComments, RedisFlowEvents
+    from payivr.flows.speech import TtsCache
+
+    client = getattr(store, "client", None)
+    if client is None:
+        raise TypeError("flow calls need the Redis session store (AsyncRedisSessionStore)")
+    # Connector requests and outbox writes wait on the network: their own threads, so
+    # a slow CRM never holds a processor call's thread.
+    io_pool = ThreadPoolExecutor(32, thread_name_prefix="payivr-flow-io")
+    events = RedisFlowEvents(client)
+    return FlowPorts(
+        flows=config.flows,
+        connectors=ConnectorPort(ConnectorClient(config.connectors), io_pool),
+        comments=OutboxComments(CommentOutbox(services.redis), io_pool),
+        events=events,
+        payments=CapturePayments(
+            store=store,
+            sessions=events,
+            merchants=dict(config.merchants),
+            processor_for=services.processor_for,
+            session_ttl_s=config.services.session_ttl_s,
+            pool=processor_pool,
+        ),
+        tts=TtsCache(options.prompts_dir / "tts", io_pool),
+        merchants=dict(config.merchants),
+    )
 
 
 async def serve(service: EslService, *, grace_s: float = 30.0) -> None:

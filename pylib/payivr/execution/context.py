@@ -1,8 +1,10 @@
-"""What the command handlers of one call share: the plan, the session, the ports.
+"""What the command handlers of one call share: the engine, the session, the ports.
 
-``CallContext`` is built by the driver (ESL call, agent payment, simulate) and handed
-to ``Executor.run``; ``DriverHooks`` is what a driver adds to the common steps
-(its no-op defaults are what a driver that adds nothing gets).
+``CallContext`` is one payment's run, built by the driver (ESL call, agent payment,
+simulate, a flow's ``pay``) and handed to ``Executor.run``; a flow call's run is
+``payivr.flows.context.FlowContext``. Both are a ``Run``: what the executor needs of
+any engine's run. ``DriverHooks`` is what a driver adds to the common steps (its
+no-op defaults are what a driver that adds nothing gets).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from payivr.core.config import MerchantConfig
 from payivr.core.errors import IllegalTransition
-from payivr.core.plan import CallerHungUp, Command, Event, FieldReport
+from payivr.core.plan import CallerHungUp, Command, Event, FieldReport, Finish
 from payivr.core.processor import Processor
-from payivr.core.result import PaymentResult
+from payivr.core.reasons import Reason
+from payivr.core.result import Outcome, PaymentResult
 from payivr.core.session import Event as SessionEvent
-from payivr.core.session import Session
+from payivr.core.session import Session, SessionState
 from payivr.execution.processing import Settlement
 from payivr.execution.store import CallStore
 from payivr.execution.telephone import Telephone
@@ -39,7 +42,10 @@ class Engine(Protocol):
     """A pure state machine whose commands the executor runs: the capture plan, or
     another engine (a call flow) registering its own commands' handlers."""
 
-    last_field: FieldReport | None  # the verdict of the last handle(), if any
+    @property
+    def last_field(self) -> FieldReport | None:
+        """The verdict on a card field of the last handle(), if any."""
+        ...
 
     def start(self) -> list[Any]: ...
 
@@ -47,6 +53,56 @@ class Engine(Protocol):
 
     def wipe(self) -> None:
         """Zero every piece of card data the engine holds (idempotent)."""
+        ...
+
+
+class StepHooks(Protocol):
+    """The driver's hooks the executor calls per command."""
+
+    def skips(self, command: Any) -> bool: ...
+
+    def started(self, command: Any) -> None: ...
+
+
+class Run(Protocol):
+    """What the executor drives: one engine's run on one call."""
+
+    lane: MediaLane | None  # set by the executor for the run
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def plan(self) -> Engine: ...
+
+    @property
+    def telephone(self) -> Telephone: ...
+
+    @property
+    def hooks(self) -> StepHooks: ...
+
+    async def prepare(self) -> None:
+        """Before the engine starts (the driver's ``prepare`` hook)."""
+        ...
+
+    async def cleanup(self) -> None:
+        """At the end, however it ended (the driver's ``cleanup`` hook)."""
+        ...
+
+    def begin(self) -> list[Any]:
+        """The engine's first commands (after ``hooks.prepare``)."""
+        ...
+
+    def feed(self, event: Any) -> list[Any]:
+        """Give the engine one event; its commands."""
+        ...
+
+    def caller_gone(self) -> list[Any]:
+        """The caller hung up: the engine hears it once; its commands."""
+        ...
+
+    async def record_failure(self) -> None:
+        """Something broke before the run ended: record what the merchant must know."""
         ...
 
 
@@ -97,6 +153,31 @@ class CallContext:
     last_input_at: float | None = None  # loop time the last Collect ended
     lane: MediaLane | None = None  # set by the executor for the run
     _told_hangup: bool = field(default=False, init=False)
+
+    async def prepare(self) -> None:
+        await self.hooks.prepare(self)
+
+    async def cleanup(self) -> None:
+        await self.hooks.cleanup(self)
+
+    def begin(self) -> list[Command]:
+        """The payment starts: `capturing` on the session, the plan's first commands."""
+        self.store.later(self.store.store.set_state, self.session, SessionState.CAPTURING,
+                         self.clock())  # fmt: skip
+        return self.plan.start()
+
+    async def record_failure(self) -> None:
+        """An unexpected error: record `failed` if nothing was recorded yet, so the
+        merchant hears of it (the dialplan fallback then returns an ESL call)."""
+        if self.result is not None:
+            return
+        # Imported here: the handlers import this module.
+        from payivr.execution.handlers.finish import FinishHandler
+
+        try:
+            await FinishHandler().run(Finish(Outcome.failed(Reason.INTERNAL_ERROR)), self)
+        except Exception as exc:
+            log.error("call %s: could not record the failure: %s", self.label, type(exc).__name__)
 
     def feed(self, event: Event) -> list[Command]:
         """Give the plan one event; queue the field.completed event of its verdict."""

@@ -3,20 +3,16 @@ it does.
 
 ``Lane.MEDIA``: queued on the call's media lane and played in order (prompts, says,
 recording masks, the return of the call). ``Lane.AFTER_MEDIA``: waits until all
-media before it has played, then runs and may answer the plan with an event
-(``Collect``, ``ProcessPayment``). ``Lane.AT_ONCE``: runs as soon as it is reached
-(``Finish``: the result is stored without waiting for a prompt to end).
+media before it has played, then runs and may answer the engine with an event
+(``Collect``, ``ProcessPayment``, a flow's menu or queue). ``Lane.AT_ONCE``: runs as
+soon as it is reached (``Finish``: the result is stored without waiting for a prompt
+to end; a flow's lookups run while its greeting plays).
 """
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Protocol
-
-from payivr.core.plan import Event
-
-if TYPE_CHECKING:
-    from payivr.execution.context import CallContext
+from typing import Any, Protocol
 
 
 class Lane(enum.Enum):
@@ -31,6 +27,7 @@ class Handler(Protocol):
     # a processor call, the recording of the result); every other command is dropped.
     after_hangup: bool
 
-    async def run(self, command: Any, ctx: CallContext) -> Event | None:
-        """Carry out ``command``; the event for the plan, if it answers one."""
+    # ``ctx``: the run's context: a payment's CallContext, a flow's FlowContext.
+    async def run(self, command: Any, ctx: Any) -> Any:
+        """Carry out ``command``; the event for the engine, if it answers one."""
         ...

@@ -12,22 +12,22 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
-from payivr.core.plan import Command
-from payivr.execution.context import CallContext
+from payivr.execution.context import Run
 from payivr.execution.handler import Handler
 from payivr.execution.registry import handler_for
 
 
 class MediaLane:
-    def __init__(self, ctx: CallContext, registry: Mapping[type, Handler]) -> None:
+    def __init__(self, ctx: Run, registry: Mapping[type, Handler]) -> None:
         self.ctx = ctx
         self.registry = registry
-        self._queue: deque[Command] = deque()
+        self._queue: deque[Any] = deque()
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
-    def put(self, command: Command) -> None:
+    def put(self, command: Any) -> None:
         """Queue a media command; it plays after everything queued before it."""
         if self._error is not None:
             return  # the lane has stopped; idle() reports why

@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from payivr.core import orphan
 from payivr.core.processor import ChargeRequest, Processor, ProcessorAnswer, ResultCode
 from payivr.core.reasons import Reason
 from payivr.processors.outcome import (
@@ -39,7 +40,7 @@ log = logging.getLogger("payivr.call")
 
 # Extra time past the merchant's timeouts (charge, then reversal) before payivr stops
 # waiting for an adapter that failed to honour ChargeRequest.timeout_s itself.
-PROCESSOR_GRACE_S = 1.0
+PROCESSOR_GRACE_S = orphan.PROCESSOR_GRACE_S
 REVERSAL_PENDING = "pending"
 
 
@@ -78,7 +79,7 @@ class HangupWatch(Protocol):
 
 def settle_budget_s(charge: ChargeRequest) -> float:
     """How long the charge and its possible reversal may take, each on its timeout."""
-    return 2 * charge.timeout_s + PROCESSOR_GRACE_S
+    return orphan.settle_budget_s(charge.timeout_s, PROCESSOR_GRACE_S)
 
 
 async def settle_with_timeout(

@@ -10,7 +10,8 @@ Retries: only errors that say the store could not be reached in time
 (``TRANSIENT_ERRORS``), a few times, briefly. A retried write may already have
 landed (the reply was lost), so the writes retried here are idempotent: state
 changes rewrite the same hash, and ``record_result`` is a no-op when the session
-already holds that result (payivr.store.transactions).
+already holds a result, this one included (first writer wins:
+payivr.store.transactions).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from payivr.core.result import PaymentResult
 from payivr.core.session import Event, Session, SessionState
@@ -35,17 +35,13 @@ T = TypeVar("T")
 ATTEMPTS = 3
 RETRY_PAUSE_S = 0.2  # times the attempt number: 0.2 s, then 0.4 s
 
-# Redis could not be reached, or did not answer in time: worth another try. So is a
-# WatchError: the guarded transaction (record_result) lost its WATCH, to another
-# writer or to a broken connection (redis-py reports a timeout under WATCH so), and
-# runs again from its guard. Anything else (a refused command, a bug, WRONGTYPE)
-# would fail the same way again.
+# Redis could not be reached, or did not answer in time: worth another try. Anything
+# else (a refused command, a bug, WRONGTYPE) would fail the same way again.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     RedisConnectionError,
     RedisTimeoutError,
-    WatchError,
 )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from payivr.core.config import LANGUAGES
+from payivr.freeswitch.flows import fifo_queues, flow_extension, insert_flow_extension
 from payivr.freeswitch.settings import FreeswitchSettings
 
 # Loaded in this order: loggers, event socket, SIP, applications, dialplan, formats, say.
@@ -30,6 +31,7 @@ MODULES: tuple[str, ...] = (
     "mod_sndfile",
     "mod_native_file",
     "mod_tone_stream",
+    "mod_fifo",
     "mod_say_en",
     "mod_say_es",
     "mod_say_pt",
@@ -63,6 +65,7 @@ _TREE: tuple[tuple[str, str], ...] = (
     ),
     ("freeswitch/conf/autoload_configs/acl.conf.xml", "autoload_configs/acl.conf.xml"),
     ("freeswitch/conf/autoload_configs/sofia.conf.xml", "autoload_configs/sofia.conf.xml"),
+    ("freeswitch/conf/autoload_configs/fifo.conf.xml", "autoload_configs/fifo.conf.xml"),
     ("freeswitch/conf/sip_profiles/payivr.xml", "sip_profiles/payivr.xml"),
     ("dialplans/payivr.xml", "dialplan/payivr.xml"),
 )
@@ -143,8 +146,9 @@ def template_values(s: FreeswitchSettings) -> dict[str, str]:
         "tls_verify_policy": s.tls_verify_policy,
         "kamailio_addr_regex": _addr_regex(s.kamailio_addresses),
         "esl_targets": "|".join(f"{h}:{p}" for h, p in s.esl_targets),
+        "fifo_queues": fifo_queues(s.queues),
     }
-    raw_blocks = {"managed", "module_lines", "kamailio_nodes", "esl_nodes"}
+    raw_blocks = {"managed", "module_lines", "kamailio_nodes", "esl_nodes", "fifo_queues"}
     return {k: (v if k in raw_blocks else _attr(v)) for k, v in values.items()}
 
 
@@ -164,6 +168,14 @@ def render_tree(s: FreeswitchSettings, share: Path | None = None) -> dict[str, s
         tree["dialplan/payivr.xml"] = insert_agent_extension(
             tree["dialplan/payivr.xml"], _addr_regex(s.kamailio_addresses), host, port
         )
+    tree["dialplan/payivr.xml"] = insert_flow_extension(
+        tree["dialplan/payivr.xml"],
+        flow_extension(
+            s.flow_entries,
+            _addr_regex(s.kamailio_addresses),
+            "|".join(f"{h}:{p}" for h, p in s.esl_targets),
+        ),
+    )
     language = (base / "freeswitch/conf/lang/language.xml").read_text(encoding="utf-8")
     for lang in LANGUAGES:
         lang_values = dict(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from payivr.core.config import LANGUAGES, Config
 from payivr.core.configread import Reader
+from payivr.core.flow.settings import EntryPoint, QueueSettings
 from payivr.core.siputil import parse_sip_uri
 
 SRTP_MODES = ("optional", "mandatory", "forbidden")
@@ -81,6 +82,10 @@ class FreeswitchSettings:
     say_sounds: Mapping[str, str]
     agent_socket: tuple[str, int] | None = None
     """The agent service's outbound socket, when agent-assisted mode is configured."""
+    flow_entries: tuple[EntryPoint, ...] = ()
+    """Call flows' entry points (flows.entry_points): the payivr-flow extension."""
+    queues: tuple[QueueSettings, ...] = ()
+    """Call flows' queues (flows.queues): fifo.conf."""
 
     @property
     def log_levels(self) -> str:
@@ -223,6 +228,8 @@ def freeswitch_settings(config: Config, node_uri: str | None = None) -> Freeswit
         prompts_dir=esl.prompts_dir,
         say_sounds=say,
         agent_socket=agent_socket,
+        flow_entries=config.flows.entry_points,
+        queues=tuple(config.flows.queues.values()),
     )
 
 

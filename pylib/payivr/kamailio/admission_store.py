@@ -1,9 +1,11 @@
 """The Redis side of admitting one call, in a single round trip.
 
 An accepted INVITE must (SPEC 3 and 5): claim its replay key (SET NX EX), create the
-session hash with its TTL, and append `session.created` to `payivr:events`. Doing it
-as one Lua script makes it atomic (a replayed request creates nothing) and costs one
-round trip per call, which is what keeps Kamailio's Python workers fast.
+session hash with its TTL, append `session.created` to `payivr:events`, and put the
+session on `payivr:inflight` with the latest time its call could still be running
+(the watchdog finalises it if no result is recorded by then: payivr.core.orphan).
+Doing it as one Lua script makes it atomic (a replayed request creates nothing) and
+costs one round trip per call, which is what keeps Kamailio's Python workers fast.
 
 Works with Debian's python3-redis 4.3 (Kamailio's embedded interpreter) and the venv's.
 """
@@ -17,15 +19,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from payivr.core.admission import Accept
+from payivr.core.orphan import WatchBudget
 from payivr.core.session import Event, Session, event_fields
 from payivr.store import keys
 
 if TYPE_CHECKING:
     import redis
 
-# KEYS: replay key, session key, events stream
+# KEYS: replay key, session key, events stream, inflight set
 # ARGV: replay TTL ('0': no replay key to claim), session TTL, events MAXLEN,
-#       session hash as a flat JSON list [field, value, ...], event entry likewise.
+#       session hash as a flat JSON list [field, value, ...], event entry likewise,
+#       the watchdog deadline (s since the epoch), the session id.
 # JSON rather than one argument per item: the client encodes 2 arguments, not ~50,
 # which is most of the Python cost of this call.
 ADMIT_SCRIPT = """
@@ -35,14 +39,16 @@ end
 redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[4])))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(cjson.decode(ARGV[5])))
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7])
 return 1
 """
 
-# KEYS: session key, events stream. ARGV: MAXLEN, event items...
+# KEYS: session key, events stream, inflight set. ARGV: MAXLEN, session id, event items...
 # Used when no FreeSWITCH node took the call after the session was created.
 CLOSE_SCRIPT = """
+redis.call('ZREM', KEYS[3], ARGV[2])
 if redis.call('DEL', KEYS[1]) == 1 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
 end
 return 1
 """
@@ -61,14 +67,17 @@ class AdmissionWrite(enum.Enum):
 class AdmissionStore:
     """Creates sessions for accepted calls. One instance per Kamailio worker process."""
 
-    def __init__(self, client: redis.Redis, session_ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, session_ttl_s: int, budget: WatchBudget | None = None
+    ) -> None:
         # redis is imported here, in the worker after Kamailio's fork, not at module
         # load in the main process: it imports logging, whose at-fork hooks complain
         # when Kamailio forks without telling Python.
         from redis import exceptions
 
         self._errors = exceptions
-        self._client = client
+        self.client = client
+        self._budget = budget or WatchBudget()
         self._conn: Any = client.connection_pool.make_connection()
         self._ttl = str(session_ttl_s)
         self._maxlen = str(keys.EVENTS_MAXLEN)
@@ -83,22 +92,28 @@ class AdmissionStore:
         """
         when = datetime.fromtimestamp(int(now), UTC)  # the hash keeps seconds
         session = Session.new(accept.request, when, session_id)
-        hash_items = [item for pair in session.to_hash().items() for item in pair]
+        fields = session.to_hash()
+        step = self._budget.step_s(accept.merchant)
+        fields[keys.WATCHDOG_STEP_FIELD] = str(step)
+        hash_items = [item for pair in fields.items() for item in pair]
         event = event_fields(Event.SESSION_CREATED, session, when)
         event_items = [item for pair in event.items() for item in pair]
         replay_ttl = str(accept.replay_ttl_s) if accept.replay_key else "0"
         done = self._evalsha(
             self._admit_sha,
             ADMIT_SCRIPT,
-            b"3",
+            b"4",
             (accept.replay_key or keys.PREFIX + "replay:-").encode(),
             keys.session_key(session_id).encode(),
             keys.EVENTS.encode(),
+            keys.INFLIGHT.encode(),
             replay_ttl.encode(),
             self._ttl.encode(),
             self._maxlen.encode(),
             _dumps(hash_items).encode(),
             _dumps(event_items).encode(),
+            repr(self._budget.admission_deadline(now, step)).encode(),
+            session_id.encode(),
         )
         return AdmissionWrite.CREATED if int(done) == 1 else AdmissionWrite.REPLAYED
 
@@ -121,7 +136,7 @@ class AdmissionStore:
             conn.send_packed_command([packed])
             return conn.read_response()
         except self._errors.NoScriptError:
-            self._client.script_load(script)
+            self.client.script_load(script)
             conn.send_packed_command([packed])
             return conn.read_response()
         except (self._errors.ConnectionError, self._errors.TimeoutError):
@@ -144,5 +159,6 @@ class AdmissionStore:
         for name, value in fields.items():
             items += (name, value)
         self._close(
-            keys=[keys.session_key(session_id), keys.EVENTS], args=[str(keys.EVENTS_MAXLEN), *items]
+            keys=[keys.session_key(session_id), keys.EVENTS, keys.INFLIGHT],
+            args=[str(keys.EVENTS_MAXLEN), session_id, *items],
         )

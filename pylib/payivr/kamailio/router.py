@@ -10,12 +10,16 @@ Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
 Nothing is written anywhere for a rejected request.
+
+A BYE from a FreeSWITCH node goes through payivr.kamailio.bye first: unsigned result
+headers (the dialplan fallback's, the ESL application being gone) are replaced by the
+session's signed result, finalised in Redis if it had none.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from payivr.core.admission import Reject, admit, replayed
 from payivr.core.config import Config, load_config
@@ -23,6 +27,7 @@ from payivr.core.errors import Rejection, forbidden, unavailable
 from payivr.core.session import new_session_id
 from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
+from payivr.kamailio.bye import ByeResults
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
@@ -39,6 +44,9 @@ from payivr.media.sdp import (
     kamailio_flags,
 )
 from payivr.media.settings import load_rtpengine_settings
+
+if TYPE_CHECKING:
+    from payivr.store.orphans import OrphanFinaliser
 
 # Dispatcher algorithm 4: round-robin over the active nodes of the set.
 DS_ROUND_ROBIN = 4
@@ -77,6 +85,8 @@ class Router:
         )
         self.store = store
         self._redis_down_until = 0.0
+        self._finaliser: OrphanFinaliser | None = None
+        self.byes = ByeResults(ksr, config, self._orphan_finaliser)
         # rtpengine is in the agent's media path only where `services.rtpengine` is set.
         self.media = load_rtpengine_settings(config) is not None
 
@@ -104,6 +114,15 @@ class Router:
         )
         self.store = AdmissionStore(client, self.config.services.session_ttl_s)
         return self.store
+
+    def _orphan_finaliser(self) -> OrphanFinaliser:
+        """Built on first use, on this worker's Redis client (BYEs are rare)."""
+        if self._finaliser is None:
+            from payivr.store.orphans import OrphanFinaliser
+
+            store = self.store or self._open_store()
+            self._finaliser = OrphanFinaliser(store.client, self.config.services.session_ttl_s)
+        return self._finaliser
 
     def ksr_request_route(self, msg: Any) -> int:
         """Every SIP request Kamailio receives."""
@@ -319,6 +338,8 @@ class Router:
         if ksr.rr.loose_route() > 0:
             if ksr.is_REFER() and not self._refer_allowed():
                 return STOP
+            if ksr.is_BYE() and ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
+                self.byes.rewrite()
             if self.media and ksr.rr.check_route_param(MEDIA_RR_PARAM) > 0:
                 self._agent_media_in_dialog()
             self._relay()

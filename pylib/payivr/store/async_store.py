@@ -23,9 +23,7 @@ from payivr.store.transactions import (
     add_result_to,
     add_state_to,
     annotate_call,
-    check_annotations,
-    done_session,
-    holds_result,
+    recorded_session,
 )
 
 
@@ -87,20 +85,14 @@ class AsyncRedisSessionStore:
     ) -> Session:
         """Result and `done` on the session (with `annotations`: the processor's raw
         code and the reversal's outcome), the outbox entry, `payment.result`: one
-        transaction; a no-op when the session already holds this result (a retry
-        after a lost reply: see RedisSessionStore.record_result)."""
-        check_annotations(annotations or {})  # refused before anything is read
-        key = keys.session_key(session.id)
+        transaction, first writer wins, so a retry after a lost reply writes nothing
+        twice (see RedisSessionStore.record_result)."""
         async with self.client.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            if holds_result(await pipe.hget(key, "result"), result):
-                return done_session(session, result, now)
-            pipe.multi()
             done = add_result_to(
                 pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
             )
-            await pipe.execute()
-        return done
+            replies = await pipe.execute()
+        return recorded_session(done, replies[-1]) or done
 
     async def annotate(self, session_id: str, **fields: str) -> bool:
         """Operator-only fields added after the result (see RedisSessionStore.annotate)."""

@@ -1,23 +1,27 @@
-"""Lua scripts of the callback outbox: every state change of an entry is one script.
+"""Lua scripts of a stream outbox: every state change of an entry is one script.
 
 Why scripts: a worker's decision (deliver, retry later, park as dead) must change the
 schedule, the stream, the consumer group and the per-entry state together, and must
 do nothing at all if another worker has taken the entry over in the meantime (its
 lease expired). Redis runs a script atomically, so both hold.
 
-Shared conventions:
+Shared conventions (shown for the callback outbox; the comment outbox has its own
+keys, store/keys.py, and gets its own copy of the scripts from `scripts_for`):
   KEYS[1] = payivr:outbox (stream)      KEYS[2] = payivr:outbox:retry (schedule zset)
   KEYS[3] = payivr:outbox:dead (stream) where needed
   The per-entry state hash is `payivr:outbox:state:<stream id>` (single Redis, not
-  cluster: the key is derived inside the script).
+  cluster: the key is derived inside the script from the outbox's state prefix).
   A lease is the schedule score of an in-flight entry (ms); a worker proves it still
   owns the entry by passing the lease it was given.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 _COMMON = """
-local function state_key(id) return 'payivr:outbox:state:' .. id end
+local function state_key(id) return '@STATE_PREFIX@' .. id end
 local function lease_entry(id, deadline)
   local found = redis.call('XRANGE', KEYS[1], id, id)
   if #found == 0 then
@@ -158,7 +162,7 @@ return out
 REPLAY_DEAD = """
 local found = redis.call('XRANGE', KEYS[3], ARGV[1], ARGV[1])
 if #found == 0 then return false end
-local keep = {event_id=1, session_id=1, merchant=1, url=1, body=1, result_at_ms=1}
+local keep = {@KEEP_FIELDS@}
 local src = found[1][2]
 local fields = {}
 for i = 1, #src, 2 do
@@ -184,3 +188,43 @@ redis.call('ZADD', KEYS[2], ARGV[2], id)
 return 1
 """
 )
+
+
+@dataclass(frozen=True)
+class OutboxScripts:
+    """The scripts of one outbox, with its state-key prefix and entry fields filled in."""
+
+    adopt: str
+    claim_due: str
+    delivered: str
+    retry_later: str
+    park_dead: str
+    renew: str
+    replay_dead: str
+    retry_now: str
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_:.-]+$")
+
+
+def scripts_for(state_prefix: str, entry_fields: tuple[str, ...]) -> OutboxScripts:
+    """The scripts for an outbox whose state hashes are `<state_prefix><id>` and whose
+    entries carry `entry_fields` (what a replay of a dead entry copies back)."""
+    for name in (state_prefix, *entry_fields):
+        if not _SAFE.match(name):
+            raise ValueError(f"not usable in a script: {name!r}")
+    keep = ", ".join(f"{f}=1" for f in entry_fields)
+
+    def fill(script: str) -> str:
+        return script.replace("@STATE_PREFIX@", state_prefix).replace("@KEEP_FIELDS@", keep)
+
+    return OutboxScripts(
+        adopt=fill(ADOPT),
+        claim_due=fill(CLAIM_DUE),
+        delivered=fill(DELIVERED),
+        retry_later=fill(RETRY_LATER),
+        park_dead=fill(PARK_DEAD),
+        renew=fill(RENEW),
+        replay_dead=fill(REPLAY_DEAD),
+        retry_now=fill(RETRY_NOW),
+    )

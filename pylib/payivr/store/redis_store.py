@@ -5,10 +5,11 @@ Keys (docs/architecture.md): `payivr:session:<id>` (hash, TTL), `payivr:events`
 
 Every write that changes a session is one MULTI/EXEC transaction together with its
 event (and, for the result, its outbox entry), so a reader never sees a state without
-its event, nor a result without its callback. Plain MULTI/EXEC rather than Lua for
-these: Kamailio's interpreter uses Debian's python3-redis 4.3 and queues `create` in
-its own pipeline (`add_create_to`). The transactions themselves are queued by
-payivr.store.transactions, shared with the ESL application's async store.
+its event, nor a result without its callback. The result is a Lua script inside that
+transaction, because it is conditional: first writer wins (a result already recorded,
+by Kamailio or the watchdog for an orphaned call, is kept). The transactions
+themselves are queued by payivr.store.transactions, shared with the ESL application's
+async store.
 
 What a session holds is `Session.to_hash()`: the request, state, result and times.
 The core's types keep card data out of it (a `Session` cannot hold a SecretDigits);
@@ -31,9 +32,7 @@ from payivr.store.transactions import (
     add_result_to,
     add_state_to,
     annotate_call,
-    check_annotations,
-    done_session,
-    holds_result,
+    recorded_session,
 )
 
 # add_create_to is re-exported: callers that batch a creation know it from here.
@@ -93,22 +92,15 @@ class RedisSessionStore:
         (when the request has a callback URL) and the `payment.result` event.
 
         `annotations` (ANNOTATION_FIELDS: the processor's raw code, the reversal's
-        outcome) go on the session hash in the same transaction.
-
-        Idempotent: when the session already holds this result (a retry after a
-        lost reply), nothing is written again (`holds_result`, under WATCH)."""
-        check_annotations(annotations or {})  # refused before anything is read
-        key = keys.session_key(session.id)
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.watch(key)
-            if holds_result(pipe.hget(key, "result"), result):
-                return done_session(session, result, now)
-            pipe.multi()
-            done = add_result_to(
-                pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
-            )
-            pipe.execute()
-        return done
+        outcome) go on the session hash in the same transaction. First writer wins:
+        if a result was recorded already (by Kamailio or the watchdog, for a call
+        they took for orphaned; or this very result, by a try whose reply was lost),
+        nothing is written and the session returned carries that result."""
+        pipe = self.client.pipeline(transaction=True)
+        done = add_result_to(
+            pipe, session, result, now, self.ttl_s, self.events_maxlen, annotations
+        )
+        return recorded_session(done, pipe.execute()[-1]) or done
 
     def annotate(self, session_id: str, **fields: str) -> bool:
         """Add operator-only fields (ANNOTATION_FIELDS) to a stored session.

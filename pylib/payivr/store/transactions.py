@@ -4,11 +4,13 @@
 Kamailio) and `AsyncRedisSessionStore` (redis.asyncio, the ESL application) write the
 same keys in the same MULTI/EXEC transactions: the functions here queue the commands
 on a pipeline of either kind, and only the caller's `execute()` (plain or awaited)
-differs. None of them talks to Redis itself.
+differs. None of them talks to Redis itself. The result is one Lua script
+(RECORD_RESULT_SCRIPT: first writer wins), shared with payivr.store.orphans.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -17,7 +19,7 @@ from typing import Any
 from payivr.core.result import PaymentResult, callback_body
 from payivr.core.session import Event, Session, SessionState, event_fields
 from payivr.store import keys
-from payivr.store.outbox import add_entry_to, entry_fields
+from payivr.store.outbox import entry_fields
 
 DEFAULT_TTL_S = 3600
 
@@ -40,6 +42,67 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 0
 """
+
+# The result, first writer wins (SPEC 7: one result and one callback per session).
+# The ESL application, Kamailio (on the dialplan fallback's BYE) and the watchdog may
+# each try to record one; whoever comes first is the session's result and the others
+# write nothing: no second outbox entry, no second `payment.result`. A retry of the
+# same write (a timeout after it had landed) is answered the same way.
+# KEYS: session, outbox, events, inflight, reversals
+# ARGV: 1 session TTL, 2 events MAXLEN, 3 the `done` session hash, 4 annotations,
+#       5 the outbox entry ([] for none), 6 the event (each a flat JSON list
+#       [field, value, ...]), 7 session id, 8 'orphan' or 'call', 9 now (s)
+# An 'orphan' write (Kamailio, watchdog) needs the session to exist and queues a
+# reversal when it had reached `processing`: the processor may have charged.
+# Returns {1} (recorded), {0, <the recorded result JSON>} or {-1} (no session).
+RECORD_RESULT_SCRIPT = """
+local recorded = redis.call('HGET', KEYS[1], 'result')
+if recorded then
+  -- A late state write of a writer that lost may have put the state back.
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if state ~= 'done' and state ~= 'returned' then
+    redis.call('HSET', KEYS[1], 'state', 'done')
+  end
+  redis.call('ZREM', KEYS[4], ARGV[7])
+  return {0, recorded}
+end
+if ARGV[8] == 'orphan' then
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if not state then
+    redis.call('ZREM', KEYS[4], ARGV[7])
+    return {-1}
+  end
+  if state == 'processing' then redis.call('ZADD', KEYS[5], ARGV[9], ARGV[7]) end
+end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[3])))
+local annotations = cjson.decode(ARGV[4])
+if #annotations > 0 then redis.call('HSET', KEYS[1], unpack(annotations)) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local entry = cjson.decode(ARGV[5])
+if #entry > 0 then redis.call('XADD', KEYS[2], '*', unpack(entry)) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(cjson.decode(ARGV[6])))
+redis.call('ZREM', KEYS[4], ARGV[7])
+return {1}
+"""
+
+# A sign of life of the call: its deadline on `payivr:inflight` moves to now + the
+# session's watchdog step (written by Kamailio at admission). XX: a session whose
+# result is recorded (or that never was on the set) is not added back.
+# KEYS: session, inflight. ARGV: now (s), session id, the step's hash field.
+HEARTBEAT_SCRIPT = """
+local step = redis.call('HGET', KEYS[1], ARGV[3])
+if step then
+  redis.call('ZADD', KEYS[2], 'XX', 'GT', tonumber(ARGV[1]) + tonumber(step), ARGV[2])
+end
+return 0
+"""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _flat(fields: Mapping[str, str]) -> str:
+    return _dumps([item for pair in fields.items() for item in pair])
+
 
 # Operator-only fields a caller may add to a session hash beside Session.to_hash()
 # (payivr.processors.SettledCharge.session_fields()). Session.from_hash ignores them.
@@ -86,9 +149,19 @@ def add_event_to(
     maxlen: int = keys.EVENTS_MAXLEN,
     **extra: str,
 ) -> None:
-    """Queue the XADD of one `payivr:events` entry on a caller's pipeline."""
+    """Queue the XADD of one `payivr:events` entry on a caller's pipeline, and the
+    heartbeat that tells the watchdog the call is alive (HEARTBEAT_SCRIPT)."""
     pipeline.xadd(
         keys.EVENTS, event_fields(name, session, now, **extra), maxlen=maxlen, approximate=True
+    )
+    pipeline.eval(
+        HEARTBEAT_SCRIPT,
+        2,
+        keys.session_key(session.id),
+        keys.INFLIGHT,
+        str(now.timestamp()),
+        session.id,
+        keys.WATCHDOG_STEP_FIELD,
     )
 
 
@@ -134,19 +207,68 @@ def add_state_to(
     return updated
 
 
-def done_session(session: Session, result: PaymentResult, now: datetime) -> Session:
-    """The session once `result` is recorded on it (state `done`)."""
-    return replace(session, state=SessionState.DONE, result=result, updated_at=second(now))
+def record_result_call(
+    session: Session,
+    result: PaymentResult,
+    now: datetime,
+    ttl_s: int,
+    events_maxlen: int,
+    annotations: Mapping[str, str] | None = None,
+    *,
+    orphan: bool = False,
+) -> tuple[Session, list[str], list[str]]:
+    """The `done` session and the KEYS and ARGV of RECORD_RESULT_SCRIPT for it.
+
+    `orphan`: written by Kamailio or the watchdog for a session whose ESL application
+    is gone (see the script)."""
+    flat = check_annotations(annotations or {})
+    done = replace(session, state=SessionState.DONE, result=result, updated_at=second(now))
+    entry: dict[str, str] = {}
+    if session.request.callback_url:
+        entry = entry_fields(
+            event_id=result.event_id,
+            session_id=session.id,
+            merchant=result.merchant,
+            url=session.request.callback_url,
+            body=callback_body(result),
+            result_at_ms=_ms(now),
+        )
+    extra = {"result": str(result.code), "event_id": result.event_id}
+    if result.reason:
+        extra["reason"] = result.reason
+    event = event_fields(Event.PAYMENT_RESULT, done, now, **extra)
+    script_keys = [
+        keys.session_key(session.id),
+        keys.OUTBOX,
+        keys.EVENTS,
+        keys.INFLIGHT,
+        keys.REVERSALS,
+    ]
+    args = [
+        str(ttl_s),
+        str(events_maxlen),
+        _flat(done.to_hash()),
+        _dumps(flat),
+        _flat(entry),
+        _flat(event),
+        session.id,
+        "orphan" if orphan else "call",
+        str(int(now.timestamp())),
+    ]
+    return done, script_keys, args
 
 
-def holds_result(stored: str | bytes | None, result: PaymentResult) -> bool:
-    """Whether a session hash's `result` field is `result` already (same event id).
-
-    The guard of record_result: a write retried after a lost reply (it landed, the
-    answer did not) must not queue a second outbox entry and event."""
-    if not stored:
-        return False
-    return PaymentResult.from_json(stored).event_id == result.event_id
+def recorded_session(done: Session, reply: Any) -> Session | None:
+    """The session as Redis holds it after RECORD_RESULT_SCRIPT answered `reply`:
+    `done` when this write was recorded, `done` with the first writer's result when
+    one was there already, None when an orphan write found no session."""
+    status = int(reply[0])
+    if status == 1:
+        return done
+    if status == 0:
+        first = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+        return replace(done, result=PaymentResult.from_json(first))
+    return None
 
 
 def add_result_to(
@@ -158,28 +280,13 @@ def add_result_to(
     events_maxlen: int,
     annotations: Mapping[str, str] | None = None,
 ) -> Session:
-    """Queue the result: state `done` with the result on the session (and
-    `annotations`, ANNOTATION_FIELDS), the outbox entry when the request has a
-    callback URL, and the `payment.result` event. Returns the `done` session."""
-    flat = check_annotations(annotations or {})
-    done = done_session(session, result, now)
-    add_session_to(pipeline, done, ttl_s)
-    if flat:
-        pipeline.hset(keys.session_key(session.id), mapping=dict(annotations or {}))
-    if session.request.callback_url:
-        add_entry_to(
-            pipeline,
-            entry_fields(
-                event_id=result.event_id,
-                session_id=session.id,
-                merchant=result.merchant,
-                url=session.request.callback_url,
-                body=callback_body(result),
-                result_at_ms=_ms(now),
-            ),
-        )
-    extra = {"result": str(result.code), "event_id": result.event_id}
-    if result.reason:
-        extra["reason"] = result.reason
-    add_event_to(pipeline, Event.PAYMENT_RESULT, done, now, events_maxlen, **extra)
+    """Queue the result, first writer wins (RECORD_RESULT_SCRIPT): state `done` with
+    the result on the session (and `annotations`, ANNOTATION_FIELDS), the outbox
+    entry when the request has a callback URL, and the `payment.result` event.
+    Returns the `done` session as this write would make it: pass the script's reply
+    to `recorded_session` for the session as recorded."""
+    done, script_keys, args = record_result_call(
+        session, result, now, ttl_s, events_maxlen, annotations
+    )
+    pipeline.eval(RECORD_RESULT_SCRIPT, len(script_keys), *script_keys, *args)
     return done

@@ -87,6 +87,7 @@ def stack_running(
     redis_url: str,
     *,
     uas_scenario: str | None = "uas-freeswitch-answers",
+    uas_extra: tuple[str, ...] = (),
     node_ports: list[int] | None = None,
     per_source: int = 10000,
     per_merchant: int = 10000,
@@ -97,7 +98,7 @@ def stack_running(
     uas = None
     ports = list(node_ports or [])
     if uas_scenario is not None:
-        uas = SippUas(uas_scenario, free_port(), workdir).start()
+        uas = SippUas(uas_scenario, free_port(), workdir, extra=uas_extra).start()
         ports.append(uas.port)
     nodes = [f"sip:127.0.0.1:{p}" for p in ports]
     config = load_config(

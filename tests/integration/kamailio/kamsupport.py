@@ -245,9 +245,15 @@ class SippUas:
     """A SIPp UAS standing in for a FreeSWITCH node, answering OPTIONS probes (-aa)."""
 
     def __init__(
-        self, scenario: str, port: int, workdir: Path, scenario_dir: Path = SIPP_DIR
+        self,
+        scenario: str,
+        port: int,
+        workdir: Path,
+        scenario_dir: Path = SIPP_DIR,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.scenario = scenario
+        self.extra = extra
         self.scenario_dir = scenario_dir
         self.port = port
         self.workdir = workdir
@@ -275,6 +281,7 @@ class SippUas:
             "-trace_err",
             "-error_file",
             str(self.err_path),
+            *self.extra,
         ]
         self.proc = subprocess.Popen(
             cmd, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -336,3 +343,19 @@ def send_raw_invite(target_port: int, call: Call, cid: str) -> None:
         )
         tail = f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
         s.sendto((head + headers + tail).encode(), ("127.0.0.1", target_port))
+
+
+def traced_request_headers(trace: str, method: str) -> dict[str, str]:
+    """The headers (lowercase names) of the first `method` request SIPp received, from
+    its message trace (`-trace_msg -message_file`)."""
+    start = trace.find(f"\n{method} sip:")
+    if start < 0:
+        return {}
+    headers = {}
+    for line in trace[start + 1 :].splitlines()[1:]:
+        if not line.strip():
+            break
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 
 import pytest
 
 from payivr.core.processor import ChargeRequest, Operation
-from tests.support import builders
+from tests.support import builders, pci
 
 APPROVED_PAN = builders.VISA
 EXPIRY_MMYY = builders.EXPIRY_MMYY  # keyed by the caller as MMYY
 EXPIRY_YYMM = "3107"  # as Redsys wants it
 CVV = builders.CVV
-
-SANDBOX_PANS = (
-    APPROVED_PAN,
-    "4000000000000002",
-    "4000000000009995",
-    "4000000000000069",
-    "4000000000000119",
-    "4000000000000127",
-)
 
 
 def charge_request(
@@ -50,23 +40,9 @@ def charge_request(
     )
 
 
-def _patterns() -> list[re.Pattern[str]]:
-    # The PAN in full or beyond its last four, the expiry both ways, the CVV as a
-    # number of its own (not inside a port or a hex auth code).
-    pats = []
-    for pan in SANDBOX_PANS:
-        pats.append(re.compile(re.escape(pan[:-4])))
-    for secret in (EXPIRY_MMYY, EXPIRY_YYMM, CVV):
-        pats.append(re.compile(rf"(?<![0-9A-Za-z]){secret}(?![0-9A-Za-z])"))
-    return pats
-
-
-CARD_PATTERNS = _patterns()
-
-
 def find_card_data(text: str) -> list[str]:
     """The card-data patterns found in ``text`` (by pattern, never echoing the text)."""
-    return [p.pattern for p in CARD_PATTERNS if p.search(text)]
+    return pci.find_card_data(text, short=(EXPIRY_MMYY, EXPIRY_YYMM, CVV))
 
 
 @pytest.fixture()

@@ -40,6 +40,11 @@ class FinishHandler:
         ctx.session = await store.now(
             store.store.record_result, ctx.session, result, now, annotations
         )
+        # First writer wins (payivr.store.transactions): if Kamailio or the watchdog
+        # took this call for orphaned and recorded its result first, that result is
+        # the session's and the callback's, so it is the one returned with the call.
+        result = ctx.session.result or result
+        ctx.result = result
         if settled is not None and settled.late is not None:
             store.later(_record_late_reversal, ctx, settled.late)
         log.info(
