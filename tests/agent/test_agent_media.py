@@ -28,7 +28,6 @@ from payivr.core.config import ConfigError, parse_config
 from payivr.media.ng import NgClient
 from tests.agent.harness import AgentStack, SseReader
 from tests.agent.test_agent_calls import CARD_OK, CVV, EXPIRY, assert_no_card_data, start_payment
-from tests.esl import transcripts
 from tests.esl.peer import Keys
 from tests.integration.rtpengine.call import MediaCall
 from tests.integration.rtpengine.server import RtpengineServer, rtpengine_binary
@@ -49,8 +48,6 @@ def rtpengine() -> Iterator[RtpengineServer]:
 def media_stack(
     tmp: Path, redis_url: str, rtpengine: RtpengineServer, **agent_api: Any
 ) -> AgentStack:
-    if not transcripts.available():
-        pytest.skip(transcripts.SKIP_REASON)
     stack = AgentStack(tmp, redis_url, live_digit_count=False)
     data: Any = stack.config.raw
     s = rtpengine.settings
