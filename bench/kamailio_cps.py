@@ -31,6 +31,7 @@ sys.path[:0] = [str(REPO / "pylib"), str(REPO)]
 from payivr.core.config import load_config  # noqa: E402
 from payivr.kamailio.runner import running_kamailio  # noqa: E402
 from payivr.kamailio.settings import Socket  # noqa: E402
+from payivr.store import keys  # noqa: E402
 from payivr.store.connect import redis_from_url  # noqa: E402
 from tests.integration.kamailio.kamsupport import (  # noqa: E402
     Call,
@@ -43,6 +44,19 @@ from tests.integration.kamailio.kamsupport import (  # noqa: E402
 from tests.support.servers import RedisServer, free_port  # noqa: E402
 
 SIPP = Path(__file__).resolve().parent / "sipp"
+# The one key each admitted call leaves, whichever script admitted it: the full
+# admission's session hash, the plain KEMI relay's hash (bench/plain_kemi_relay.py).
+# Counting all keys instead depends on how many others each script writes.
+CALL_KEY_PATTERNS = (keys.session_key("*"), "bench:plain:*")
+
+
+def calls_recorded(client: object) -> int:
+    """How many admitted calls Redis holds a key for."""
+    return sum(
+        1
+        for pattern in CALL_KEY_PATTERNS
+        for _key in client.scan_iter(match=pattern, count=1000)  # type: ignore[attr-defined]
+    )
 
 
 @dataclass
@@ -85,12 +99,6 @@ def counter(output: str, name: str) -> int:
     return int(found[-1]) if found else -1
 
 
-def session_count(client: object) -> int:
-    """Session hashes in Redis (each accepted call creates one)."""
-    found = client.scan_iter("payivr:session:*", count=1000)  # type: ignore[attr-defined]
-    return sum(1 for _ in found)
-
-
 def run_rate(
     kam_port: int, kam: object, client: object, rate: int, seconds: int, workdir: Path
 ) -> Run:
@@ -98,7 +106,7 @@ def run_rate(
     prefix = secrets.token_hex(4)
     inf = workdir / f"calls-{rate}.csv"
     injection(inf, prefix, calls)
-    before_sessions = session_count(client)
+    before = calls_recorded(client)
     cpu0 = kam.cpu_seconds()  # type: ignore[attr-defined]
     started = time.monotonic()
     proc = subprocess.run(
@@ -146,7 +154,7 @@ def run_rate(
     elapsed = time.monotonic() - started
     cpu = kam.cpu_seconds() - cpu0  # type: ignore[attr-defined]
     time.sleep(0.5)
-    sessions = session_count(client) - before_sessions
+    sessions = calls_recorded(client) - before
     out = proc.stdout
     return Run(
         rate,

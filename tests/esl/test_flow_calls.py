@@ -103,7 +103,7 @@ def test_known_caller_hears_status_presses_1_and_waits_for_an_agent(
         assert lookups(zendesk) == [
             ("GET", "/api/v2/users/search.json", {"query": "phone:34600111222"}),
             ("GET", "/api/v2/users/501/tickets/requested.json",
-             {"sort_by": "updated_at", "sort_order": "desc", "page[size]": "100"}),
+             {"sort_by": "updated_at", "sort_order": "desc"}),
         ]  # fmt: skip
         assert {r.authorization for r in zendesk.recorded()} == {zendesk.expected_authorization}
         names = [e["event"] for e in stack.events()]

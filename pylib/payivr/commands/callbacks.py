@@ -31,7 +31,9 @@ def add_commands(sub: Any) -> None:
     )
     _config_arg(work)
     work.add_argument("--consumer", default="", help="consumer name (default: host-pid)")
-    work.add_argument("--threads", type=int, default=16, help="concurrent deliveries")
+    work.add_argument(
+        "--concurrency", type=int, default=64, help="deliveries in flight at once, per process"
+    )
     work.add_argument(
         "--processes",
         type=int,
@@ -136,7 +138,7 @@ def cmd_work(args: argparse.Namespace) -> int:
         return supervise(lambda i: _child_argv(args, i, port), args.processes)
     settings = WorkerSettings(
         consumer=args.consumer,
-        threads=max(1, args.threads),
+        concurrency=max(1, args.concurrency),
         connect_timeout_s=args.connect_timeout or cfg.connect_timeout_s,
         read_timeout_s=args.read_timeout or cfg.read_timeout_s,
         retry_for_s=args.retry_for if args.retry_for is not None else cfg.retry_for_s,
@@ -225,8 +227,8 @@ def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list
         args.config,
         "--processes",
         "1",
-        "--threads",
-        str(args.threads),
+        "--concurrency",
+        str(args.concurrency),
         "--backoff-base",
         str(args.backoff_base),
         "--backoff-max",

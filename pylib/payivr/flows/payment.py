@@ -73,7 +73,7 @@ class CapturePayments:
         merchant = self.merchants.get(command.merchant)
         if merchant is None:  # the config check refuses such flows; a reload may not
             log.error("flow call %s: pay: merchant is not configured", ctx.label)
-            return PaymentDone("failed", "merchant-unknown", "", ctx.telephone.hungup)
+            return PaymentDone("failed", Reason.MERCHANT_UNKNOWN, "", ctx.telephone.hungup)
         call_id = ctx.plan.call.call_id or ctx.label
         try:
             request = parse_request(_fields(command, merchant), merchant, call_id=call_id)

@@ -239,7 +239,7 @@ def test_callbacks_worker_process_delivers_comments(
             str(config),
             "--metrics-port",
             str(metrics_port),
-            "--threads",
+            "--concurrency",
             "2",
         ],
         env=env,

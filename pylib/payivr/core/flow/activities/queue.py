@@ -25,6 +25,7 @@ from payivr.core.errors import IllegalTransition
 from payivr.core.flow.commands import EnterQueue, FlowCommand, PlayPrompt
 from payivr.core.flow.events import QueueLeft
 from payivr.core.flow.model import Activity, Env, FlowReader, Step
+from payivr.core.reasons import Reason
 
 QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 OUTCOME = "queue_outcome"
@@ -96,7 +97,7 @@ class Queue(Activity):
         name = "queue.answered" if event.outcome == "answered" else "queue.abandoned"
         fields = {"queue": self.queue, "wait_s": str(event.wait_s)}
         if name == "queue.abandoned":
-            fields["reason"] = "timeout" if event.outcome == "timeout" else "caller-hangup"
+            fields["reason"] = "timeout" if event.outcome == "timeout" else Reason.CALLER_HANGUP
         left = ((name, fields),)
         if event.hungup:
             return Step(outcome=event.outcome, ends_call=True, events=left)
