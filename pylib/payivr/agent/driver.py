@@ -31,14 +31,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from payivr.agent.bridged import KeyQueue
 from payivr.agent.bus import AgentBus, CallInfo
-from payivr.agent.keys import enable_key_events
+from payivr.agent.keys import divert_keys
 from payivr.agent.payment import AgentPayment, PaymentContext
 from payivr.agent.publisher import Publisher
 from payivr.agent.settings import AgentSettings
 from payivr.core.config import Config
 from payivr.core.processor import Processor
 from payivr.core.result import iso
+from payivr.core.secrets import SecretDigits
 from payivr.core.siputil import parse_sip_uri
 from payivr.esl.channel import CallerGone
 from payivr.esl.connection import EslConnection
@@ -83,6 +85,7 @@ class AgentCall:
         self.payment: AgentPayment | None = None
         self.payment_task: asyncio.Task[None] | None = None
         self.publisher = Publisher(deps.bus, conn.uuid)
+        self.keys = KeyQueue()  # the caller's keys during a payment (payivr.agent.keys)
 
     async def run(self) -> None:
         data = self.conn.channel_data
@@ -114,8 +117,7 @@ class AgentCall:
         self.publisher.start()
         tasks: list[asyncio.Task[None]] = []
         try:
-            if self.deps.settings.live_digit_count:
-                await enable_key_events(self.conn, self._key_pressed)
+            await divert_keys(self.conn, self._key)
             bridge = asyncio.create_task(self._bridge(str(parsed)), name="agent-bridge")
             commands = asyncio.create_task(self._commands(), name="agent-commands")
             hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
@@ -235,6 +237,7 @@ class AgentCall:
                 media=deps.media,
                 agent_call_id=self.agent_call_id,
                 guided=merchant.id in deps.settings.guided_merchants,
+                keys=self.keys,
             )
             self.payment = AgentPayment(ctx, session)
             await deps.bus.update_call(info.call, state="capturing", payment=payment_id)
@@ -256,9 +259,14 @@ class AgentCall:
                 if not self.conn.hungup:
                     await deps.bus.update_call(info.call, state="connected")
 
-    def _key_pressed(self, is_digit: bool) -> None:
-        if self.payment is not None:
-            self.payment.key_pressed(is_digit)
+    def _key(self, key: SecretDigits) -> None:
+        """One caller key from the digit machine: to the running payment, else wiped."""
+        if self.payment is None:
+            key.wipe()
+            return
+        if self.deps.settings.live_digit_count:
+            self.payment.key_pressed(key.is_digits())
+        self.keys.put(key)
 
 
 def agent_dial_string(

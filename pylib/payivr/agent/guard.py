@@ -17,19 +17,20 @@ end, so that afterwards audio and DTMF flow exactly as before:
 * `uuid_audio <agent-leg> start write mute 1`: the audio written to the agent's leg
   (the caller's voice, and any in-band DTMF in it) is muted; the caller still hears
   the agent. `uuid_audio <agent-leg> stop` restores it.
-* `sensitive_dtmf=true` on the caller's leg when live digit counts are off: no DTMF
-  events, no `RECV DTMF` log lines, no relay (checked per key by FreeSWITCH).
-
-While play_and_get_digits runs on the caller's leg inside the bridge, FreeSWITCH
-suspends the bridge for that application (switch_ivr_bridge.c: the peer is flagged
-CF_SUSPEND), so the agent hears nothing of the field at all; the controls above cover
-the gaps between applications, when the bridge runs again.
+* `sensitive_dtmf=true` on the caller's leg: no DTMF events, no `RECV DTMF` log
+  lines, no relay (checked per key by FreeSWITCH);
+* the digit machine that reads the caller's keys on the running bridge
+  (`bind_digit_action`, payivr.agent.keys): it consumes each key before FreeSWITCH
+  queues it, so no key is relayed to the agent's leg at all while it is on.
+  `clear_digit_action all` removes it. These two are the payment's only applications
+  on the caller's leg: each ends at once, so the bridge pauses for about one frame.
 """
 
 from __future__ import annotations
 
 import logging
 
+from payivr.agent.keys import BIND_KEYS, CLEAR_KEYS, MATCHED_VARIABLE
 from payivr.agent.settings import AgentSettings
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.media.masking import AgentMedia
@@ -64,16 +65,20 @@ class AgentLegGuard:
             f"uuid_audio {self.agent_uuid} start write mute 1"
         ):
             self.active.append("mute")
-        if not self.settings.live_digit_count:
-            await self.channel.set_variables({"sensitive_dtmf": "true"})
-            self.active.append("sensitive")
+        await self.channel.set_variables({"sensitive_dtmf": "true"})
+        self.active.append("sensitive")
+        await self.channel.execute("bind_digit_action", BIND_KEYS)
+        self.active.append("keys")
 
     async def off(self) -> None:
         """Undo what on() did (in reverse order); safe after the caller has gone."""
         while self.active:
             what = self.active.pop()
             try:
-                if what == "sensitive":
+                if what == "keys":
+                    await self.channel.execute("clear_digit_action", CLEAR_KEYS)
+                    await self.channel.unset_variables([MATCHED_VARIABLE])
+                elif what == "sensitive":
                     await self.channel.set_variables({"sensitive_dtmf": "false"})
                 elif what == "mute":
                     await self._api(f"uuid_audio {self.agent_uuid} stop")
