@@ -11,10 +11,11 @@ What FreeSWITCH does that the IVR-only peer does not need:
   Success`, or `-ERR Cannot locate session!`): written down in `displaced`;
 * the digit machine of `bind_digit_action` (mod_dptools.c, switch_core_io.c): while
   it is on, each key is consumed by it (never queued: no DTMF event, no relay to the
-  agent) and matched alone; the match is a plain `CHANNEL_DATA` event with
-  `payivr_key: 1` and `digits: <key>`, queued on the session and sent to this socket
-  only after `divert_events on` (mod_event_socket.c, past every filter), and
-  `last_matching_digits` is left on the channel. `clear_digit_action all` ends it;
+  agent) and matched alone; the match is a plain event (switch_event_create_plain:
+  no Event-Name, no channel headers) of `payivr_key: 1` and `digits: <key>`,
+  queued on the session and sent to this socket only after `divert_events on`
+  (mod_event_socket.c, past every filter), and `last_matching_digits` is left on
+  the channel. `clear_digit_action all` ends it;
 * the caller keys the next scripted input when payivr opens a field (`uuid_setvar
   <uuid> payivr_field <name>`), paced like a person keying, until the field closes
   (the variable is unset);
@@ -232,14 +233,11 @@ class AgentFakeCall(FakeCall):
             self.leaks.append("a keyed digit left in last_matching_digits at hang-up")
 
     def _send_key_event(self, key: str) -> None:
-        """mod_dptools' digit_action_callback event (switch_event_create_plain)."""
-        self._seq += 1
-        body = (
-            f"Event-Name: CHANNEL_DATA\nCore-UUID: {self.t.uuid}\n"
-            f"Event-Sequence: {self._seq}\npayivr_key: 1\ndigits: {url_encode(key)}\n\n"
-        ).encode()
+        """mod_dptools' digit_action_callback event (switch_event_create_plain: only the
+        binding's header and the matched digits, as FreeSWITCH 1.10.12 sends it)."""
+        body = f"payivr_key: 1\ndigits: {url_encode(key)}\n\n".encode()
         self.key_events += 1
-        self.events_sent.append("CHANNEL_DATA")
+        self.events_sent.append("digit-action")
         self._send(
             f"Content-Length: {len(body)}\nContent-Type: text/event-plain\n\n".encode() + body
         )

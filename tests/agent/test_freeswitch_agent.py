@@ -215,6 +215,9 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
         result = sse.wait(lambda e: e["type"] == "payment.result", 15)
         guard_off = time.monotonic()
         assert result["result"]["reason"] == "cancelled-by-agent"
+        # The card was collected on the running bridge (the digit machine's events).
+        card = [e for e in sse.events if e.get("field") == "card_number"]
+        assert card[-1]["status"] == "valid" and card[-1]["digit_count"] == 16, card
         assert procs[1].wait(40) == 0, (tmp_path / "uac.err").read_text(errors="replace")
 
         during = sink.between(guard_on, guard_off)

@@ -12,9 +12,9 @@ relayed nor logged). So, per payment:
 * `bind_digit_action payivr,~^[0-9*#]$,payivr_key,1` (mod_dptools; an application,
   run once at the payment's start, before the first field) gives the caller's leg a
   digit machine that matches every single key. On each match FreeSWITCH builds a
-  plain `CHANNEL_DATA` event with the headers `payivr_key: 1` and `digits: <key>` and
-  queues it on the session (switch_core_session_queue_event), never fires it to the
-  event system;
+  plain event (`switch_event_create_plain`: no Event-Name, no channel headers, only
+  `payivr_key: 1` and `digits: <key>`) and queues it on the session
+  (switch_core_session_queue_event), never fires it to the event system;
 * `divert_events on` (an event-socket command of this call's outbound socket) makes
   FreeSWITCH hand the session's queued events to this socket alone
   (mod_event_socket.c: `switch_core_session_dequeue_event` into the listener's own
@@ -51,7 +51,7 @@ def key_from_message(message: Message) -> SecretDigits | None:
     None for any other message; its secrets are left to the usual routing.
     """
     event = message.event or {}
-    if message.event_name != "CHANNEL_DATA" or event.get(KEY_ACTION) is None:
+    if event.get(KEY_ACTION) is None or event.get("Event-Name") is not None:
         return None
     key = message.secrets.pop("digits", None)
     message.wipe_secrets()
