@@ -10,6 +10,7 @@ import dataclasses
 import json
 import secrets
 import threading
+import time
 import wave
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -218,6 +219,7 @@ class SseReader:
     def __init__(self, stack: AgentStack, call: str, token: str = ACME_TOKEN) -> None:
         self.raw: list[str] = []
         self.events: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each event's arrival
         self.ended = threading.Event()
         self._response = requests.get(
             f"{stack.base}/v1/calls/{call}/events",
@@ -246,6 +248,7 @@ class SseReader:
                         event.setdefault("type", kind)
                         if kind == "call.ended":
                             event["type"] = "call.ended"
+                        self.received_at.append(time.monotonic())
                         self.events.append(event)
                     if kind == "call.ended":
                         return

@@ -41,16 +41,16 @@ from tests.agent.test_freeswitch_agent import (
     HERE,
     PAN,
     RtpSink,
-    dtmf_tone_frames,
     pytestmark,  # noqa: F401 (the same skips: FreeSWITCH, SIPp)
     start_freeswitch,
 )
 from tests.integration.rtpengine.server import RtpengineServer, rtpengine_binary
+from tests.support.dtmf_detector import alaw_samples, detect
 from tests.support.servers import free_port, stop_process
 
 
 def media_config(stack: AgentStack, tmp: Path, rtpengine: RtpengineServer, kam_port: int,
-                 sip_port: int) -> None:  # fmt: skip
+                 sip_port: int, caller_prompts: str = "spoken") -> None:  # fmt: skip
     data: Any = yaml.safe_load(yaml.safe_dump(dict(stack.config.raw)))
     s = rtpengine.settings
     data["secrets_file"] = str(tmp / "secrets.yaml")
@@ -60,6 +60,7 @@ def media_config(stack: AgentStack, tmp: Path, rtpengine: RtpengineServer, kam_p
     data["services"]["freeswitch_nodes"] = [f"sip:127.0.0.1:{sip_port}"]
     data["services"]["kamailio"]["listen"] = [{"proto": "udp", "host": "127.0.0.1",
                                                "port": kam_port}]  # fmt: skip
+    data["merchants"]["acme"]["agent_api"]["caller_prompts"] = caller_prompts
     path = tmp / "payivr.yaml"
     path.write_text(yaml.safe_dump(data))
     stack.config = parse_config(data, base_dir=tmp, path=path)
@@ -162,7 +163,7 @@ def test_two_payments_through_rtpengine_with_a_real_freeswitch(
         for start, end in windows:
             during = sink.between(start, end)
             assert [p for p in during if p[0] == EVENT_PT] == [], "an event reached the agent"
-            assert dtmf_tone_frames([p for pt, _, p in during if pt == PCMA_PT]) == 0
+            assert detect(alaw_samples([p for pt, _, p in during if pt == PCMA_PT])) == []
         last = windows[-1][1]
         outside = [p for t, pt, _, p in sink.packets if pt == PCMA_PT
                    and not any(a <= t <= b for a, b in windows)]  # fmt: skip
