@@ -16,7 +16,7 @@ services:
     mask_digit: "0"             # the flat tone sent instead of each key (tones)
     mask_file: ""               # a sound file instead of each key (file)
     mute_caller_audio: true     # mute caller->agent audio while capturing (in-band DTMF)
-    live_digit_count: false     # per-key progress: off by default (see docs)
+    live_digit_count: false     # per-key progress on the panel
     result_info: true           # send the result to the agent leg as a SIP INFO
     call_ttl_s: 14400
     require_session: true       # the call must carry Kamailio's X-Payivr-Session
@@ -56,9 +56,9 @@ class AgentSettings:
     mask_digit: str = "0"
     mask_file: str = ""
     mute_caller_audio: bool = True
-    # Off by default: with it on, the caller's leg keeps sensitive_dtmf off so that
-    # FreeSWITCH fires a DTMF event per key, which every event-socket subscriber
-    # (fs_cli included) receives with the digit (docs/agent-assisted.md).
+    # The panel's "7 digits so far" (else each field's count when it is complete).
+    # Either way the keys reach only this service (payivr.agent.keys), sensitive_dtmf
+    # stays on for the payment, and FreeSWITCH logs no key.
     live_digit_count: bool = False
     result_info: bool = True
     call_ttl_s: int = 14400
@@ -138,14 +138,6 @@ def load_agent_settings(
         call_ttl_s=s.positive_int("call_ttl_s", 14400),
         require_session=s.get("require_session", bool, True),
     )
-    fs_log_level = services.section("freeswitch").data.get("log_level", "notice")
-    if settings.live_digit_count and fs_log_level in ("info", "debug"):
-        # Without sensitive_dtmf FreeSWITCH logs every key ("RECV DTMF 4:800") at INFO.
-        s.problem(
-            "live_digit_count",
-            f"needs FreeSWITCH's log level at notice or above (services.freeswitch.log_level "
-            f"is {fs_log_level}); or set live_digit_count: false",
-        )
     if settings.dtmf_mask == "file" and not settings.mask_file:
         s.problem("mask_file", "required when dtmf_mask is file")
     s.reject_unknown(
