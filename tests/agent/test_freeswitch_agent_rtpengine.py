@@ -11,10 +11,8 @@ rtpengine, payivr blocks DTMF there at each payment's start and unblocks it at i
 result (rtpengine's own log), the agent's RTP carries no RFC 2833 event and no DTMF
 tone energy during the payments, the caller's audio arrives outside them, DTMF
 reaches the agent again after them, and the card number is in no log (FreeSWITCH's,
-Kamailio's, rtpengine's) nor in Redis. What it cannot prove: the masking of speech
-mixed with tones during a field, because FreeSWITCH suspends the bridge while a
-field runs (docs/agent-assisted.md): with the block made a no-op, the RTP checks
-alone still pass; the media masking itself is proven in tests/integration/rtpengine.
+Kamailio's, rtpengine's) nor in Redis. Speech reaching the agent while a field is
+open is tests/agent/test_freeswitch_agent_conversation.py.
 """
 
 from __future__ import annotations
