@@ -78,3 +78,25 @@ def test_keys_go_only_to_payivr_and_the_channel_keeps_none(tmp_path: Path, redis
         assert fake.errors == [] and fake.leaks == []
     finally:
         stack.close()
+
+
+def test_a_digit_action_event_carries_its_key_only_as_secret_digits() -> None:
+    """The plain event FreeSWITCH 1.10.12 queues per match (no Event-Name), and the
+    variable the match leaves on the channel, as the codec parses them."""
+    from payivr.agent.keys import key_from_message
+    from payivr.esl.codec import StreamParser
+
+    body = b"payivr_key: 1\ndigits: 7\n\n"
+    wire = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body
+    (message,) = StreamParser().feed(wire)
+    assert "digits" not in (message.event or {}) and "7" not in repr(message)
+    key = key_from_message(message)
+    assert key is not None and key.is_digits() and len(key) == 1 and message.secrets == {}
+    key.wipe()
+    other = b"Event-Name: CHANNEL_EXECUTE\nvariable_last_matching_digits: 7\n\n"
+    wire = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(other) + other
+    (event,) = StreamParser().feed(wire)
+    assert key_from_message(event) is None
+    assert "variable_last_matching_digits" not in (event.event or {})
+    assert list(event.secrets) == ["variable_last_matching_digits"]
+    event.wipe_secrets()
