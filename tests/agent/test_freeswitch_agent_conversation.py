@@ -11,6 +11,13 @@ counted in that window, against those the caller sent then. A suspended bridge (
 application on the caller's leg, as payivr ran before) gives none, so the count
 fails it. During each payment the agent gets no RFC 2833 event and no tone the
 detector finds; both payments are approved; the card is in no log nor in Redis.
+
+The call is recorded on the caller's leg (`uuid_record ... start`, both directions
+mixed: the caller and what the caller hears, the agent included): over each card
+field the recording is masked (no speech frame), elsewhere it keeps the speech.
+Another event-socket client (`event plain ALL` and `uuid_dump` every 100 ms, as an
+operator's fs_cli would) sees no DTMF event and no digit-action event; what it can
+see of `last_matching_digits` (one key, for about one round trip) is counted.
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ from tests.agent.test_freeswitch_agent import (
     start_freeswitch,
 )
 from tests.agent.test_freeswitch_agent_rtpengine import media_config
+from tests.freeswitch.inbound import CallWatcher
 from tests.integration.rtpengine.audio import CallerAudio, alaw_decode, rms, speech_samples
 from tests.integration.rtpengine.server import RtpengineServer, rtpengine_binary
-from tests.support.dtmf_detector import alaw_samples, detect
+from tests.support.dtmf_detector import alaw_samples, detect, wav_samples
 from tests.support.servers import free_port, stop_process
 
 SPEECH_RMS = 500.0  # a 20 ms frame louder than this is speech (espeak-ng at full scale)
@@ -89,6 +97,7 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
     procs: list[subprocess.Popen[bytes]] = []
     audio = caller_audio()
     pcap = write_pcap(tmp_path / "caller.pcap", audio.packets)
+    watcher: CallWatcher | None = None
     try:
         with running_kamailio(stack.config, listen=(Socket("udp", "127.0.0.1", kam_port),),
                               runtime_dir=tmp_path / "kamailio", children=2,
@@ -124,9 +133,17 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
                  "-mp", str(free_port(socket.SOCK_DGRAM)), *common, "-error_file", "uac.err",
                  "-timeout", "80s"],
                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+            es = stack.config.services.esl.event_socket
+            watcher = CallWatcher(es_port, es.password.value()).__enter__()
             call = stack.find_call(agent="1001", timeout=15)
             answered = time.monotonic()
             sse = SseReader(stack, call["call"])
+            recording = tmp_path / "fs" / "recordings" / "call.wav"
+            started_rec = watcher_api(es_port, es.password.value(),
+                                      f"uuid_record {call['call']} start {recording}")  # fmt: skip
+            recorded_at = time.monotonic()
+            assert started_rec.startswith("+OK"), started_rec
+            time.sleep(1.5)  # some conversation on the recording before the first payment
             fields: list[tuple[float, float]] = []  # each card field's open window
             payments: list[tuple[float, float]] = []
             for order in ("C8001", "C8002"):
@@ -151,6 +168,8 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
                 fields.append((opened, closed))
             assert procs[1].wait(60) == 0, (tmp_path / "uac.err").read_text(errors="replace")
             kamailio_log = kamailio.log_path.read_text(errors="replace")
+            watcher.__exit__(None, None, None)
+            watch, watcher = watcher.watch, None
 
         assert sink.packets, "no RTP reached the agent through rtpengine"
         sent_speech = [
@@ -173,6 +192,32 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
             during = sink.between(started, ended)
             assert [p for p in during if p[0] == EVENT_PT] == [], "an event reached the agent"
             assert detect(alaw_samples([p for pt, _, p in during if pt == PCMA_PT])) == []
+        # The recording: masked over each card field, the speech kept elsewhere.
+        samples = wav_samples(recording)
+        frames = [samples[i : i + 160] for i in range(0, len(samples) - 159, 160)]
+
+        def loud_frames(start: float, end: float) -> int:
+            a, b = int((start - recorded_at) * 50), int((end - recorded_at) * 50)
+            return sum(1 for f in frames[max(a, 0) : b] if rms(f) > SPEECH_RMS)
+
+        for opened, closed in fields:
+            # A frame's margin each side: the mask goes on before the field opens.
+            masked = loud_frames(opened + 0.1, closed - 0.1)
+            print(f"recording: {masked} speech frames over a card field")
+            assert masked == 0, "the recording was not masked over the card field"
+        kept = loud_frames(recorded_at, payments[0][0] - 0.1)
+        after_rec = loud_frames(payments[1][1] + 0.2, recorded_at + len(frames) / 50)
+        print(f"recording: {kept} speech frames before the payments, {after_rec} after them")
+        assert kept > 20 and after_rec > 20, "the recording keeps the speech outside the card"
+        # What another event-socket client could see.
+        events = watch.events
+        assert not [e for e in events if e.get("Event-Name") == "DTMF"], "a DTMF event leaked"
+        assert not [e for e in events if "digits" in e or "payivr_key" in e]
+        exposed = [d for d in (*events, *watch.dumps)
+                   if d.get("variable_last_matching_digits")]  # fmt: skip
+        print(f"another client saw last_matching_digits in {len(exposed)} of "
+              f"{len(events)} events and {len(watch.dumps)} dumps")  # fmt: skip
+        assert all(len(d["variable_last_matching_digits"]) == 1 for d in exposed)
         after = sink.between(payments[-1][1], time.monotonic())
         assert "5" in decode_events([p for p in after if p[0] == EVENT_PT]), "DTMF flows again"
         for text in (
@@ -185,6 +230,8 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
         ):
             assert PAN not in text and PAN[:12] not in text
     finally:
+        if watcher is not None:
+            watcher.__exit__(None, None, None)
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -193,3 +240,13 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
         stop_process(fs, grace_s=15)
         stack.close()
         rtpengine.stop()
+
+
+def watcher_api(port: int, password: str, command: str) -> str:
+    from tests.freeswitch.inbound import InboundSocket
+
+    api = InboundSocket(port, password)
+    try:
+        return api.api(command)
+    finally:
+        api.close()
