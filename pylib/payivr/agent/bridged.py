@@ -191,6 +191,7 @@ class BridgedTelephone:
             self.keys.arrived.clear()
         reply = await self._api(f"uuid_displace {self.uuid} start {path} 0 mux")
         if not reply.startswith("+OK"):
+            log.warning("call %s: a prompt was not mixed in: %s", self.uuid, reply.strip()[:80])
             return
         self._playing = path
         waits = [asyncio.ensure_future(self.broken.wait()),
