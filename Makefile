@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps 
 	redis-server kamailio kamailio-python3-modules kamailio-tls-modules kamailio-redis-modules \
 	sip-tester \
 	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base flite \
-	chromium chromium-driver prometheus stunnel4 tcpdump \
+	chromium chromium-driver rtpengine-daemon prometheus stunnel4 tcpdump \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins
 PYTEST_ARGS ?=
 

@@ -101,6 +101,9 @@ def start_freeswitch(
     data["services"]["agent_api"]["esl_listen_port"] = stack.settings.esl_listen_port
     config = parse_config(data, base_dir=stack.config.path.parent, path=stack.config.path)
     settings = freeswitch_settings(config)
+    # The real prompts, not the harness's short silences (build_prompts keeps files
+    # that are already there).
+    shutil.rmtree(settings.prompts_dir, ignore_errors=True)
     build_prompts(settings.prompts_dir, languages=["en"])
     tree = render_tree(settings)
     dialplan = tree["dialplan/payivr.xml"]
@@ -119,7 +122,7 @@ def start_freeswitch(
 
 
 def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack = AgentStack(tmp_path, redis_url).start()
     sip_port, es_port = free_port(), free_port()
@@ -215,6 +218,14 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
         result = sse.wait(lambda e: e["type"] == "payment.result", 15)
         guard_off = time.monotonic()
         assert result["result"]["reason"] == "cancelled-by-agent"
+        # The card was collected on the running bridge (the digit machine's events).
+        card = [e for e in sse.events if e.get("field") == "card_number"]
+        assert card[-1]["status"] == "valid" and card[-1]["digit_count"] == 16, card
+        # The spoken prompts were mixed into the caller's leg (FreeSWITCH said +OK to
+        # each uuid_displace) and waited for: the card field opened after them.
+        assert "prompt was not mixed in" not in caplog.text
+        opened_at = sse.received_at[sse.events.index(card[0])]
+        assert opened_at - guard_on > 2.0, "the greeting and the amount were played first"
         assert procs[1].wait(40) == 0, (tmp_path / "uac.err").read_text(errors="replace")
 
         during = sink.between(guard_on, guard_off)

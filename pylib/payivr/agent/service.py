@@ -21,9 +21,12 @@ from payivr.agent.bus import AgentBus
 from payivr.agent.driver import AgentDeps, call_handler
 from payivr.agent.http import HttpServer
 from payivr.agent.settings import AgentSettings, MerchantTokens, load_agent_settings
-from payivr.core.config import Config
+from payivr.core.config import Config, ConfigError
 from payivr.esl.server import OutboundServer
 from payivr.execution.metrics import PaymentMetrics
+from payivr.media.masking import AgentMedia
+from payivr.media.ng import NgClient
+from payivr.media.settings import load_rtpengine_settings
 from payivr.metrics import CallStatsCollector
 from payivr.metrics import serve as serve_metrics
 
@@ -97,6 +100,8 @@ def build_service(
         processor_for=services.processor_for,
         prompts_dir=esl_config.prompts_dir,
         sofia_profile=esl_config.returns.sofia_profile,
+        media=agent_media(config),
+        media_proxy=esl_config.returns.proxy,
         command_block_ms=command_block_ms,
         metrics=PaymentMetrics(registry, merchants=config.merchants.keys()),
     )
@@ -110,6 +115,25 @@ def build_service(
     registry.register(CallStatsCollector("payivr_agent", lambda: esl.stats))
     return AgentService(api=api, http=http, esl=esl, aredis=aredis, services=services,
                         registry=registry)  # fmt: skip
+
+
+def agent_media(config: Config) -> AgentMedia | None:
+    """rtpengine for the agent's leg, from `services.rtpengine` (None without it).
+
+    The agent's leg reaches rtpengine only through Kamailio (`fs_path`): without
+    `services.esl.return.proxy` it would bypass rtpengine, so that is refused.
+    """
+    media = load_rtpengine_settings(config)
+    if media is None:
+        return None
+    if not config.services.esl.returns.proxy:
+        raise ConfigError(
+            [
+                "services.esl.return.proxy: required with services.rtpengine (the agent's "
+                "leg goes through Kamailio to reach rtpengine)"
+            ]
+        )
+    return AgentMedia(NgClient(media.ng_host, media.ng_port), media)
 
 
 async def serve(config: Config) -> None:

@@ -261,8 +261,9 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
     )
     w.reject_unknown({"answer_allowance_s", "prompt_allowance_s", "margin_s"})
     s.reject_unknown(
-        # `freeswitch` and `agent_api` are read and validated by their own features
-        # (payivr.freeswitch.settings, payivr.agent.settings) from Config.raw.
+        # `freeswitch`, `agent_api` and `rtpengine` are read and validated by their own
+        # features (payivr.freeswitch.settings, payivr.agent.settings,
+        # payivr.media.settings) from Config.raw.
         {
             "redis",
             "session_ttl_s",
@@ -274,6 +275,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "agent_api",
             "metrics_host",
             "watchdog",
+            "rtpengine",
         }
     )
     _distinct_metrics_ports(s, kam, esl, callbacks)

@@ -55,6 +55,16 @@ class SecretDigits:
     def is_digits(self) -> bool:
         return bool(self._buf) and all(0x30 <= b <= 0x39 for b in self._buf)
 
+    def is_key_in(self, keys: str) -> bool:
+        """One key, and one of `keys` (a terminator such as "#"): digits never compared."""
+        return len(self._buf) == 1 and chr(self._buf[0]) in keys and not self.is_digits()
+
+    def append(self, other: SecretDigits) -> None:
+        """Add `other`'s digits at the end (a field assembled key by key)."""
+        if self._wiped or other.wiped:
+            raise ValueError("secret digits were already wiped")
+        self._buf.extend(other._buf)
+
     def last4(self) -> str:
         """Last four digits: the only part that may be shown (masked card, prompts)."""
         return self._buf[-4:].decode("ascii") if len(self._buf) >= 4 else ""

@@ -31,7 +31,10 @@ from payivr.core.secrets import SecretDigits
 # codec treats every variable with this prefix as card data.
 SECRET_VARIABLE_PREFIX = "payivr_dtmf_"  # noqa: S105 (a name prefix, not a secret)
 _SECRET_HEADER_PREFIX = ("variable_" + SECRET_VARIABLE_PREFIX).encode()
-_SECRET_HEADERS = frozenset({b"DTMF-Digit"})
+# DTMF-Digit: FreeSWITCH's per-key DTMF event. digits and variable_last_matching_digits:
+# what a digit action (bind_digit_action, payivr.agent.keys) matched, in its event
+# and left on the channel.
+_SECRET_HEADERS = frozenset({b"DTMF-Digit", b"digits", b"variable_last_matching_digits"})
 
 # A header block larger than this is a peer gone wrong, not a FreeSWITCH event (a
 # CHANNEL_HANGUP_COMPLETE with every variable is 9-12 KB).
@@ -169,7 +172,7 @@ def parse_header_lines(
         raise ProtocolError("header line without a colon")
     pairs.reverse()  # so that dict() keeps the first occurrence of a name
     raw = dict(pairs)
-    if _SECRET_HEADER_PREFIX in block or b"DTMF-Digit" in block:
+    if _SECRET_HEADER_PREFIX in block or any(name in block for name in _SECRET_HEADERS):
         for name in [k for k in raw if _is_secret(k)]:
             value = raw.pop(name)
             if secrets is not None:

@@ -42,6 +42,14 @@ from payivr.kamailio.sipmsg import (
     reply_headers,
     unknown_payment_headers,
 )
+from payivr.media.sdp import (
+    AGENT_LEG_HEADER,
+    ANSWER_FLAGS,
+    OFFER_FLAGS,
+    UPDATE_FLAGS,
+    kamailio_flags,
+)
+from payivr.media.settings import load_rtpengine_settings
 
 if TYPE_CHECKING:
     from payivr.store.orphans import OrphanFinaliser
@@ -58,6 +66,12 @@ REDIS_BACKOFF_S = 1.0
 REDIS_SOCKET_TIMEOUT_S = 0.5
 REDIS_CONNECT_TIMEOUT_S = 0.25
 STOP = -255  # KEMI: end of processing for this message
+# The agent's leg of an agent-assisted call (FreeSWITCH -> the agent's phone) runs its
+# media through rtpengine; the Record-Route parameter finds that dialog again.
+MEDIA_RR_PARAM = "payivr_media=agent"
+MEDIA_REPLY_ROUTE = "ksr_reply_agent_media"
+MEDIA_UPDATE_REPLY_ROUTE = "ksr_reply_agent_media_update"
+MEDIA_FAILURE_ROUTE = "ksr_failure_agent_media"
 
 
 class Router:
@@ -82,6 +96,8 @@ class Router:
         self.byes = ByeResults(ksr, config, self._orphan_finaliser)
         self.metrics = KamailioMetrics(ksr, config)
         self.queues = ReceiveQueues()
+        # rtpengine is in the agent's media path only where `services.rtpengine` is set.
+        self.media = load_rtpengine_settings(config) is not None
 
     # ----- entry points called by app_python3 -----
 
@@ -322,8 +338,50 @@ class Router:
             return self._reject(
                 forbidden("Request-URI", f"{host} is not an allowlisted return target")
             )
+        if ksr.hdr.get(AGENT_LEG_HEADER) is not None:
+            return self._agent_leg()
         ksr.rr.record_route()
         self._relay()
+        return STOP
+
+    def _agent_leg(self) -> int:
+        """FreeSWITCH bridging a caller to the agent: the media goes through rtpengine.
+
+        Refused rather than relayed around rtpengine: an agent leg without it would
+        carry the card tones to the agent.
+        """
+        ksr = self.ksr
+        ksr.hdr.remove(AGENT_LEG_HEADER)
+        if not self.media:
+            return self._reject(unavailable("rtpengine", "no media proxy configured", 0))
+        if ksr.rtpengine.rtpengine_offer(kamailio_flags(OFFER_FLAGS)) < 0:
+            return self._reject(unavailable("rtpengine", "the media proxy did not answer", 0))
+        ksr.rr.add_rr_param(f";{MEDIA_RR_PARAM}")
+        ksr.rr.record_route()
+        ksr.tm.t_on_reply(MEDIA_REPLY_ROUTE)
+        ksr.tm.t_on_failure(MEDIA_FAILURE_ROUTE)
+        self._relay()
+        return STOP
+
+    def ksr_reply_agent_media(self, msg: Any) -> int:
+        """A reply on the agent's leg: rtpengine rewrites the SDP answer."""
+        ksr = self.ksr
+        status = int(ksr.pv.get("$rs") or 0)
+        if 180 <= status < 300 and ksr.pv.get("$rb"):
+            ksr.rtpengine.rtpengine_answer(kamailio_flags(ANSWER_FLAGS))
+        return 1
+
+    def ksr_reply_agent_media_update(self, msg: Any) -> int:
+        """A reply to a re-INVITE on the agent's leg (the labels stay as first set)."""
+        ksr = self.ksr
+        status = int(ksr.pv.get("$rs") or 0)
+        if 180 <= status < 300 and ksr.pv.get("$rb"):
+            ksr.rtpengine.rtpengine_answer(kamailio_flags(UPDATE_FLAGS))
+        return 1
+
+    def ksr_failure_agent_media(self, msg: Any) -> int:
+        """The agent's leg failed: rtpengine forgets the call at once."""
+        self.ksr.rtpengine.rtpengine_delete("")
         return STOP
 
     # ----- inside a dialog -----
@@ -335,6 +393,8 @@ class Router:
                 return STOP
             if ksr.is_BYE() and ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
                 self.byes.rewrite()
+            if self.media and ksr.rr.check_route_param(MEDIA_RR_PARAM) > 0:
+                self._agent_media_in_dialog()
             self._relay()
             return STOP
         if ksr.is_ACK():
@@ -343,6 +403,16 @@ class Router:
             return STOP
         ksr.sl.sl_send_reply(404, "Not here")
         return STOP
+
+    def _agent_media_in_dialog(self) -> None:
+        """A re-INVITE keeps the agent's media in rtpengine; a BYE ends it there."""
+        ksr = self.ksr
+        if ksr.is_INVITE() and ksr.pv.get("$rb"):
+            # Either side may send it: no labels here, they name the sides already.
+            ksr.rtpengine.rtpengine_offer(kamailio_flags(UPDATE_FLAGS))
+            ksr.tm.t_on_reply(MEDIA_UPDATE_REPLY_ROUTE)
+        elif ksr.is_BYE():
+            ksr.rtpengine.rtpengine_delete("")
 
     def _refer_allowed(self) -> bool:
         """A REFER from FreeSWITCH (return by transfer) may only name allowlisted hosts."""
