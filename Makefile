@@ -5,11 +5,15 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests, the demo and the Kamailio embedded interpreter need.
+# Debian packages the tests, the demo, the Kamailio embedded interpreter and the native
+# Kamailio baseline of bench/kamailio_cps.py (ndb_redis) need (`kamailio` ships
+# xhttp_prom; `prometheus` ships promtool for the monitoring tests).
 APT_PACKAGES := python3 python3-venv python3-dev build-essential openssl procps \
-	redis-server kamailio kamailio-python3-modules kamailio-tls-modules sip-tester \
-	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base \
-	chromium chromium-driver
+	redis-server kamailio kamailio-python3-modules kamailio-tls-modules kamailio-redis-modules \
+	sip-tester \
+	python3-redis python3-yaml python3-apt logrotate systemd espeak-ng sox libsox-fmt-base flite \
+	chromium chromium-driver rtpengine-daemon prometheus stunnel4 tcpdump \
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins
 PYTEST_ARGS ?=
 
 .PHONY: bootstrap apt venv lint test demo demo-flow clean

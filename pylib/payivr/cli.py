@@ -21,6 +21,7 @@ FEATURES: tuple[str, ...] = (
     "payivr.commands.agent",
     "payivr.commands.kamailio",
     "payivr.commands.flows",
+    "payivr.commands.events",
 )
 
 

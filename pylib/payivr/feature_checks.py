@@ -63,6 +63,19 @@ def check_freeswitch(config: Config, environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+@feature_check("tls")
+def check_tls(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """The Kamailio TLS listener's certificate, key and CA (services.kamailio.tls)."""
+    tls = config.services.kamailio.tls
+    if not tls.enabled:
+        return []
+    from payivr.tls_files import check_tls_files
+
+    return check_tls_files(
+        "services.kamailio.tls", tls.certificate, tls.private_key, tls.ca_certificate
+    )
+
+
 @feature_check("agent_api")
 def check_agent_api(config: Config, environ: Mapping[str, str]) -> list[str]:
     """`services.agent_api` and `merchants.<id>.agent_api`, when agent mode is set up."""

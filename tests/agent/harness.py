@@ -10,6 +10,8 @@ import dataclasses
 import json
 import secrets
 import threading
+import time
+import wave
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -22,6 +24,7 @@ import yaml
 from payivr.agent.service import AgentService, build_service
 from payivr.agent.settings import AgentSettings, load_agent_settings
 from payivr.core.config import Config, parse_config
+from payivr.core.prompts import PromptId
 from tests.agent.peer import AgentFakeCall, AgentInput
 from tests.esl.peer import CallScript
 from tests.support.servers import free_port
@@ -34,6 +37,21 @@ GLOBEX_TOKEN = "globex-agent-token-0123456789abcdef"
 TEST_PANS = ("4111111111111111", "4000000000000002", "4000000000009995")
 
 
+PROMPT_MS = 40  # each test prompt: that much silence (the telephone waits its length)
+
+
+def write_silent_prompts(prompts_dir: Path, language: str = "en") -> None:
+    """A short silent WAV per prompt of the catalogue, so prompts are really played."""
+    folder = prompts_dir / language
+    folder.mkdir(parents=True, exist_ok=True)
+    for prompt in PromptId:
+        with wave.open(str(folder / f"{prompt.value}.wav"), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(b"\0\0" * (8 * PROMPT_MS))
+
+
 def make_config(tmp: Path, redis_url: str) -> Config:
     data = yaml.safe_load(EXAMPLE.read_text())
     secrets = yaml.safe_load((EXAMPLE.parent / "secrets.example.yaml").read_text())
@@ -42,6 +60,7 @@ def make_config(tmp: Path, redis_url: str) -> Config:
     data["secrets_file"] = "secrets.yaml"
     data["services"]["redis"]["url"] = redis_url
     data["services"]["esl"]["prompts_dir"] = str(tmp / "prompts")
+    write_silent_prompts(tmp / "prompts")
     data["services"]["esl"]["linger_s"] = 1
     acme = data["merchants"]["acme"]
     acme["agent_api"] = {"token": "file:acme_agent"}
@@ -200,6 +219,7 @@ class SseReader:
     def __init__(self, stack: AgentStack, call: str, token: str = ACME_TOKEN) -> None:
         self.raw: list[str] = []
         self.events: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each event's arrival
         self.ended = threading.Event()
         self._response = requests.get(
             f"{stack.base}/v1/calls/{call}/events",
@@ -228,6 +248,7 @@ class SseReader:
                         event.setdefault("type", kind)
                         if kind == "call.ended":
                             event["type"] = "call.ended"
+                        self.received_at.append(time.monotonic())
                         self.events.append(event)
                     if kind == "call.ended":
                         return

@@ -4,10 +4,23 @@ What FreeSWITCH does that the IVR-only peer does not need:
 
 * `bridge` stays up for the whole call (its EXECUTE_COMPLETE comes at the hang-up),
   and later `sendmsg execute` applications run on the caller's leg meanwhile, as
-  FreeSWITCH runs them inside the bridge loop (switch_ivr_bridge.c);
-* one `DTMF` event per key while a field is keyed (when the socket filters for it and
-  `sensitive_dtmf` is off), paced like a person keying;
-* `uuid_break` ends the collection running now, keeping what was keyed so far;
+  FreeSWITCH runs them inside the bridge loop (switch_ivr_bridge.c); each one that
+  runs while bridged is written down in `bridged_apps` (the bridge is suspended
+  while it runs);
+* `uuid_displace <uuid> start|stop <file> [limit] [mux]` (mod_commands.c: `+OK
+  Success`, or `-ERR Cannot locate session!`): written down in `displaced`;
+* the digit machine of `bind_digit_action` (mod_dptools.c, switch_core_io.c): while
+  it is on, each key is consumed by it (never queued: no DTMF event, no relay to the
+  agent) and matched alone; the match is a plain event (switch_event_create_plain:
+  no Event-Name, no channel headers) of `payivr_key: 1` and `digits: <key>`,
+  queued on the session and sent to this socket only after `divert_events on`
+  (mod_event_socket.c, past every filter), and `last_matching_digits` is left on
+  the channel. `clear_digit_action all` ends it;
+* the caller keys the next scripted input when payivr opens a field (`uuid_setvar
+  <uuid> payivr_field <name>`), paced like a person keying, until the field closes
+  (the variable is unset);
+* one `DTMF` event per key otherwise (when the socket filters for it and
+  `sensitive_dtmf` is off);
 * the agent's leg (its uuid is the bridge's `origination_uuid`): `uuid_drop_dtmf`,
   `uuid_audio ... mute`, `uuid_setvar_multi`, `uuid_send_info`.
 
@@ -26,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 
 from tests.esl.peer import CallScript, FakeCall, HangUp, Keys, Silence
+from tests.esl.transcripts import url_encode
 
 
 @dataclass(frozen=True)
@@ -61,11 +75,21 @@ class AgentFakeCall(FakeCall):
         self._break = asyncio.Event()
         self._bridge_uuid: str | None = None
         self.protection_log: list[tuple[str, bool, bool]] = []  # (when, drop, mute)
+        self.diverted = False
+        self.digit_machine = False
+        self.displaced: list[tuple[str, str]] = []  # (start|stop, file)
+        self.bridged_apps: list[str] = []  # applications run while the bridge was up
+        self.key_events = 0  # digit-action events sent
+        self._field_task: asyncio.Task[None] | None = None
 
     # -- commands ----------------------------------------------------------------------
 
     async def _command(self, block: str) -> bool:
         lines = block.split("\n")
+        if lines[0].strip().startswith("divert_events"):
+            self.diverted = lines[0].strip().endswith(" on")
+            self._reply("+OK events diverted" if self.diverted else "+OK events not diverted")
+            return False
         if lines[0].strip() == "sendmsg":
             headers = dict(line.split(": ", 1) for line in lines[1:] if line)
             if headers.get("execute-app-name") == "bridge":
@@ -104,6 +128,19 @@ class AgentFakeCall(FakeCall):
     # -- applications ------------------------------------------------------------------
 
     async def _run_app(self, app: str, arg: str, event_uuid: str) -> None:
+        if self._bridge_uuid is not None:
+            self.bridged_apps.append(app)
+        if app in ("bind_digit_action", "clear_digit_action"):
+            ids = {"Application": app, "Application_Data": arg, "Application_UUID": event_uuid}
+            self.emit("CHANNEL_EXECUTE", **ids)
+            if app == "bind_digit_action":
+                if arg.split(",")[:3] != ["payivr", "~^[0-9*#]$", "payivr_key"]:
+                    self.errors.append(f"unexpected digit action {arg}")
+                self.digit_machine = True
+            elif arg == "all":
+                self.digit_machine = False
+            self.emit("CHANNEL_EXECUTE_COMPLETE", Application_Response="_none_", **ids)
+            return
         if app != "play_and_get_digits":
             await super()._run_app(app, arg, event_uuid)
             return
@@ -158,14 +195,52 @@ class AgentFakeCall(FakeCall):
             return True
         return False
 
+    async def _key_field(self) -> None:
+        """The caller keys the next scripted input into the field payivr opened."""
+        step: AgentInput = self.inputs.pop(0) if self.inputs else Silence()
+        keys = "" if isinstance(step, Silence | HangUp) else step.keys
+        for key in keys:
+            await asyncio.sleep(self.key_delay_s)
+            if "payivr_field" not in self.variables or self.hungup:
+                break
+            self._key(key)
+        if isinstance(step, UntilBreak):
+            while "payivr_field" in self.variables and not self.hungup:
+                await asyncio.sleep(0.005)
+            self.breaks += 1
+        if isinstance(step, HangUp) and not self.hungup:
+            self._caller_hangup()
+            await self._after_hangup()
+
     def _key(self, key: str) -> None:
         """One key pressed by the caller: the DTMF event, and what the agent gets."""
         for path, masked in self.recordings.items():
             if not masked:
                 self.leaks.append(f"digits keyed into unmasked recording {path}")
+        if self.digit_machine:
+            # Consumed by the digit machine: no DTMF event, nothing relayed.
+            self.variables["last_matching_digits"] = key
+            if self.diverted and self._myevents:
+                self._send_key_event(key)
+            return
         if self.variables.get("sensitive_dtmf") != "true":
             self.emit("DTMF", DTMF_Digit=key)
         self.offer_to_agent(key)
+
+    def _check_cdr(self) -> None:
+        super()._check_cdr()
+        if (self.cdr or {}).get("last_matching_digits"):
+            self.leaks.append("a keyed digit left in last_matching_digits at hang-up")
+
+    def _send_key_event(self, key: str) -> None:
+        """mod_dptools' digit_action_callback event (switch_event_create_plain: only the
+        binding's header and the matched digits, as FreeSWITCH 1.10.12 sends it)."""
+        body = f"payivr_key: 1\ndigits: {url_encode(key)}\n\n".encode()
+        self.key_events += 1
+        self.events_sent.append("digit-action")
+        self._send(
+            f"Content-Length: {len(body)}\nContent-Type: text/event-plain\n\n".encode() + body
+        )
 
     def offer_to_agent(self, key: str) -> None:
         """A key on the caller's leg reaching the bridge: what the agent's leg gets."""
@@ -184,6 +259,25 @@ class AgentFakeCall(FakeCall):
     def _api(self, command: str) -> str:
         name, _, rest = command.partition(" ")
         target, _, tail = rest.partition(" ")
+        if name == "uuid_displace":
+            self.apis.append(command)
+            if target != self.uuid or self.hungup:
+                return "-ERR Cannot locate session!\n"
+            parts = tail.split(" ")
+            if len(parts) < 2 or parts[0] not in ("start", "stop"):
+                return "-USAGE: <uuid> [start|stop] <path> [<limit>] [mux]\n"
+            self.displaced.append((parts[0], parts[1]))
+            if parts[0] == "start":
+                self.played.append(("displace", parts[1]))
+                runs = self._app_runs["displace"] = self._app_runs.get("displace", 0) + 1
+                if self.script.hangup_during == ("displace", runs):
+                    asyncio.get_running_loop().create_task(self.hang_up_now())
+            return "+OK Success\n"
+        if name == "uuid_setvar" and target == self.uuid and tail.startswith("payivr_field"):
+            reply = super()._api(command)
+            if tail.strip() != "payivr_field":
+                self._field_task = asyncio.get_running_loop().create_task(self._key_field())
+            return reply
         if name == "uuid_break" and target == self.uuid:
             self.apis.append(command)
             self.breaks += 1

@@ -40,9 +40,9 @@ def test_hangup_while_processing_plays_records_the_answer_and_wipes_the_card(
     processor = KeepingProcessor()
     assert stack.service is not None
     stack.service.services.processors["acme"] = processor
-    # Playbacks: greeting, amount-intro, currency, then "processing" (the 4th).
+    # Prompts mixed in: greeting, amount-intro, the three fields', then "processing".
     fake, done = stack.call(
-        [Keys(CARD_OK + "#"), Keys(EXPIRY), Keys(CVV)], hangup_during=("playback", 4)
+        [Keys(CARD_OK + "#"), Keys(EXPIRY), Keys(CVV)], hangup_during=("displace", 6)
     )
     call = stack.find_call()
     sse = SseReader(stack, call["call"])
@@ -58,6 +58,7 @@ def test_hangup_while_processing_plays_records_the_answer_and_wipes_the_card(
     assert stack.redis.xlen("payivr:outbox") == 1
     done.result(10)
     assert fake.errors == []
+    assert fake.played[-1][1].endswith("/processing.wav")
     assert_no_card_data(stack.redis_dump(), "\n".join(sse.raw))
 
 

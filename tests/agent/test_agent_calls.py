@@ -84,9 +84,16 @@ def test_payment_progress_result_and_a_second_payment(
     assert payment.json()["state"] == "done"
     assert payment.json()["result"]["result"] == "approved"
 
-    # What the agent got while the caller keyed: masking tones only, no audible keys.
-    assert fake.ear.rfc2833 and set(fake.ear.rfc2833) == {"0"}
-    assert fake.ear.inband == []
+    # What the agent got while the caller keyed: nothing (the digit machine consumed
+    # every key), and the keys reached payivr only as digit-action events on its socket.
+    assert fake.ear.rfc2833 == [] and fake.ear.inband == []
+    assert fake.key_events == len(CARD_OK + "#" + EXPIRY + CVV)
+    assert "DTMF" not in fake.events_sent
+    # The bridge ran all along: no prompt or field as an application on the caller's
+    # leg, only the digit machine's bind and clear; the prompts mixed in.
+    assert set(fake.bridged_apps) == {"bind_digit_action", "clear_digit_action"}
+    card_prompt = stack.config.services.esl.prompts_dir / "en" / "enter-card-number.wav"
+    assert ("displace", str(card_prompt)) in fake.played
     # ... and after the payment, DTMF and audio flow to the agent as before.
     stack.on_loop(fake.offer_to_agent, "5")
     assert fake.ear.rfc2833[-1] == "5" and fake.ear.inband == ["5"]

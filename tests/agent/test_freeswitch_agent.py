@@ -15,7 +15,6 @@ start to its end, and the caller's card keys fall well inside that window.
 
 from __future__ import annotations
 
-import math
 import secrets
 import shutil
 import socket
@@ -30,6 +29,7 @@ import yaml
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, Keying, decode_events, keyed_call
 from payivr.stack.up import find_freeswitch
 from tests.agent.harness import AgentStack, SseReader
+from tests.support.dtmf_detector import alaw_samples, detect
 from tests.support.servers import free_port, stop_process, wait_for_tcp
 
 HERE = Path(__file__).parent
@@ -49,44 +49,6 @@ pytestmark = [
         shutil.which("sipp") is None, reason="needs sipp (apt-get install sip-tester)"
     ),
 ]
-
-LOW = (697, 770, 852, 941)
-HIGH = (1209, 1336, 1477, 1633)
-
-
-def alaw_sample(byte: int) -> int:
-    """One G.711 A-law byte to a 16-bit linear sample."""
-    a = byte ^ 0x55
-    t = (a & 0x0F) << 4
-    segment = (a & 0x70) >> 4
-    if segment == 0:
-        t += 8
-    else:
-        t = (t + 0x108) << (segment - 1)
-    return t if a & 0x80 else -t
-
-
-def goertzel(samples: list[int], freq: float, rate: int = 8000) -> float:
-    coeff = 2 * math.cos(2 * math.pi * freq / rate)
-    s1 = s2 = 0.0
-    for x in samples:
-        s1, s2 = x + coeff * s1 - s2, s1
-    return s1 * s1 + s2 * s2 - coeff * s1 * s2
-
-
-def dtmf_tone_frames(pcma_payloads: list[bytes]) -> int:
-    """How many 20 ms frames carry a DTMF-like pair of tones (one low, one high)."""
-    hits = 0
-    for payload in pcma_payloads:
-        samples = [alaw_sample(b) for b in payload]
-        energy = sum(x * x for x in samples) * len(samples) / 2 + 1.0
-        if energy < 1e9:  # silence or near-silence
-            continue
-        low = max(goertzel(samples, f) for f in LOW)
-        high = max(goertzel(samples, f) for f in HIGH)
-        if low > 0.2 * energy and high > 0.2 * energy:
-            hits += 1
-    return hits
 
 
 class RtpSink:
@@ -139,6 +101,9 @@ def start_freeswitch(
     data["services"]["agent_api"]["esl_listen_port"] = stack.settings.esl_listen_port
     config = parse_config(data, base_dir=stack.config.path.parent, path=stack.config.path)
     settings = freeswitch_settings(config)
+    # The real prompts, not the harness's short silences (build_prompts keeps files
+    # that are already there).
+    shutil.rmtree(settings.prompts_dir, ignore_errors=True)
     build_prompts(settings.prompts_dir, languages=["en"])
     tree = render_tree(settings)
     dialplan = tree["dialplan/payivr.xml"]
@@ -157,7 +122,7 @@ def start_freeswitch(
 
 
 def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack = AgentStack(tmp_path, redis_url).start()
     sip_port, es_port = free_port(), free_port()
@@ -253,6 +218,14 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
         result = sse.wait(lambda e: e["type"] == "payment.result", 15)
         guard_off = time.monotonic()
         assert result["result"]["reason"] == "cancelled-by-agent"
+        # The card was collected on the running bridge (the digit machine's events).
+        card = [e for e in sse.events if e.get("field") == "card_number"]
+        assert card[-1]["status"] == "valid" and card[-1]["digit_count"] == 16, card
+        # The spoken prompts were mixed into the caller's leg (FreeSWITCH said +OK to
+        # each uuid_displace) and waited for: the card field opened after them.
+        assert "prompt was not mixed in" not in caplog.text
+        opened_at = sse.received_at[sse.events.index(card[0])]
+        assert opened_at - guard_on > 2.0, "the greeting and the amount were played first"
         assert procs[1].wait(40) == 0, (tmp_path / "uac.err").read_text(errors="replace")
 
         during = sink.between(guard_on, guard_off)
@@ -266,7 +239,7 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
         assert len(outside) > 100, "audio reached the agent outside the payment"
         masked = decode_events([p for p in during if p[0] == EVENT_PT])
         assert set(masked) <= {"0"}, f"the agent got {masked!r} while the card was keyed"
-        assert dtmf_tone_frames([p for pt, _, p in during if pt == PCMA_PT]) == 0
+        assert detect(alaw_samples([p for pt, _, p in during if pt == PCMA_PT])) == []
         assert "5" in decode_events([p for p in after if p[0] == EVENT_PT]), "DTMF flows again"
         messages = (tmp_path / "agent_msgs.log").read_text(errors="replace")
         assert "INFO sip:" in messages and "X-Pay-Result: cancelled" in messages

@@ -130,18 +130,14 @@ def test_restart_and_cancelled_result() -> None:
     assert final["result"]["result"] == "cancelled"  # type: ignore[index]
 
 
-def test_live_digit_count_needs_freeswitch_logs_above_info(tmp_path: Path) -> None:
+def test_live_digit_count_and_the_drop_dtmf_arguments(tmp_path: Path) -> None:
     import dataclasses
 
-    import pytest
-
     from payivr.agent.settings import load_agent_settings
-    from payivr.core.config import ConfigError
     from tests.agent.harness import make_config
 
     config = make_config(tmp_path, "redis://127.0.0.1:1/0")
     settings, tokens = load_agent_settings(config, {})
-    # Off unless asked for: on, every event-socket subscriber would see each digit.
     assert not settings.live_digit_count and len(tokens) == 2
     assert settings.drop_dtmf_args() == "on mask_digits 0"
     raw = dict(config.raw)
@@ -149,10 +145,10 @@ def test_live_digit_count_needs_freeswitch_logs_above_info(tmp_path: Path) -> No
     raw["services"] = {**raw["services"], "agent_api": live}  # type: ignore[dict-item]
     on, _ = load_agent_settings(dataclasses.replace(config, raw=raw), {})
     assert on.live_digit_count
+    # sensitive_dtmf stays on whatever live_digit_count says: FreeSWITCH logs no key
+    # at any level, so its log level no longer matters here.
     raw["services"] = {**raw["services"], "freeswitch": {"log_level": "info"}}  # type: ignore[dict-item]
-    with pytest.raises(ConfigError) as bad:
-        load_agent_settings(dataclasses.replace(config, raw=raw), {})
-    assert "services.agent_api.live_digit_count" in bad.value.problems[0]
+    assert load_agent_settings(dataclasses.replace(config, raw=raw), {})[0].live_digit_count
     agent = {**raw["services"]["agent_api"], "live_digit_count": False, "dtmf_mask": "silence"}  # type: ignore[index]
     raw["services"] = {**raw["services"], "agent_api": agent}  # type: ignore[dict-item]
     quiet, _ = load_agent_settings(dataclasses.replace(config, raw=raw), {})

@@ -120,9 +120,9 @@ RENDER_PLAY = """\
         name: payivr
         tasks_from: inventory_lists.yml
         public: true
-    - name: Write the services section of the config document
+    - name: Write one section of the config document
       ansible.builtin.copy:
-        content: "{{{{ payivr_config_document.services | to_json }}}}"
+        content: "{{{{ payivr_config_document.{section} | to_json }}}}"
         dest: {out}
         mode: "0600"
       delegate_to: localhost
@@ -130,10 +130,17 @@ RENDER_PLAY = """\
 
 
 def _services_for(tmp_path: Path, inventory: Path | str, host: str, *extra: str) -> dict:
+    return config_section(tmp_path, inventory, host, "services", *extra)
+
+
+def config_section(
+    tmp_path: Path, inventory: Path | str, host: str, section: str, *extra: str
+) -> dict:
+    """One section of the config document the payivr role renders for `host`."""
     assert ANSIBLE_PLAYBOOK is not None
-    out = tmp_path / f"{host}.json"
-    play = tmp_path / f"render-{host}.yml"
-    play.write_text(RENDER_PLAY.format(host=host, out=out))
+    out = tmp_path / f"{host}-{section}.json"
+    play = tmp_path / f"render-{host}-{section}.yml"
+    play.write_text(RENDER_PLAY.format(host=host, section=section, out=out))
     proc = _run(
         [
             ANSIBLE_PLAYBOOK,
@@ -147,8 +154,8 @@ def _services_for(tmp_path: Path, inventory: Path | str, host: str, *extra: str)
         60,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    services: dict = json.loads(out.read_text())
-    return services
+    rendered: dict = json.loads(out.read_text())
+    return rendered
 
 
 @needs_ansible

@@ -32,6 +32,7 @@ def flow_config(zendesk: FakeZendesk, files: list[str] | None = None, **entry: A
     data["connectors"] = {"zendesk": connector_doc(zendesk)}
     data["flows"] = {
         "files": files or [str(REFERENCE)],
+        "sources": ["127.0.0.1/32"],
         "entry_points": {
             "support": {"number": ENTRY, "flow": "zendesk-caller-aware", **entry},
         },

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from tests.esl import transcripts
 from tests.esl.transcripts import url_encode
+from tests.esl.unicast_caller import ENDS_UNICAST, Press, Speak, UnicastCaller
 
 DIGITS = set("0123456789ABCD")
 
@@ -47,7 +48,7 @@ class HangUp:
     keys: str = ""
 
 
-Input = Keys | Silence | HangUp
+Input = Keys | Silence | HangUp | Speak | Press
 
 
 @dataclass
@@ -119,6 +120,11 @@ class FakeCall:
         self._templates: dict[str, list[tuple[str | None, str]]] = {}
         self._variable_lines: dict[str, tuple[str, str]] = {}
         self._last_complete = 0.0
+        # Speech input: the unicast streams asked for and the one that is live.
+        self.unicast_requests: list[dict[str, str]] = []
+        self.unicast: UnicastCaller | None = None
+        self.unicast_ended_by: str | None = None
+        self._tasks: set[asyncio.Future[None]] = set()  # kept: asyncio holds weak refs
         self._talk: asyncio.Task[None] | None = None
         self._overrides: dict[str, str] = {}
         if script.caller_number:
@@ -196,6 +202,8 @@ class FakeCall:
         elif cmd == "sendmsg":
             headers = dict(line.split(": ", 1) for line in lines[1:] if line)
             self._reply("+OK")
+            if headers.get("call-command") == "unicast":
+                self._start_unicast(headers)
             if headers.get("call-command") == "execute":
                 self._queue.put_nowait(
                     (
@@ -218,6 +226,24 @@ class FakeCall:
         else:
             self._reply("-ERR command not found")
         return False
+
+    def _start_unicast(self, headers: dict[str, str]) -> None:
+        self.unicast_requests.append(headers)
+        if len(self.unicast_requests) > 1 or self.hungup:
+            return  # FreeSWITCH tears a second unicast down 20 ms later: no audio
+        self.unicast = UnicastCaller(self, headers)
+        self._tasks.add(asyncio.ensure_future(self.unicast.start()))
+
+    def _end_unicast(self, why: str) -> None:
+        if self.unicast is not None and self.unicast_ended_by is None:
+            self.unicast.stop()
+            self.unicast_ended_by = why
+
+    def caller_hangs_up(self) -> None:
+        """The caller hangs up while streamed (a HangUp input during speech)."""
+        self._end_unicast("hangup")
+        self._caller_hangup()
+        self._tasks.add(asyncio.ensure_future(self._after_hangup()))
 
     def _connect_reply(self) -> bytes:
         out, placed = [], False
@@ -315,6 +341,8 @@ class FakeCall:
 
     async def _run_app(self, app: str, arg: str, event_uuid: str) -> None:
         self._app_runs[app] = self._app_runs.get(app, 0) + 1
+        if app in ENDS_UNICAST:
+            self._end_unicast(app)
         ids = {"Application": app, "Application_Data": arg, "Application_UUID": event_uuid}
         self.emit("CHANNEL_EXECUTE", **ids)
         if self.script.drop_during == (app, self._app_runs[app]):
@@ -449,6 +477,7 @@ class FakeCall:
 
     def _hangup(self, cause: str, *, by_app: bool) -> None:
         self.hungup = True
+        self._end_unicast("hangup")
         if by_app and cause != "BLIND_TRANSFER":
             self.bye_headers = self._sip_headers("sip_bye_h_")
         self.emit("CHANNEL_HANGUP", Hangup_Cause=cause)

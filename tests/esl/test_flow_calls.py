@@ -100,10 +100,12 @@ def test_known_caller_hears_status_presses_1_and_waits_for_an_agent(
         ]
         assert call.variables["fifo_music"] == str(tmp_path / "music" / "moh.wav")
         assert call.variables["fifo_orbit_exten"] == "_continue_:600"
+        assert call.variables["fifo_chime_list"] == prompt(tmp_path, "es", "still-waiting")
+        assert call.variables["fifo_chime_freq"] == "45"
         assert lookups(zendesk) == [
             ("GET", "/api/v2/users/search.json", {"query": "phone:34600111222"}),
             ("GET", "/api/v2/users/501/tickets/requested.json",
-             {"sort_by": "updated_at", "sort_order": "desc", "page[size]": "100"}),
+             {"sort_by": "updated_at", "sort_order": "desc"}),
         ]  # fmt: skip
         assert {r.authorization for r in zendesk.recorded()} == {zendesk.expected_authorization}
         names = [e["event"] for e in stack.events()]

@@ -26,13 +26,14 @@ import yaml
 
 from payivr.core.admission import Accept
 from payivr.core.config import load_config
+from payivr.core.config_types import Config
 from payivr.core.orphan import WatchBudget
 from payivr.core.processor import Operation
 from payivr.core.request import PaymentRequest, ReturnTarget
-from payivr.core.session import SessionState, new_session_id
+from payivr.core.session import Session, SessionState, new_session_id
 from payivr.core.signature import verify_callback
 from payivr.kamailio.admission_store import AdmissionStore
-from payivr.stack.receiver import CallbackReceiver
+from payivr.stack.receiver import CallbackReceiver, ReceivedCallback
 from payivr.store import keys
 from payivr.store.redis_store import RedisSessionStore
 from tests.esl.peer import CallScript, Keys, run_call
@@ -63,6 +64,43 @@ def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "payivr.cli", *argv], stdout=out, stderr=out, cwd=REPO
         )
+
+
+def start_callbacks_worker(config_path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """The real `payivr callbacks work`, its watchdog sweeping every half second."""
+    return start(
+        ["callbacks", "work", "--config", str(config_path), "--watchdog-interval", "0.5",
+         "--metrics-port", "0", "--concurrency", "2"],
+        tmp_path / "callbacks.log",
+    )  # fmt: skip
+
+
+def failed_callback(
+    receiver: CallbackReceiver, config: Config, tmp_path: Path, session_id: str, order: str
+) -> ReceivedCallback:
+    """The one signed callback the watchdog's result gives: failed, ivr-unavailable."""
+    (callback,) = receiver.wait(1, timeout=40) or [None]
+    assert callback is not None, (tmp_path / "callbacks.log").read_text()[-3000:]
+    secret = config.merchants["acme"].callback_secret.encode()
+    assert verify_callback(secret, callback.body, callback.headers["X-Payivr-Signature"])
+    body = json.loads(callback.body)
+    assert (body["session_id"], body["order"], body["amount"]) == (session_id, order, 4200)
+    assert (body["result"], body["reason"]) == ("failed", "ivr-unavailable")
+    return callback
+
+
+def done_with_one_result(
+    receiver: CallbackReceiver, client: redis.Redis, session_id: str
+) -> Session:
+    """After more sweeps and deliveries: still one callback, one result, nothing left."""
+    time.sleep(2)
+    assert len(receiver.received) == 1
+    done = RedisSessionStore(client).load(session_id)
+    assert done is not None and done.state is SessionState.DONE
+    assert client.zcard(keys.INFLIGHT) == 0 and client.xlen(keys.OUTBOX) == 0
+    outcome = [f for _id, f in client.xrange(keys.EVENTS) if f["event"] == "payment.result"]
+    assert len(outcome) == 1
+    return done
 
 
 def field_events(client: redis.Redis, session_id: str) -> list[dict[str, str]]:
@@ -127,28 +165,12 @@ def test_kill_9_mid_capture_still_gives_one_signed_callback(redis_url: str, tmp_
             config.merchants["acme"]
         )
 
-        worker = start(
-            ["callbacks", "work", "--config", str(config_path), "--watchdog-interval", "0.5",
-             "--metrics-port", "0", "--threads", "2"],
-            tmp_path / "callbacks.log",
-        )  # fmt: skip
-        (callback,) = receiver.wait(1, timeout=40) or [None]
-        assert callback is not None, (tmp_path / "callbacks.log").read_text()[-3000:]
-        secret = config.merchants["acme"].callback_secret.encode()
-        assert verify_callback(secret, callback.body, callback.headers["X-Payivr-Signature"])
-        body = json.loads(callback.body)
-        assert (body["session_id"], body["order"], body["amount"]) == (session_id, "K9001", 4200)
-        assert (body["result"], body["reason"]) == ("failed", "ivr-unavailable")
+        worker = start_callbacks_worker(config_path, tmp_path)
+        callback = failed_callback(receiver, config, tmp_path, session_id, "K9001")
         assert time.time() >= deadline_at  # not before the call could have ended
-
-        time.sleep(2)  # two more sweeps and deliveries: nothing more may come
-        assert len(receiver.received) == 1
-        done = store.load(session_id)
-        assert done is not None and done.state is SessionState.DONE
-        assert done.result is not None and done.result.event_id == body["event_id"]
-        assert client.zcard(keys.INFLIGHT) == 0 and client.xlen(keys.OUTBOX) == 0
-        outcome = [f for _id, f in client.xrange(keys.EVENTS) if f["event"] == "payment.result"]
-        assert len(outcome) == 1
+        done = done_with_one_result(receiver, client, session_id)
+        assert done.result is not None
+        assert done.result.event_id == json.loads(callback.body)["event_id"]
     finally:
         stop_process(esl)
         stop_process(worker)

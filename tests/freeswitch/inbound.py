@@ -15,6 +15,28 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 
+def read_message(sock: socket.socket, buf: bytes) -> tuple[str, bytes, bytes]:
+    """One event-socket message (inbound or outbound) from what `buf` holds and then
+    `sock`: (headers, body, the bytes after it)."""
+    while b"\n\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("event socket closed")
+        buf += chunk
+    raw_head, _, buf = buf.partition(b"\n\n")
+    head = raw_head.decode("utf-8", "replace")
+    length = 0
+    for line in head.splitlines():
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+    while len(buf) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("event socket closed")
+        buf += chunk
+    return head, buf[:length], buf[length:]
+
+
 class InboundSocket:
     """One authenticated inbound connection (blocking, for a test thread)."""
 
@@ -31,24 +53,15 @@ class InboundSocket:
 
     def read(self) -> tuple[str, str]:
         """One message: (headers, body)."""
-        while b"\n\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("event socket closed")
-            self._buf += chunk
-        raw_head, _, self._buf = self._buf.partition(b"\n\n")
-        head = raw_head.decode("utf-8", "replace")
-        length = 0
-        for line in head.splitlines():
-            if line.lower().startswith("content-length:"):
-                length = int(line.split(":", 1)[1])
-        while len(self._buf) < length:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("event socket closed")
-            self._buf += chunk
-        body, self._buf = self._buf[:length], self._buf[length:]
+        head, body, self._buf = read_message(self._sock, self._buf)
         return head, body.decode("utf-8", "replace")
+
+    def subscribe(self, events: str, read_timeout: float | None = None) -> None:
+        """`event plain <events>`; later reads wait up to `read_timeout` (None: as opened)."""
+        self._sock.sendall(f"event plain {events}\n\n".encode())
+        self.read()  # +OK Event Listener enabled
+        if read_timeout is not None:
+            self._sock.settimeout(read_timeout)
 
     def api(self, command: str) -> str:
         self._sock.sendall(f"api {command}\n\n".encode())
@@ -89,8 +102,7 @@ class CallWatcher:
         self._port, self._password, self._every = port, password, every_s
         self._stop = threading.Event()
         self._events = InboundSocket(port, password)
-        self._events._sock.sendall(b"event plain ALL\n\n")
-        self._events.read()  # +OK Event Listener enabled
+        self._events.subscribe("ALL", read_timeout=0.2)
         self._threads = [
             threading.Thread(target=self._collect, daemon=True),
             threading.Thread(target=self._dump, daemon=True),
@@ -108,7 +120,6 @@ class CallWatcher:
         self._events.close()
 
     def _collect(self) -> None:
-        self._events._sock.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 head, body = self._events.read()

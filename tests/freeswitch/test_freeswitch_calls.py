@@ -24,31 +24,21 @@ import yaml
 from payivr.core.config import Config, load_config
 from payivr.core.result import SIGNED_RESULT_HEADERS
 from payivr.core.signature import verify, verify_callback
+from payivr.esl.unicast import free_udp_port
 from payivr.stack.demo_freeswitch import start_keyed_call
 from payivr.stack.receiver import CallbackReceiver
 from payivr.stack.sipp import received_bye_headers
-from payivr.stack.up import StackState, find_freeswitch
+from payivr.stack.up import StackState
 from tests.conftest import EXAMPLE_CONFIG
+from tests.freeswitch.engine_marks import FREESWITCH, NEEDS_FREESWITCH
 from tests.freeswitch.inbound import CallWatcher, InboundSocket
+from tests.support.dtmf_detector import detect, keys, wav_samples
 
-FREESWITCH = find_freeswitch()
-pytestmark = [
-    pytest.mark.freeswitch,
-    pytest.mark.skipif(
-        FREESWITCH is None,
-        reason="no FreeSWITCH: set FREESWITCH_BIN or put freeswitch on PATH (not packaged "
-        "in Debian; production hosts get it from the vendor repository, ansible role freeswitch)",
-    ),
-]
+pytestmark = NEEDS_FREESWITCH
 PAN = "4111111111111111"
 RECORDING_MERCHANT = "acme-rec"
+CONFIRMING_MERCHANT = "acme-rec-confirm"
 SIPP = Path(__file__).parent / "sipp"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:
@@ -65,11 +55,28 @@ class Stack:
         password = es.password
         return es.port, password.value() if hasattr(password, "value") else str(password)
 
+    def result_stored_at(self, session_id: str) -> float:
+        """When the session's payment.result was written (Redis' clock, seconds)."""
+        import redis
+
+        client = redis.Redis(port=self.state.ports["redis"], decode_responses=True)
+        try:
+            ids = [
+                entry_id
+                for entry_id, fields in client.xrange("payivr:events")
+                if fields.get("event") == "payment.result" and fields.get("session") == session_id
+            ]
+        finally:
+            client.close()
+        assert ids, f"no payment.result for session {session_id}"
+        return int(ids[0].split("-")[0]) / 1000
+
     def call(
         self,
         merchant_id: str = "acme",
         card: str = PAN,
         scenario_file: Path | None = None,
+        inband_dtmf: bool = False,
         **extra: str,
     ) -> tuple[dict[str, str], str, Path]:
         """One keyed call to its end: (BYE headers, Call-ID, SIPp directory)."""
@@ -85,9 +92,10 @@ class Stack:
             callback_url=self.receiver.url,
             extra_headers=extra or None,
             scenario_file=scenario_file,
-            timeout_s=50,
+            timeout_s=60,
+            inband_dtmf=inband_dtmf,
         )
-        rc = call.uac.wait(55)
+        rc = call.uac.wait(65)
         call.uac.stop()
         assert rc == 0, call.uac.explain()[-4000:]
         return dict(received_bye_headers(call.uac)), call.call_id, sipp_dir
@@ -105,6 +113,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     # A second merchant, the same but recording the IVR leg (the masking test).
     data["merchants"][RECORDING_MERCHANT] = {**data["merchants"]["acme"], "record_ivr_leg": True}
+    # And one that also reads the last four back and asks for "1" (the in-band test).
+    acme = data["merchants"]["acme"]
+    data["merchants"][CONFIRMING_MERCHANT] = {
+        **acme,
+        "record_ivr_leg": True,
+        "capture": {**acme["capture"], "confirm_card": True},
+    }
     config = root / "payivr.yaml"
     config.write_text(yaml.safe_dump(data))
     started = time.monotonic()
@@ -166,6 +181,22 @@ def test_card_keyed_by_rfc2833_is_approved_and_freeswitch_keeps_no_digits(
         callbacks[-1].headers.get("X-Payivr-Signature", ""),
     )
 
+    # The executor on the real engine: the prompts in the plan's order, and the
+    # processor asked while "processing" plays (the result is stored before it ends).
+    played = _prompts_played(watcher.watch.events)
+    expected = [
+        "greeting", "amount-intro", "enter-card-number", "enter-expiry", "enter-cvv",
+        "processing", "result-approved",
+    ]  # fmt: skip
+    assert [p for p in played if p in expected] == expected, played
+    hold_ended = max(
+        int(e["Event-Date-Timestamp"]) / 1e6
+        for e in watcher.watch.events
+        if e.get("Event-Name") == "CHANNEL_EXECUTE_COMPLETE"
+        and e.get("Application-Data", "").endswith("/processing.wav")
+    )
+    assert stack.result_stored_at(bye["X-Pay-Session"]) < hold_ended
+
     # FreeSWITCH's events: the collected digits ride only on play_and_get_digits'
     # own EXECUTE_COMPLETE (how the ESL application receives them), never on a later
     # event: the application removed the variable at once. CHANNEL_HANGUP_COMPLETE,
@@ -201,6 +232,21 @@ def test_card_keyed_by_rfc2833_is_approved_and_freeswitch_keeps_no_digits(
         assert files_containing(stack.workdir, needle.encode()) == [], needle
 
 
+def _prompts_played(events: list[dict[str, str]]) -> list[str]:
+    """The prompt files FreeSWITCH started (playback, play_and_get_digits), in order."""
+    names = []
+    for e in events:
+        if e.get("Event-Name") != "CHANNEL_EXECUTE":
+            continue
+        data = e.get("Application-Data", "")
+        if e.get("Application") == "play_and_get_digits":
+            data = data.split(" ")[5]
+        elif e.get("Application") != "playback":
+            continue
+        names.append(Path(data).stem)
+    return names
+
+
 def _zero_runs_s(path: Path) -> tuple[float, float]:
     """(longest run of exactly-zero samples, total length), in seconds."""
     with wave.open(str(path), "rb") as w:
@@ -234,6 +280,41 @@ def test_a_declined_card_comes_back_declined_and_its_recording_is_zero_over_the_
     # (at least 17 + 4 + 3 keys, 300 ms apart) fall in one masked span of exact zeros.
     assert total_s > zero_s + 5, (zero_s, total_s)
     assert zero_s >= 24 * 0.3, (zero_s, total_s)
+
+
+def _longest_zero_run_s(samples: list[int]) -> tuple[float, float]:
+    """(start, end) in seconds of the longest run of exactly-zero samples."""
+    best = (0, 0)
+    start = None
+    for i, x in enumerate([*samples, 1]):
+        if x == 0 and start is None:
+            start = i
+        elif x != 0 and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best[0] / 8000, best[1] / 8000
+
+
+@pytest.mark.timeout(100)
+def test_a_phone_keying_in_band_too_leaves_no_card_tone_in_the_recording(stack: Stack) -> None:
+    """Issue 11 item 3: the caller's phone sends every key both as RFC 2833 events and
+    as audible tones (-8/-6 dBm0, 100 ms, in the same packets' time). A Goertzel
+    detector over the whole recording finds none of the 24 card keys, not even one
+    20 ms packet of the last CVV key's tail; it does find the "1" the caller keys to
+    confirm the card after the mask, so it works on this very recording."""
+    bye, _, _ = stack.call(CONFIRMING_MERCHANT, inband_dtmf=True)
+    assert bye.get("X-Pay-Result") == "approved", bye  # every key arrived, "1" included
+    path = stack.workdir / "recordings" / f"{bye['X-Pay-Session']}.wav"
+    deadline = time.monotonic() + 5
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    samples = wav_samples(path)
+    runs = detect(samples)
+    masked_from, masked_to = _longest_zero_run_s(samples)
+    assert masked_to - masked_from >= 24 * 0.3, (masked_from, masked_to)  # the card keys
+    assert keys(runs) == "1", (runs, masked_from, masked_to)
+    assert runs[0].start_s > masked_to, (runs, masked_to)
 
 
 def _invite(port: int, headers: str) -> str:

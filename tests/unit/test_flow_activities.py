@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from payivr.core.errors import IllegalTransition
-from payivr.core.flow import FlowStuck
+from payivr.core.flow import FlowError, FlowStuck
 from payivr.core.flow.commands import (
     CollectKeys,
+    EnterQueue,
     HangUp,
     HttpRequest,
     PlayPrompt,
@@ -251,6 +252,34 @@ activities:
     out = eng.handle(QueueLeft("answered", 3, False))
     assert commands(out) == [HangUp()]
     assert next(n for n, _ in events(out)) == "queue.answered"
+
+
+def test_queue_wait_announcement_repeats_a_prompt_in_the_calls_language() -> None:
+    def entered(queue: str) -> list[EnterQueue]:
+        text = build(f"""
+activities:
+  a: {queue}
+  z: {{type: hangup}}
+""")
+        out = engine(flow_of(text)).start()
+        return [c for c in commands(out) if isinstance(c, EnterQueue)]
+
+    chimed = "{type: queue, queue: sales, chime: again, chime_every_s: 45, next: z}"
+    assert entered(chimed) == [EnterQueue("sales", "moh", 900, PlayPrompt("t", "again", "en"), 45)]
+    assert entered("{type: queue, queue: sales, next: z}") == [EnterQueue("sales", "moh", 900)]
+
+
+def test_queue_wait_announcement_must_be_a_prompt_of_the_flow() -> None:
+    text = build("""
+activities:
+  a: {type: queue, queue: sales, chime: missing, chime_every_s: 5, next: z}
+  z: {type: hangup}
+""")
+    with pytest.raises(FlowError) as info:
+        flow_of(text)
+    found = "\n".join(info.value.problems)
+    assert "activities.a.chime" in found and "missing" in found
+    assert "activities.a.chime_every_s" in found
 
 
 def test_menu_with_secure_variable_hides_the_choice() -> None:

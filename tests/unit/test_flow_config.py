@@ -26,6 +26,7 @@ def config_doc(**flows: Any) -> dict[str, Any]:
     }
     data["flows"] = {
         "files": ["../flows/zendesk-caller-aware.yaml"],
+        "sources": ["127.0.0.1/32"],
         "entry_points": {
             "support": {"number": "8000", "flow": "zendesk-caller-aware", "language": "es"},
             "partner": {"header": {"value": "partner"}, "flow": "zendesk-caller-aware"},
@@ -128,3 +129,29 @@ def test_check_config_names_the_flows_and_entry_points(
     assert out.rstrip().endswith(
         "; 1 flow(s): zendesk-caller-aware (2 entry point(s): partner, support))"
     )
+
+
+def test_every_entry_point_needs_sources_and_they_must_be_addresses() -> None:
+    doc = config_doc()
+    del doc["flows"]["sources"]
+    doc["flows"]["entry_points"]["partner"]["sources"] = ["10.0.0.0/8", "trunk.example"]
+    found = problems(doc)
+    assert (
+        "flows.entry_points.support.sources: required here or as flows.sources: "
+        "the trunk addresses allowed to call it" in found
+    )
+    assert "flows.entry_points.partner.sources[1]: not an IP address or CIDR network" in found
+    assert not any(p.startswith("flows.entry_points.partner.sources:") for p in found)
+
+
+def test_the_example_configs_commented_flows_block_is_a_valid_config() -> None:
+    text = EXAMPLE.read_text()
+    block = text[text.index("# connectors:") :]
+    uncommented = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(yaml.safe_load(uncommented))
+    config = parse_config(data, base_dir=EXAMPLE.parent, environ={})
+    assert set(config.connectors) == {"zendesk"}
+    support = config.flows.entry_for("8000", {})
+    assert support is not None and support.flow == "zendesk-caller-aware"
+    assert support.source_allowed("127.0.0.1") and not support.source_allowed("192.0.2.1")

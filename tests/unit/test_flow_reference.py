@@ -68,7 +68,7 @@ def test_known_caller_open_ticket_hears_status_in_their_language_then_queues() -
     assert lookups[0].query == (("query", "phone:34600111222"),)
     assert lookups[1].path == "/api/v2/users/501/tickets/requested.json"
     assert dict(lookups[1].query) == {
-        "sort_by": "updated_at", "sort_order": "desc", "page[size]": "100"
+        "sort_by": "updated_at", "sort_order": "desc"
     }  # fmt: skip
     media = [c for c in cmds if isinstance(c, PlayPrompt | SayValue | Speak)]
     assert media == [
@@ -78,7 +78,9 @@ def test_known_caller_open_ticket_hears_status_in_their_language_then_queues() -
         PlayPrompt(FLOW, "status-pending", "es"),
         PlayPrompt(FLOW, "queue-welcome", "es"),
     ]
-    assert [c for c in cmds if isinstance(c, EnterQueue)] == [EnterQueue("support", "moh", 600)]
+    assert [c for c in cmds if isinstance(c, EnterQueue)] == [
+        EnterQueue("support", "moh", 600, PlayPrompt(FLOW, "still-waiting", "es"), 45)
+    ]
     comment = [c for c in cmds if isinstance(c, PostComment)]
     assert comment == [
         PostComment(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payivr.core.flow import FlowEngine, FlowError, parse_flow
+from payivr.core.flow import FlowEngine, FlowError, load_flow, parse_flow
 from payivr.core.flow.commands import CollectKeys, HttpRequest
 from payivr.core.flow.engine import CallInfo
 from payivr.core.flow.events import HttpAnswered, KeysEntered
@@ -190,3 +191,17 @@ def test_each_broken_target_is_reported(broken: set[str]) -> None:
         expected.add(f"activities.{aid}.{key}: no activity 'missing_x'")
     found = problems_of(data)
     assert expected <= set(found)
+
+
+def test_a_missing_or_broken_flow_file_is_a_flow_error(tmp_path: Path) -> None:
+    with pytest.raises(FlowError) as missing:
+        load_flow(tmp_path / "nope.yaml")
+    assert missing.value.problems == [
+        f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory"
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("activities: [\n")
+    with pytest.raises(FlowError) as broken:
+        load_flow(bad)
+    (problem,) = broken.value.problems
+    assert problem.startswith(f"{bad}: not valid YAML: ")

@@ -6,7 +6,10 @@ docs/agent-assisted.md) to this outbound socket. The handler:
 1. registers the call in Redis so the agent's desktop can find it (by SIP Call-ID,
    the `X-Pay-Call-Ref` header, or the agent's extension);
 2. bridges the caller to the agent (`bridge`, with a pre-chosen `origination_uuid` so
-   the agent's leg can be addressed), which anchors the media in FreeSWITCH;
+   the agent's leg can be addressed), which anchors the media in FreeSWITCH; with
+   rtpengine configured the agent's leg goes through Kamailio (`fs_path`, marked
+   `X-Payivr-Leg: agent`, with a Call-ID payivr chose), which puts its media
+   through rtpengine, where payivr masks the card tones (payivr.media.masking);
 3. waits for the API's commands on the call's Redis stream: `start` runs an
    AgentPayment (payivr.agent.payment), `restart` / `cancel` go to the running one;
 4. when either side hangs up, marks the call ended.
@@ -23,22 +26,27 @@ import functools
 import logging
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from payivr.agent.bridged import KeyQueue
 from payivr.agent.bus import AgentBus, CallInfo
-from payivr.agent.keys import enable_key_events
+from payivr.agent.keys import divert_keys
 from payivr.agent.payment import AgentPayment, PaymentContext
 from payivr.agent.publisher import Publisher
 from payivr.agent.settings import AgentSettings
 from payivr.core.config import Config
 from payivr.core.processor import Processor
 from payivr.core.result import iso
+from payivr.core.secrets import SecretDigits
 from payivr.core.siputil import parse_sip_uri
 from payivr.esl.channel import CallerGone
 from payivr.esl.connection import EslConnection
+from payivr.execution.metrics import PaymentMetrics
+from payivr.media.masking import AgentMedia
+from payivr.media.sdp import AGENT_LEG_HEADER
 
 log = logging.getLogger("payivr.agent")
 
@@ -61,8 +69,12 @@ class AgentDeps:
     processor_for: Callable[[str], Processor]
     prompts_dir: Path
     sofia_profile: str = "payivr"
+    # rtpengine in the agent leg's media path, and Kamailio's URI to route it there.
+    media: AgentMedia | None = None
+    media_proxy: str | None = None
     command_block_ms: int = 1000
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    metrics: PaymentMetrics = field(default_factory=PaymentMetrics)
 
 
 class AgentCall:
@@ -70,10 +82,12 @@ class AgentCall:
         self.conn = conn
         self.deps = deps
         self.agent_uuid = str(uuidlib.uuid4())
+        self.agent_call_id = f"{uuidlib.uuid4()}@payivr-agent"
         self.info: CallInfo | None = None
         self.payment: AgentPayment | None = None
         self.payment_task: asyncio.Task[None] | None = None
         self.publisher = Publisher(deps.bus, conn.uuid)
+        self.keys = KeyQueue()  # the caller's keys during a payment (payivr.agent.keys)
 
     async def run(self) -> None:
         data = self.conn.channel_data
@@ -105,8 +119,7 @@ class AgentCall:
         self.publisher.start()
         tasks: list[asyncio.Task[None]] = []
         try:
-            if self.deps.settings.live_digit_count:
-                await enable_key_events(self.conn, self._key_pressed)
+            await divert_keys(self.conn, self._key)
             bridge = asyncio.create_task(self._bridge(str(parsed)), name="agent-bridge")
             commands = asyncio.create_task(self._commands(), name="agent-commands")
             hangup = asyncio.create_task(self.conn.wait_hangup(), name="agent-hangup")
@@ -147,9 +160,12 @@ class AgentCall:
     async def _bridge(self, target: str) -> None:
         """Caller <-> agent, for the whole call (FreeSWITCH anchors the media)."""
         await self.conn.set_variables({"hangup_after_bridge": "true"})
-        dial = (
-            f"{{origination_uuid={self.agent_uuid},fs_send_unsupported_info=true}}"
-            f"sofia/{self.deps.sofia_profile}/{target}"
+        dial = agent_dial_string(
+            target,
+            self.agent_uuid,
+            self.deps.sofia_profile,
+            self.deps.media_proxy if self.deps.media is not None else None,
+            self.agent_call_id,
         )
         info = self._info()
         await self.deps.bus.update_call(info.call, state="connected")
@@ -219,7 +235,12 @@ class AgentCall:
                 speech_dir=deps.prompts_dir,
                 publisher=self.publisher,
                 now=deps.now,
+                metrics=deps.metrics,
                 release=functools.partial(deps.bus.release_payment, info.call, payment_id),
+                media=deps.media,
+                agent_call_id=self.agent_call_id,
+                guided=merchant.id in deps.settings.guided_merchants,
+                keys=self.keys,
             )
             self.payment = AgentPayment(ctx, session)
             await deps.bus.update_call(info.call, state="capturing", payment=payment_id)
@@ -241,9 +262,31 @@ class AgentCall:
                 if not self.conn.hungup:
                     await deps.bus.update_call(info.call, state="connected")
 
-    def _key_pressed(self, is_digit: bool) -> None:
-        if self.payment is not None:
-            self.payment.key_pressed(is_digit)
+    def _key(self, key: SecretDigits) -> None:
+        """One caller key from the digit machine: to the running payment, else wiped."""
+        if self.payment is None:
+            key.wipe()
+            return
+        if self.deps.settings.live_digit_count:
+            self.payment.key_pressed(key.is_digits())
+        self.keys.put(key)
+
+
+def agent_dial_string(
+    target: str, agent_uuid: str, profile: str, media_proxy: str | None, call_id: str
+) -> str:
+    """The agent leg's dial string; through Kamailio and rtpengine when `media_proxy`.
+
+    `sip_invite_call_id` sets the INVITE's Call-ID (mod_sofia sofia_glue.c), the key
+    payivr names the call by in rtpengine; `X-Payivr-Leg: agent` tells Kamailio to
+    put the media through rtpengine (it removes the header); `fs_path` sends the
+    INVITE to Kamailio whatever the target's host.
+    """
+    variables = f"origination_uuid={agent_uuid},fs_send_unsupported_info=true"
+    if media_proxy is None:
+        return f"{{{variables}}}sofia/{profile}/{target}"
+    variables += f",sip_invite_call_id={call_id},sip_h_{AGENT_LEG_HEADER}=agent"
+    return f"{{{variables}}}sofia/{profile}/{target};fs_path={media_proxy}"
 
 
 def call_handler(deps: AgentDeps) -> Callable[[EslConnection], Any]:

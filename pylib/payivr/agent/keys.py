@@ -1,53 +1,84 @@
-"""Per-key notices from FreeSWITCH's DTMF events, for the agent's live digit count.
+"""The caller's keys during an agent payment, read on the running bridge.
 
-`play_and_get_digits` reports a field's digits only when the field is complete; the
-agent panel also wants "6 digits so far". FreeSWITCH fires a `DTMF` event per key on
-the caller's channel (unless `sensitive_dtmf` is true: transcript
-play_and_get_digits_with_sensitive_dtmf), so the agent-mode socket subscribes to it
-as well. The codec turns the event's `DTMF-Digit` header straight into a
-`SecretDigits` (payivr.esl.codec): this module only asks "was it a digit?", wipes it,
-and calls back with that one bit. No key value is ever read, kept, logged or sent.
+No application runs on the caller's leg while a field is open (FreeSWITCH would
+suspend the bridge, docs/agent-assisted.md), and `sensitive_dtmf` stays true for the
+whole payment, which in FreeSWITCH 1.10 (switch_channel.c) flags each queued key
+sensitive: no `DTMF` event, no `RECV DTMF` log line, no relay to the agent's leg.
+What still sees each key is the channel's digit machine: `switch_channel_queue_dtmf`
+hands the key to `switch_core_session_recv_dtmf` before flagging it, and that feeds
+the session's dmachine, which consumes it (the key is then never queued, so never
+relayed nor logged). So, per payment:
 
-The ESL connection has no public hook for extra events yet (docs/agent-assisted.md,
-"Hooks asked of the ESL layer"), so `enable_key_events` wraps the connection's event
-routing on that one instance.
+* `bind_digit_action payivr,~^[0-9*#]$,payivr_key,1` (mod_dptools; an application,
+  run once at the payment's start, before the first field) gives the caller's leg a
+  digit machine that matches every single key. On each match FreeSWITCH builds a
+  plain event (`switch_event_create_plain`: no Event-Name, no channel headers, only
+  `payivr_key: 1` and `digits: <key>`) and queues it on the session
+  (switch_core_session_queue_event), never fires it to the event system;
+* `divert_events on` (an event-socket command of this call's outbound socket) makes
+  FreeSWITCH hand the session's queued events to this socket alone
+  (mod_event_socket.c: `switch_core_session_dequeue_event` into the listener's own
+  queue, past every filter): no other event-socket client, fs_cli included, can
+  subscribe to them;
+* `clear_digit_action all` at the payment's end destroys the digit machine: keys are
+  queued, relayed and evented as before.
+
+The codec turns `digits` (and `variable_last_matching_digits`, which the digit action
+leaves on the channel) straight into SecretDigits (payivr.esl.codec). The telephone
+removes that variable after each key (`uuid_setvar`, an API: no event).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from payivr.core.secrets import SecretDigits
 from payivr.esl.codec import Message, encode_command
 from payivr.esl.connection import EslConnection
 
-KEY_EVENT = "DTMF"
+log = logging.getLogger("payivr.agent")
+
+KEY_ACTION = "payivr_key"  # the binding's event header: this event is a caller key
+MATCHED_VARIABLE = "last_matching_digits"  # mod_dptools sets it on every match
+BIND_KEYS = f"payivr,~^[0-9*#]$,{KEY_ACTION},1"
+CLEAR_KEYS = "all"
 
 
-def on_key_message(message: Message, own_uuid: str, notify: Callable[[bool], None]) -> bool:
-    """Handle one event if it is a key press on `own_uuid`; True if it was a DTMF event.
+def key_from_message(message: Message) -> SecretDigits | None:
+    """The key a digit-action event carries (the message's other secrets are wiped).
 
-    The key's value is wiped before `notify` runs, whatever `notify` does.
+    None for any other message; its secrets are left to the usual routing.
     """
-    if message.event_name != KEY_EVENT:
-        return False
     event = message.event or {}
-    digit = message.secrets.get("DTMF-Digit")
-    is_digit = digit is not None and digit.is_digits()
+    if event.get(KEY_ACTION) is None or event.get("Event-Name") is not None:
+        return None
+    key = message.secrets.pop("digits", None)
     message.wipe_secrets()
-    if event.get("Unique-ID", own_uuid) == own_uuid:
-        notify(is_digit)
-    return True
+    return key if key is not None else SecretDigits("")
 
 
-async def enable_key_events(
-    conn: EslConnection, notify: Callable[[bool], None], *, timeout: float = 5.0
+async def divert_keys(
+    conn: EslConnection, on_key: Callable[[SecretDigits], None], *, timeout: float = 5.0
 ) -> None:
-    """Subscribe the connection to DTMF events and route them to `notify` (digit or not)."""
+    """Route this call's digit-action events to `on_key`, who owns (and wipes) each key.
+
+    The ESL connection has no public hook for extra events yet, so this wraps its event
+    routing on that one instance.
+    """
     original = conn._on_event
 
     def routed(message: Message) -> None:
-        if not on_key_message(message, conn.uuid, notify):
+        key = key_from_message(message)
+        if key is None:
             original(message)
+        else:
+            on_key(key)
 
     conn._on_event = routed  # type: ignore[method-assign]
-    await conn._send(encode_command(f"filter Event-Name {KEY_EVENT}"), timeout)
+    reply = await conn._send(encode_command("divert_events on"), timeout)
+    text = reply.headers.get("Reply-Text", "")
+    if not text.startswith("+OK"):
+        # Without diversion the key events stay in the session's queue: no card digit
+        # leaves FreeSWITCH, but no field can be collected either.
+        log.warning("call %s: divert_events refused: %s", conn.uuid, text[:80])

@@ -1,7 +1,9 @@
 """One agent-started payment on a secure-trunk call: the capture plan, driven live.
 
 The plan (payivr.core.plan) decides; the one executor (payivr.execution) carries out
-its commands on the caller's leg, exactly as for a transferred payment call: the
+its commands on the caller's leg, which stays bridged to the agent the whole time:
+prompts are mixed into it and keys read from it without any application
+(payivr.agent.bridged), so caller and agent keep talking. As for a transferred call: the
 processor's timeout and late reversal, the wiping of card data on every abnormal
 end, the caller's hang-up. This module adds what agent mode needs on top, as the
 executor's hooks and a Telephone wrapper: the agent-leg guard (no DTMF, no tones),
@@ -20,6 +22,7 @@ from concurrent.futures import Executor as ThreadPool
 from datetime import datetime
 from typing import Any
 
+from payivr.agent.bridged import BridgedTelephone, KeyQueue
 from payivr.agent.guard import AgentLegGuard
 from payivr.agent.publisher import Publisher
 from payivr.agent.settings import AgentSettings
@@ -37,7 +40,7 @@ from payivr.core.plan import (
     ReturnCall,
     State,
 )
-from payivr.core.processor import Processor
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.progress import ProgressTracker
 from payivr.core.prompts import PromptId
 from payivr.core.reasons import Reason
@@ -45,10 +48,12 @@ from payivr.core.result import PaymentResult, callback_body, result_headers
 from payivr.core.secrets import SecretDigits
 from payivr.core.session import Session
 from payivr.esl.channel import CallChannel, CallerGone
-from payivr.esl.telephone import EslTelephone, Speech
+from payivr.esl.telephone import Speech
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor
+from payivr.execution.metrics import PaymentMetrics
 from payivr.execution.store import CallStore, ThreadedStore
+from payivr.media.masking import AgentMedia
 
 log = logging.getLogger("payivr.agent")
 
@@ -73,28 +78,28 @@ class PaymentContext:
     pool: ThreadPool | None = None  # processor threads (None: the loop's default pool)
     # Frees the call for the next payment once this one's result is recorded.
     release: Callable[[], Awaitable[None]] | None = None
+    metrics: PaymentMetrics = dataclasses.field(default_factory=PaymentMetrics)
+    # rtpengine in the agent leg's media path (None: FreeSWITCH mutes instead).
+    media: AgentMedia | None = None
+    agent_call_id: str = ""  # the agent leg's SIP Call-ID, rtpengine's key
+    guided: bool = False  # the merchant's agent-guided style: the caller hears no prompt
+    # The caller's keys, read on the running bridge (payivr.agent.keys).
+    keys: KeyQueue = dataclasses.field(default_factory=KeyQueue)
 
 
-class AgentTelephone(EslTelephone):
+class AgentTelephone(BridgedTelephone):
     """The caller's leg, with the agent's restart and cancel breaking in."""
 
-    def __init__(self, channel: CallChannel, speech: Speech) -> None:
-        super().__init__(channel, speech)
+    def __init__(
+        self, channel: CallChannel, speech: Speech, keys: KeyQueue, guided: bool = False
+    ) -> None:
+        super().__init__(channel, speech, keys, guided=guided)
         self.interrupt: str | None = None  # "restart" or "cancel", set by control()
         self.collecting: Field | None = None
 
-    # The agent cancelled: nothing more is said before the result.
     async def play(self, prompt: str) -> None:
-        if self.interrupt != "cancel":
+        if self.interrupt != "cancel":  # the agent cancelled: nothing more is said
             await super().play(prompt)
-
-    async def say_amount(self, amount: int, currency: str) -> None:
-        if self.interrupt != "cancel":
-            await super().say_amount(amount, currency)
-
-    async def say_digits(self, text: str) -> None:
-        if self.interrupt != "cancel":
-            await super().say_digits(text)
 
     async def collect(self, command: Collect) -> Event:
         if self.interrupt == "cancel":
@@ -125,9 +130,14 @@ class AgentPayment(DriverHooks):
         self.tracker = ProgressTracker(session.id)
         self.plan = CapturePlan(session.request, ctx.merchant, ctx.now().date())
         self.telephone = AgentTelephone(
-            ctx.channel, Speech(ctx.speech_dir, session.request.language)
+            ctx.channel,
+            Speech(ctx.speech_dir, session.request.language),
+            ctx.keys,
+            guided=ctx.guided,
         )
-        self.guard = AgentLegGuard(ctx.channel, ctx.agent_uuid, ctx.settings)
+        self.guard = AgentLegGuard(
+            ctx.channel, ctx.agent_uuid, ctx.settings, ctx.media, ctx.agent_call_id
+        )
         self.result: PaymentResult | None = None
 
     @property
@@ -154,10 +164,8 @@ class AgentPayment(DriverHooks):
             publisher.put(self.tracker.notice("restart-refused", f"{field} is not open for input"))
             return
         self.telephone.interrupt = command
-        # uuid_break ends the playback or the digit collection running on the caller's
-        # leg now (CF_BREAK); what was keyed so far is wiped unread.
-        with contextlib.suppress(CallerGone):
-            await self.pctx.channel.api(f"uuid_break {self.pctx.channel.uuid} all")
+        # Ends the prompt or the field running now; what was keyed so far is wiped unread.
+        await self.telephone.break_in()
 
     def key_pressed(self, is_digit: bool) -> None:
         event = self.tracker.key_pressed(is_digit)
@@ -201,6 +209,7 @@ class AgentPayment(DriverHooks):
         )
 
     async def prepare(self, ctx: CallContext) -> None:
+        self.pctx.keys.flush()  # nothing keyed before this payment counts
         await self.guard.on()
 
     def started(self, command: Command) -> None:
@@ -208,11 +217,16 @@ class AgentPayment(DriverHooks):
             self.pctx.publisher.put(event)
 
     def reported(self, report: FieldReport) -> None:
+        self.pctx.metrics.field(report)
         for progress in self.tracker.report(report):
             self.pctx.publisher.put(progress)
 
+    def settled(self, answer: ProcessorAnswer, seconds: float) -> None:
+        self.pctx.metrics.processor(answer, seconds)
+
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
         self.result = result
+        self.pctx.metrics.result(result)
         # The card span is over: the agent's leg gets DTMF and audio back before the
         # agent sees the result (and can start the next payment).
         with contextlib.suppress(CallerGone):
@@ -233,6 +247,7 @@ class AgentPayment(DriverHooks):
     async def cleanup(self, ctx: CallContext) -> None:
         with contextlib.suppress(CallerGone):
             await self.guard.off()
+        self.pctx.keys.flush()
 
     async def _info_to_agent(self, result: PaymentResult, now: int) -> None:
         """The result as a SIP INFO on the agent's leg: signed X-Pay-* headers, JSON body."""

@@ -14,13 +14,21 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from payivr.agent.api import AgentApi, ApiContext
 from payivr.agent.bus import AgentBus
 from payivr.agent.driver import AgentDeps, call_handler
 from payivr.agent.http import HttpServer
 from payivr.agent.settings import AgentSettings, MerchantTokens, load_agent_settings
-from payivr.core.config import Config
+from payivr.core.config import Config, ConfigError
 from payivr.esl.server import OutboundServer
+from payivr.execution.metrics import PaymentMetrics
+from payivr.media.masking import AgentMedia
+from payivr.media.ng import NgClient
+from payivr.media.settings import load_rtpengine_settings
+from payivr.metrics import CallStatsCollector
+from payivr.metrics import serve as serve_metrics
 
 log = logging.getLogger("payivr.agent")
 
@@ -32,6 +40,7 @@ class AgentService:
     esl: OutboundServer
     aredis: Any
     services: Any
+    registry: CollectorRegistry  # its metrics (docs/monitoring.md)
 
     async def start(self) -> None:
         await self.http.start()
@@ -71,6 +80,7 @@ def build_service(
     if aredis is None:
         aredis = async_redis(config, block_ms=max(sse_block_ms, command_block_ms))
     bus = AgentBus(aredis, ttl_s=settings.call_ttl_s)
+    registry = CollectorRegistry()
     api = AgentApi(
         ApiContext(
             config=config,
@@ -90,7 +100,10 @@ def build_service(
         processor_for=services.processor_for,
         prompts_dir=esl_config.prompts_dir,
         sofia_profile=esl_config.returns.sofia_profile,
+        media=agent_media(config),
+        media_proxy=esl_config.returns.proxy,
         command_block_ms=command_block_ms,
+        metrics=PaymentMetrics(registry, merchants=config.merchants.keys()),
     )
     http = HttpServer(api, settings.listen_host, settings.listen_port)
     esl = OutboundServer(
@@ -99,7 +112,28 @@ def build_service(
         port=settings.esl_listen_port,
         linger_s=esl_config.linger_s,
     )
-    return AgentService(api=api, http=http, esl=esl, aredis=aredis, services=services)
+    registry.register(CallStatsCollector("payivr_agent", lambda: esl.stats))
+    return AgentService(api=api, http=http, esl=esl, aredis=aredis, services=services,
+                        registry=registry)  # fmt: skip
+
+
+def agent_media(config: Config) -> AgentMedia | None:
+    """rtpengine for the agent's leg, from `services.rtpengine` (None without it).
+
+    The agent's leg reaches rtpengine only through Kamailio (`fs_path`): without
+    `services.esl.return.proxy` it would bypass rtpengine, so that is refused.
+    """
+    media = load_rtpengine_settings(config)
+    if media is None:
+        return None
+    if not config.services.esl.returns.proxy:
+        raise ConfigError(
+            [
+                "services.esl.return.proxy: required with services.rtpengine (the agent's "
+                "leg goes through Kamailio to reach rtpengine)"
+            ]
+        )
+    return AgentMedia(NgClient(media.ng_host, media.ng_port), media)
 
 
 async def serve(config: Config) -> None:
@@ -108,6 +142,7 @@ async def serve(config: Config) -> None:
         log.warning("no merchant has agent_api.token: every API call will be refused")
     service = build_service(config, settings, tokens)
     await service.start()
+    exporter = serve_metrics(service.registry, config.services.metrics_host, settings.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -115,3 +150,5 @@ async def serve(config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await service.stop()
+    if exporter is not None:
+        exporter.shutdown()

@@ -16,18 +16,21 @@ services:
     mask_digit: "0"             # the flat tone sent instead of each key (tones)
     mask_file: ""               # a sound file instead of each key (file)
     mute_caller_audio: true     # mute caller->agent audio while capturing (in-band DTMF)
-    live_digit_count: false     # per-key progress: off by default (see docs)
+    live_digit_count: false     # per-key progress on the panel
     result_info: true           # send the result to the agent leg as a SIP INFO
     call_ttl_s: 14400
     require_session: true       # the call must carry Kamailio's X-Payivr-Session
 merchants:
   acme:
-    agent_api: {token: "file:acme_agent_token"}
+    agent_api:
+      token: "file:acme_agent_token"
+      caller_prompts: spoken    # spoken | agent-guided (the caller hears no prompt)
 ```
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from payivr.core.config import Config, ConfigError, is_host_name
 from payivr.core.configread import Reader, Secret, SecretResolver
 
 DTMF_MASKS = ("tones", "silence", "file")
+CALLER_PROMPTS = ("spoken", "agent-guided")
 MIN_TOKEN_LENGTH = 24  # bearer tokens shorter than this are guessable
 # A uuid_drop_dtmf mask that sends nothing ("-" is no DTMF key): see drop_dtmf_args.
 NO_MASK = "mask_digits -"
@@ -48,17 +52,20 @@ class AgentSettings:
     listen_port: int = 8090
     esl_listen_host: str = "127.0.0.1"
     esl_listen_port: int = 8085
+    metrics_port: int = 9466  # Prometheus, on services.metrics_host (docs/monitoring.md)
     dtmf_mask: str = "tones"
     mask_digit: str = "0"
     mask_file: str = ""
     mute_caller_audio: bool = True
-    # Off by default: with it on, the caller's leg keeps sensitive_dtmf off so that
-    # FreeSWITCH fires a DTMF event per key, which every event-socket subscriber
-    # (fs_cli included) receives with the digit (docs/agent-assisted.md).
+    # The panel's "7 digits so far" (else each field's count when it is complete).
+    # Either way the keys reach only this service (payivr.agent.keys), sensitive_dtmf
+    # stays on for the payment, and FreeSWITCH logs no key.
     live_digit_count: bool = False
     result_info: bool = True
     call_ttl_s: int = 14400
     require_session: bool = True
+    # Merchants whose callers hear no prompt during a payment (agent-guided style).
+    guided_merchants: frozenset[str] = frozenset()
 
     def drop_dtmf_args(self) -> str:
         """The tail of `uuid_drop_dtmf <uuid> on ...` for the configured mask.
@@ -117,6 +124,7 @@ def load_agent_settings(
             "esl_listen_host", str, "127.0.0.1", check=is_host_name, what="a host"
         ),
         esl_listen_port=s.port("esl_listen_port", 8085),
+        metrics_port=s.port("metrics_port", 9466),
         dtmf_mask=s.choice("dtmf_mask", DTMF_MASKS, "tones"),
         mask_digit=s.get(
             "mask_digit",
@@ -132,14 +140,6 @@ def load_agent_settings(
         call_ttl_s=s.positive_int("call_ttl_s", 14400),
         require_session=s.get("require_session", bool, True),
     )
-    fs_log_level = services.section("freeswitch").data.get("log_level", "notice")
-    if settings.live_digit_count and fs_log_level in ("info", "debug"):
-        # Without sensitive_dtmf FreeSWITCH logs every key ("RECV DTMF 4:800") at INFO.
-        s.problem(
-            "live_digit_count",
-            f"needs FreeSWITCH's log level at notice or above (services.freeswitch.log_level "
-            f"is {fs_log_level}); or set live_digit_count: false",
-        )
     if settings.dtmf_mask == "file" and not settings.mask_file:
         s.problem("mask_file", "required when dtmf_mask is file")
     s.reject_unknown(
@@ -148,6 +148,7 @@ def load_agent_settings(
             "listen_port",
             "esl_listen_host",
             "esl_listen_port",
+            "metrics_port",
             "dtmf_mask",
             "mask_digit",
             "mask_file",
@@ -161,6 +162,7 @@ def load_agent_settings(
     secrets_file = root.get("secrets_file", str, None)
     resolver = SecretResolver(secrets_file, config.path.parent, environ, problems)
     tokens: dict[str, Secret] = {}
+    guided: set[str] = set()
     merchants = root.section("merchants")
     for merchant_id in merchants.keys():  # noqa: SIM118 (a Reader)
         m = merchants.section(merchant_id)
@@ -170,9 +172,12 @@ def load_agent_settings(
         token = resolver.resolve(a.get("token", str, ""), a.path_of("token"))
         if token and len(token.value()) < MIN_TOKEN_LENGTH:
             a.problem("token", f"at least {MIN_TOKEN_LENGTH} characters")
-        a.reject_unknown({"token"})
+        if a.choice("caller_prompts", CALLER_PROMPTS, "spoken") == "agent-guided":
+            guided.add(merchant_id)
+        a.reject_unknown({"token", "caller_prompts"})
         if token:
             tokens[merchant_id] = token
     if problems:
         raise ConfigError(problems)
+    settings = dataclasses.replace(settings, guided_merchants=frozenset(guided))
     return settings, MerchantTokens(tokens)

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("payivr.callbacks.metrics")
 
@@ -65,30 +61,38 @@ class _OutboxGauges(Collector):
 
 
 class Metrics:
-    """Counters and the latency histogram of one worker process (thread-safe)."""
+    """Counters and the latency histogram of one outbox worker (thread-safe).
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    `namespace` names the outbox: `callbacks`, or `comments` for the after-call
+    comment worker, which shares the callback worker's process and `registry`.
+    """
+
+    def __init__(
+        self, namespace: str = "callbacks", registry: CollectorRegistry | None = None
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.prefix = f"payivr_{namespace}"
+        p = self.prefix
         self._delivered = Counter(
-            "payivr_callbacks_delivered",
-            "Callbacks answered with a 2xx.",
+            f"{p}_delivered",
+            "Deliveries answered with a 2xx.",
             registry=self.registry,
         )
         self._retried = Counter(
-            "payivr_callbacks_retried",
+            f"{p}_retried",
             "Failed attempts scheduled for a retry.",
             registry=self.registry,
         )
         self._dead = Counter(
-            "payivr_callbacks_dead",
+            f"{p}_dead",
             "Entries parked as dead, by reason.",
             ["reason"],
             registry=self.registry,
         )
         self._dead.labels(reason=DEFAULT_DEAD_REASON)
         self._latency = Histogram(
-            "payivr_callbacks_result_to_delivery_seconds",
-            "Time from the result to the first 2xx of its callback.",
+            f"{p}_result_to_delivery_seconds",
+            "Time from the entry being queued to its first 2xx.",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -106,16 +110,17 @@ class Metrics:
         self._dead.labels(reason=reason).inc()
 
     def add_outbox_gauges(self, read: Callable[[], dict[str, int]]) -> None:
-        """Expose `read()` (name -> entries) as `payivr_callbacks_<name>_entries` gauges."""
+        """Expose `read()` (name -> entries) as `payivr_callbacks_<name>_entries` gauges
+        (the comment outbox's as `payivr_callbacks_comments_<name>_entries`)."""
         self.registry.register(_OutboxGauges(read))
 
     @property
     def delivered(self) -> int:
-        return int(self._sample("payivr_callbacks_delivered_total"))
+        return int(self._sample(f"{self.prefix}_delivered_total"))
 
     @property
     def retried(self) -> int:
-        return int(self._sample("payivr_callbacks_retried_total"))
+        return int(self._sample(f"{self.prefix}_retried_total"))
 
     @property
     def dead(self) -> dict[str, int]:
@@ -124,7 +129,7 @@ class Metrics:
             sample.labels["reason"]: int(sample.value)
             for metric in self._dead.collect()
             for sample in metric.samples
-            if sample.name == "payivr_callbacks_dead_total"
+            if sample.name == f"{self.prefix}_dead_total"
         }
 
     def _sample(self, name: str) -> float:
@@ -134,9 +139,3 @@ class Metrics:
     def render(self) -> str:
         """The Prometheus text exposition of everything registered."""
         return generate_latest(self.registry).decode("utf-8")
-
-
-def serve_metrics(metrics: Metrics, host: str, port: int) -> WSGIServer:
-    """Serve the metrics on host:port from a daemon thread; returns the server."""
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return server

@@ -4,15 +4,15 @@ Two checks, each failing into a stable reason id that ends up on the dead entry:
 - the URL: `https`, or `http` only where the merchant allows it; no user:password;
   the host in the merchant's callback allowlist (`host-not-allowed`, ...);
 - the address: every address the host resolves to, and then the address actually
-  connected to (sender.py), must be public unless the merchant allows private
-  addresses (`address-not-allowed`). Checking the connected peer closes the gap a
-  DNS answer that changes between the check and the connection would open.
+  connected to (client.py, before any byte or TLS handshake goes out), must be public
+  unless the merchant allows private addresses (`address-not-allowed`). Checking the
+  connected peer closes the gap a DNS answer that changes between the check and the
+  connection would open.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
@@ -90,15 +90,11 @@ def address_allowed(address: str, allow_private: bool) -> bool:
     return ip.is_global
 
 
-def check_resolved(host: str, port: int, allow_private: bool) -> list[str]:
-    """Resolve the host; raise NotAllowed if any of its addresses is not allowed.
+def check_addresses(host: str, addresses: list[str], allow_private: bool) -> None:
+    """Raise NotAllowed if any address a host resolved to is not allowed.
 
-    All of them, not just the first: the HTTP client may try any. A name that does
-    not resolve raises socket.gaierror (a transient failure: retried).
+    All of them, not just the first: the connection may try any.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = sorted({str(info[4][0]) for info in infos})
     for address in addresses:
         if not address_allowed(address, allow_private):
             raise NotAllowed("address-not-allowed", f"{host} resolves to {address}")
-    return addresses

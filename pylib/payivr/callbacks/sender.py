@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import re
 import socket
-import threading
 import time
 from urllib.parse import urlsplit
 
-import requests
-from requests.structures import CaseInsensitiveDict
-
+from payivr.callbacks.client import CallbackClient, ProtocolError, Target, target_of
 from payivr.callbacks.outbox_worker import DeliveryVerdict
-from payivr.callbacks.policy import CallbackPolicy, NotAllowed, check_resolved, check_url
-from payivr.callbacks.transport import guarded_session
+from payivr.callbacks.policy import CallbackPolicy, NotAllowed, check_url
 from payivr.core.signature import sign_callback
 from payivr.store.outbox import LeasedEntry
 
-USER_AGENT = "payivr-callbacks/1"
-MAX_RESPONSE_BYTES = 64 * 1024
-# How long a host's resolution check holds. The check that matters is the one on
-# every new connection's peer (transport.py); this one gives a clean verdict before
-# connecting, and caching it saves a DNS lookup per callback.
-RESOLVE_CACHE_S = 30.0
-
-
-@functools.lru_cache(maxsize=4096)
-def _normalised_url(url: str) -> str:
-    # requests' own URL preparation (IDNA, quoting), done once per distinct URL.
-    prepared = requests.PreparedRequest()
-    prepared.prepare_url(url, None)
-    return str(prepared.url)
+USER_AGENT = b"payivr-callbacks/1"
+# Event ids are payivr's own (evt_ + base64url); anything else in a header is refused.
+_HEADER_SAFE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def _short(exc: BaseException) -> str:
@@ -38,44 +25,19 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+@functools.lru_cache(maxsize=4096)
+def _target(url: str, policy: CallbackPolicy) -> Target:
+    # Parsing and quoting once per distinct URL and policy (callbacks repeat them).
+    return target_of(check_url(url, policy))
+
+
 class Sender:
-    """POSTs callbacks; one requests.Session per thread and policy, connections reused."""
+    """Signs and POSTs callbacks through one CallbackClient (one event loop)."""
 
-    def __init__(self, connect_timeout_s: float, read_timeout_s: float, pool_maxsize: int = 10):
-        self.timeout = (connect_timeout_s, read_timeout_s)
-        self._pool_maxsize = pool_maxsize
-        self._local = threading.local()
-        self._resolved: dict[tuple[str, int, bool], tuple[float, NotAllowed | None]] = {}
-        self._resolved_lock = threading.Lock()
+    def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.client = CallbackClient(connect_timeout_s, read_timeout_s)
 
-    def _check_resolved(self, host: str, port: int, allow_private: bool) -> None:
-        key = (host, port, allow_private)
-        now = time.monotonic()
-        with self._resolved_lock:
-            cached = self._resolved.get(key)
-        if cached is None or cached[0] < now:
-            verdict: NotAllowed | None = None
-            try:
-                check_resolved(host, port, allow_private)
-            except NotAllowed as exc:
-                verdict = exc
-            cached = (now + RESOLVE_CACHE_S, verdict)
-            with self._resolved_lock:
-                if len(self._resolved) > 4096:
-                    self._resolved.clear()
-                self._resolved[key] = cached
-        if cached[1] is not None:
-            raise cached[1]
-
-    def _session(self, allow_private: bool) -> requests.Session:
-        sessions: dict[bool, requests.Session] | None = getattr(self._local, "sessions", None)
-        if sessions is None:
-            sessions = self._local.sessions = {}
-        if allow_private not in sessions:
-            sessions[allow_private] = guarded_session(allow_private, self._pool_maxsize)
-        return sessions[allow_private]
-
-    def send(self, entry: LeasedEntry, policy: CallbackPolicy | None) -> DeliveryVerdict:
+    async def send(self, entry: LeasedEntry, policy: CallbackPolicy | None) -> DeliveryVerdict:
         """Try once; never raises for anything the endpoint or the network does."""
         if policy is None:
             return DeliveryVerdict(
@@ -91,71 +53,58 @@ class Sender:
                 reason="no-callback-secret",
                 attempted=False,
             )
+        if not _HEADER_SAFE.fullmatch(entry.event_id):
+            return DeliveryVerdict(
+                "dead", error="event id not a token", reason="bad-entry", attempted=False
+            )
         try:
-            parts = check_url(entry.url, policy)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            self._check_resolved(parts.hostname or "", port, policy.allow_private)
+            to = _target(entry.url, policy)
         except NotAllowed as exc:
+            return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
+        body = entry.body
+        signature = sign_callback(policy.secret, body, int(time.time()))
+        head = b"".join(
+            (
+                b"POST ",
+                to.target,
+                b" HTTP/1.1\r\nHost: ",
+                to.host_header,
+                b"\r\nContent-Type: application/json\r\nContent-Length: ",
+                str(len(body)).encode(),
+                b"\r\nUser-Agent: ",
+                USER_AGENT,
+                b"\r\nX-Payivr-Event-Id: ",
+                entry.event_id.encode(),
+                b"\r\nX-Payivr-Signature: ",
+                signature.encode(),
+                b"\r\n\r\n",
+            )
+        )
+        try:
+            answer = await self.client.post(to, policy.allow_private, head, body)
+        except NotAllowed as exc:  # the resolved or connected address
             return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
         except (socket.gaierror, UnicodeError) as exc:
             return DeliveryVerdict("retry", error=f"name resolution failed: {_short(exc)}")
-
-        timestamp = int(time.time())
-        body = entry.body
-        headers = CaseInsensitiveDict(
-            {
-                "Content-Type": "application/json",
-                "Content-Length": str(len(body)),
-                "User-Agent": USER_AGENT,
-                "X-Payivr-Event-Id": entry.event_id,
-                "X-Payivr-Signature": sign_callback(policy.secret, body, timestamp),
-            }
-        )
-        session = self._session(policy.allow_private)
-        try:
-            # Prepared by hand and given to the session's adapter: Session.post would
-            # also merge cookies, auth, hooks and environment settings that a callback
-            # never uses, which is a good part of the CPU per callback. The adapter
-            # still does the work that matters: pooling, timeouts, TLS verification.
-            prepared = requests.PreparedRequest()
-            prepared.method = "POST"
-            prepared.url = _normalised_url(entry.url)
-            prepared.headers = headers
-            prepared.body = body
-            response = session.get_adapter(prepared.url).send(
-                prepared, stream=True, timeout=self.timeout, verify=True, cert=None, proxies={}
-            )
-        except NotAllowed as exc:  # raised by the peer check of the connection
-            return DeliveryVerdict("dead", error=exc.detail, reason=exc.reason, attempted=False)
-        except requests.Timeout as exc:
-            return DeliveryVerdict("retry", error=f"timeout: {_short(exc)}")
-        except requests.RequestException as exc:
+        except TimeoutError:
+            return DeliveryVerdict("retry", error="timeout: no answer in time")
+        except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
             return DeliveryVerdict("retry", error=_short(exc))
-        try:
-            return self._verdict(response)
-        finally:
-            response.close()
-
-    def _verdict(self, response: requests.Response) -> DeliveryVerdict:
-        status = response.status_code
-        # Read (a bounded part of) the body so the connection can be reused; its
-        # content is not kept anywhere.
-        try:
-            read = 0
-            for chunk in response.iter_content(8192):
-                read += len(chunk)
-                if read > MAX_RESPONSE_BYTES:
-                    break
-        except requests.RequestException as exc:
-            if 200 <= status < 300:
-                return DeliveryVerdict("delivered", status=str(status))
-            return DeliveryVerdict("retry", status=str(status), error=_short(exc))
+        status = answer.status
         if 200 <= status < 300:
             return DeliveryVerdict("delivered", status=str(status))
         if 300 <= status < 400:
-            target = urlsplit(response.headers.get("Location", "")).hostname or "?"
+            target = _host_of(answer.location)
             return DeliveryVerdict(
                 "retry", status=str(status), error=f"redirect to {target} not followed"
             )
-        reason = (response.reason or "")[:80]
-        return DeliveryVerdict("retry", status=str(status), error=f"HTTP {status} {reason}".strip())
+        return DeliveryVerdict(
+            "retry", status=str(status), error=f"HTTP {status} {answer.reason}".strip()
+        )
+
+
+def _host_of(location: str) -> str:
+    try:
+        return urlsplit(location).hostname or "?"
+    except ValueError:
+        return "?"

@@ -1,8 +1,9 @@
 """The callback worker: delivers result callbacks from the callback outbox.
 
-The loop (consumer group, leases, retries, dead entries, a thread pool) is the generic
-outbox worker's (callbacks/outbox_worker.py); this file says what one delivery is:
-a signed POST to the merchant's URL, checked against its policy (sender.py).
+The loop (consumer group, leases, retries, dead entries, batches, asyncio) is the
+generic outbox worker's (callbacks/outbox_worker.py); this file says what one delivery
+is: a signed POST to the merchant's URL, checked against its policy (sender.py), as a
+coroutine on the worker's event loop.
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ class Worker(OutboxWorker[LeasedEntry]):
     ) -> None:
         super().__init__(outbox, settings, metrics)
         self._policy = policies if callable(policies) else policies.get
-        self.sender = Sender(
-            settings.connect_timeout_s, settings.read_timeout_s, pool_maxsize=settings.threads
-        )
+        self.sender = Sender(settings.connect_timeout_s, settings.read_timeout_s)
 
-    def attempt(self, entry: LeasedEntry) -> DeliveryVerdict:
-        return self.sender.send(entry, self._policy(entry.merchant))
+    async def attempt(self, entry: LeasedEntry) -> DeliveryVerdict:
+        return await self.sender.send(entry, self._policy(entry.merchant))
+
+    def tidy(self) -> None:
+        self.sender.client.close_idle()
+
+    def close(self) -> None:
+        self.sender.client.close()
 
     def describe(self, entry: LeasedEntry) -> str:
         return entry.event_id

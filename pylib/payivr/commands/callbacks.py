@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from payivr.commands import CHECK_CONFIG_HEADING, load_or_report
+from payivr.commands.outbox_listing import Column, OutboxListing, add_list_and_replay
 
 DEFAULT_CONFIG = "/etc/payivr/payivr.yaml"
 STOP_GRACE_S = 30.0
@@ -31,7 +31,9 @@ def add_commands(sub: Any) -> None:
     )
     _config_arg(work)
     work.add_argument("--consumer", default="", help="consumer name (default: host-pid)")
-    work.add_argument("--threads", type=int, default=16, help="concurrent deliveries")
+    work.add_argument(
+        "--concurrency", type=int, default=64, help="deliveries in flight at once, per process"
+    )
     work.add_argument(
         "--processes",
         type=int,
@@ -53,7 +55,9 @@ def add_commands(sub: Any) -> None:
     work.add_argument(
         "--metrics-port", type=int, help="Prometheus port (config default; 0 turns it off)"
     )
-    work.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
+    work.add_argument(
+        "--metrics-host", help="address to serve metrics on (default services.metrics_host)"
+    )
     work.add_argument(
         "--watchdog-interval",
         type=float,
@@ -63,18 +67,13 @@ def add_commands(sub: Any) -> None:
     )
     work.set_defaults(handler=cmd_work)
 
-    ls = cbsub.add_parser("list", help="pending, in-flight, retrying and dead callbacks")
-    _config_arg(ls)
-    ls.add_argument("--state", choices=("pending", "in-flight", "retrying", "dead"))
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.set_defaults(handler=cmd_list)
-
-    rp = cbsub.add_parser("replay", help="send a callback again (same event id)")
-    _config_arg(rp)
-    which = rp.add_mutually_exclusive_group(required=True)
-    which.add_argument("event_id", nargs="?", help="the X-Payivr-Event-Id")
-    which.add_argument("--all-dead", action="store_true", help="every dead callback")
-    rp.set_defaults(handler=cmd_replay)
+    add_list_and_replay(
+        cbsub,
+        CALLBACKS,
+        _config_arg,
+        replay_help="send a callback again (same event id)",
+        key_help="the X-Payivr-Event-Id",
+    )
 
     vf = cbsub.add_parser(
         "verify",
@@ -114,14 +113,24 @@ def _outbox(config: Any, block_s: float = 0.0) -> Any:
     return Outbox(redis_client(cfg, socket_timeout=cfg.socket_timeout_s + block_s))
 
 
+CALLBACKS = OutboxListing(
+    noun="callback",
+    key_field="event_id",
+    json_fields=("event_id", "merchant", "url"),
+    table=(Column("event_id", "EVENT ID", 28), Column("merchant", "MERCHANT", 12)),
+    open_outbox=_outbox,
+)
+
+
 def cmd_work(args: argparse.Namespace) -> int:
     """Run the worker; SIGTERM/SIGINT stop it after the deliveries in hand."""
     config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
     if config is None:
         return 2
-    from payivr.callbacks.metrics import Metrics, serve_metrics
+    from payivr.callbacks.metrics import Metrics
     from payivr.callbacks.policy import CallbackPolicy
     from payivr.callbacks.worker import Worker, WorkerSettings
+    from payivr.metrics import serve as serve_metrics
 
     logging.basicConfig(
         level=logging.INFO,
@@ -136,7 +145,7 @@ def cmd_work(args: argparse.Namespace) -> int:
         return supervise(lambda i: _child_argv(args, i, port), args.processes)
     settings = WorkerSettings(
         consumer=args.consumer,
-        threads=max(1, args.threads),
+        concurrency=max(1, args.concurrency),
         connect_timeout_s=args.connect_timeout or cfg.connect_timeout_s,
         read_timeout_s=args.read_timeout or cfg.read_timeout_s,
         retry_for_s=args.retry_for if args.retry_for is not None else cfg.retry_for_s,
@@ -151,7 +160,7 @@ def cmd_work(args: argparse.Namespace) -> int:
     metrics = Metrics()
     worker = Worker(outbox, policies, settings, metrics)
     watchdog = _watchdog(config, args.watchdog_interval)
-    comments = _comment_worker(config, args.consumer)
+    comments = _comment_worker(config, args.consumer, Metrics("comments", metrics.registry))
     server = None
     if port:
         metrics.add_outbox_gauges(outbox.counts)
@@ -160,7 +169,8 @@ def cmd_work(args: argparse.Namespace) -> int:
             metrics.add_outbox_gauges(
                 lambda: {f"comments_{k}": v for k, v in comment_outbox.counts().items()}
             )
-        server = serve_metrics(metrics, args.metrics_host, port)
+        host = args.metrics_host or config.services.metrics_host
+        server = serve_metrics(metrics.registry, host, port)
 
     def stop(_signum: int, _frame: Any) -> None:
         worker.stop()
@@ -199,7 +209,7 @@ def _watchdog(config: Any, interval_s: float) -> Any:
     return start_watchdog(client, config, WatchdogSettings(interval_s=interval_s))
 
 
-def _comment_worker(config: Any, consumer: str) -> Any:
+def _comment_worker(config: Any, consumer: str, metrics: Any) -> Any:
     """The after-call comment worker, run beside the callback worker when the config
     has connectors (docs/connectors.md); None otherwise."""
     if not config.connectors:
@@ -210,7 +220,9 @@ def _comment_worker(config: Any, consumer: str) -> Any:
 
     settings = comment_worker_settings(consumer)
     client = redis_client(config.services.redis, socket_timeout=settings.block_ms / 1000 + 5)
-    return CommentWorker(CommentOutbox(client), ConnectorClient(config.connectors), settings)
+    return CommentWorker(
+        CommentOutbox(client), ConnectorClient(config.connectors), settings, metrics
+    )
 
 
 def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list[str]:
@@ -225,22 +237,21 @@ def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list
         args.config,
         "--processes",
         "1",
-        "--threads",
-        str(args.threads),
+        "--concurrency",
+        str(args.concurrency),
         "--backoff-base",
         str(args.backoff_base),
         "--backoff-max",
         str(args.backoff_max),
         "--claim-idle",
         str(args.claim_idle),
-        "--metrics-host",
-        args.metrics_host,
         "--metrics-port",
         str(metrics_port + index if metrics_port else 0),
         "--watchdog-interval",
         str(args.watchdog_interval),
     ]
     optional = {
+        "--metrics-host": args.metrics_host,
         "--retry-for": args.retry_for,
         "--connect-timeout": args.connect_timeout,
         "--read-timeout": args.read_timeout,
@@ -252,93 +263,6 @@ def _child_argv(args: argparse.Namespace, index: int, metrics_port: int) -> list
     if args.consumer:
         argv += ["--consumer", f"{args.consumer}-{index}"]
     return argv
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
-
-
-def _redis_down(exc: Exception) -> int:
-    print(f"redis unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
-    return 3
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    import redis
-
-    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
-    if config is None:
-        return 2
-    try:
-        rows = _outbox(config).rows()
-    except redis.RedisError as exc:
-        return _redis_down(exc)
-    if args.state:
-        rows = [r for r in rows if r.state == args.state]
-    if args.json:
-        for r in rows:
-            print(
-                json.dumps(
-                    {
-                        "event_id": r.event_id,
-                        "merchant": r.merchant,
-                        "state": r.state,
-                        "attempts": r.attempts,
-                        "next_attempt": _when(r.next_at_ms),
-                        "last_status": r.last_status,
-                        "last_error": r.last_error,
-                        "reason": r.reason,
-                        "url": r.url,
-                    }
-                )
-            )
-        return 0
-    print(
-        f"{'EVENT ID':<28} {'MERCHANT':<12} {'STATE':<9} {'TRIES':>5} {'NEXT ATTEMPT':<20} "
-        "LAST ERROR"
-    )
-    for r in rows:
-        error = " ".join(x for x in (r.reason, r.last_status, r.last_error) if x)
-        print(
-            f"{r.event_id:<28} {r.merchant:<12} {r.state:<9} {r.attempts:>5} "
-            f"{_when(r.next_at_ms):<20} {error}"
-        )
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.state] = counts.get(r.state, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing"
-    print(f"({summary})", file=sys.stderr)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    import redis
-
-    config = load_or_report(args.config, heading=CHECK_CONFIG_HEADING)
-    if config is None:
-        return 2
-    from payivr.store.outbox import now_ms
-
-    outbox = _outbox(config)
-    try:
-        if args.all_dead:
-            n = outbox.replay_all_dead(now_ms())
-            print(f"requeued {n} dead callback(s)")
-            return 0
-        what = outbox.replay(args.event_id, now_ms())
-    except redis.RedisError as exc:
-        return _redis_down(exc)
-    messages = {
-        "requeued": "requeued (was dead); a worker sends it with the same event id",
-        "due-now": "was waiting for a retry; due now",
-        "in-flight": "being delivered right now; nothing to do",
-        "pending": "pending; a worker will take it",
-        "not-found": "no such callback (delivered callbacks are not kept)",
-    }
-    print(f"{args.event_id}: {messages[what]}")
-    return 1 if what == "not-found" else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -14,6 +14,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve = sub.add_parser("serve", help="listen for FreeSWITCH's outbound socket connections")
     serve.add_argument("--config", required=True, help="payivr YAML config file")
     serve.add_argument("--port", type=int, default=None, help="override services.esl.listen_port")
+    serve.add_argument(
+        "--metrics-port", type=int, help="override services.esl.metrics_port (0 turns it off)"
+    )
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(handler=_serve)
 
@@ -28,8 +31,10 @@ def _serve(args: argparse.Namespace) -> int:
         return CONFIG_EXIT
     services = build_services(config)
     service = build_service(config, services, port=args.port)
+    port = config.services.esl.metrics_port if args.metrics_port is None else args.metrics_port
+    metrics = (config.services.metrics_host, port) if port else None
     try:
-        asyncio.run(serve(service))
+        asyncio.run(serve(service, metrics=metrics))
     finally:
         services.close()
     return 0

@@ -7,8 +7,10 @@
   Zendesk of `./dev demo-flow`, or the real service); prompts are printed, keys read
   one entry per line (empty: no input; `hangup`: hang up); in a queue, an empty line
   is the agent answering, `timeout` the queue's timeout. A `pay` activity runs the
-  capture plan against the sandbox processor, as `payivr simulate` does. Comments
-  and events are printed, not sent.
+  capture plan against the sandbox processor, as `payivr simulate` does. Events are
+  printed, not sent; comments too, unless `--post-comments`: then they are queued
+  on the config's Redis in the durable comment outbox, which `payivr callbacks
+  work` delivers to the connector (the real service, or a test one).
 - `media --config C`: speak every flow prompt (espeak-ng) and make the queues'
   music on hold (sox) under the prompts directory; recorded files are kept.
 - `demo`: the reference flow (flows/zendesk-caller-aware.yaml) in this terminal,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,6 +54,12 @@ def add_commands(sub: Any) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a SIP header of the call (a trunk header entry point)",
+    )
+    s.add_argument(
+        "--post-comments",
+        action="store_true",
+        help="queue the flow's comments in the durable outbox on the config's Redis "
+        "(delivered by `payivr callbacks work`) instead of printing them",
     )
     s.set_defaults(handler=simulate)
     d = fsub.add_parser("demo", help="the reference flow against a loopback Zendesk")
@@ -141,6 +150,7 @@ def demo(args: argparse.Namespace) -> int:
         }  # fmt: skip
         data["flows"] = {
             "files": [str(reference)],
+            "sources": ["127.0.0.1/32"],
             "entry_points": {"support": {"number": "8000", "flow": "zendesk-caller-aware"}},
             "queues": {"support": {"agents": ["sip:agent1@127.0.0.1:5090"]}},
         }
@@ -183,12 +193,24 @@ def simulate(args: argparse.Namespace) -> int:
         return 2
     keypad = Keypad(sys.stdin, sys.stdout)
     with keypad.session():
-        ok = asyncio.run(_simulate(config, entry, args.ani, args.entry, keypad, sys.stdout))
+        ok = asyncio.run(
+            _simulate(
+                config, entry, args.ani, args.entry, keypad, sys.stdout,
+                post_comments=args.post_comments,
+            )
+        )  # fmt: skip
     return 0 if ok else 1
 
 
 async def _simulate(
-    config: Any, entry: Any, ani: str, dialled: str, keypad: Any, out: TextIO
+    config: Any,
+    entry: Any,
+    ani: str,
+    dialled: str,
+    keypad: Any,
+    out: TextIO,
+    *,
+    post_comments: bool = False,
 ) -> bool:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -209,15 +231,25 @@ async def _simulate(
     )
 
     flow = config.flows.flows[entry.flow]
-    engine = FlowEngine(flow, CallInfo(ani, dialled, entry.name, "simulate", entry.language))
+    # A Call-ID of its own: the outbox keys a posted comment by it.
+    call_id = f"simulate-{uuid.uuid4()}"
+    engine = FlowEngine(flow, CallInfo(ani, dialled, entry.name, call_id, entry.language))
     sessions = MemorySessions()
     pool = ThreadPoolExecutor(4, thread_name_prefix="payivr-simulate")
+    comments: Any = PrintedComments(out)
+    if post_comments:
+        from payivr.connectors.comments import CommentOutbox
+        from payivr.flows.ports import OutboxComments
+        from payivr.store.connect import redis_client
+
+        outbox = CommentOutbox(redis_client(config.services.redis))
+        comments = QueuedComments(OutboxComments(outbox, pool), out)
     ctx = FlowContext(
         label="simulate",
         plan=engine,
         telephone=TerminalFlowTelephone(flow, keypad, out),
         connectors=ConnectorPort(ConnectorClient(config.connectors), pool),
-        comments=PrintedComments(out),
+        comments=comments,
         events=PrintedEvents(out),
         payments=CapturePayments(
             store=sessions,
@@ -237,3 +269,17 @@ async def _simulate(
         pool.shutdown(wait=False)
     out.write(f"  (flow ended by {engine.variables.get('ended_by') or '?'})\n")
     return True
+
+
+class QueuedComments:
+    """`--post-comments`: the comment goes into the durable outbox, and the terminal
+    says so (with the outbox entry's id, never the text twice)."""
+
+    def __init__(self, outbox: Any, out: TextIO) -> None:
+        self.outbox = outbox
+        self.out = out
+
+    async def enqueue(self, connector: str, ticket_id: str, body: str, *, call_id: str) -> str:
+        entry: str = await self.outbox.enqueue(connector, ticket_id, body, call_id=call_id)
+        self.out.write(f"  (comment for {connector} ticket {ticket_id} queued: {entry})\n")
+        return entry

@@ -38,6 +38,13 @@ def add_commands(sub: Any) -> None:
         default=10,
         help="seconds between OPTIONS probes of the FreeSWITCH nodes",
     )
+    run.add_argument(
+        "--dlg-ka-interval",
+        type=int,
+        default=30,
+        help="seconds between in-dialog OPTIONS to the node of each call "
+        "(a node that dies mid-call: Kamailio sends the BYE); 30 at least",
+    )
     run.add_argument("--log-level", type=int, default=2, help="Kamailio debug level (2: info)")
     run.add_argument("--shm-mb", type=int, default=64)
     run.add_argument(
@@ -68,7 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--udp", action="append", default=[], metavar="HOST:PORT")
     p.add_argument("--tcp", action="append", default=[], metavar="HOST:PORT")
     p.add_argument("--tls", action="append", default=[], metavar="HOST:PORT")
-    p.add_argument("--children", type=int, default=4, help="UDP worker processes")
+    p.add_argument("--children", type=int, default=12, help="UDP worker processes")
     p.add_argument("--tcp-children", type=int, default=2)
 
 
@@ -115,6 +122,7 @@ def run_kamailio(args: argparse.Namespace) -> int:
         tcp_children=args.tcp_children,
         fr_timer_ms=args.fr_timer_ms,
         ds_ping_interval_s=args.ds_ping_interval,
+        dlg_ka_interval_s=args.dlg_ka_interval,
         log_level=args.log_level,
     )
     process = KamailioProcess(settings, config, kamailio_dir=kamailio_dir, shm_mb=args.shm_mb)

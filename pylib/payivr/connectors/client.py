@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -99,13 +100,33 @@ class _Connector:
             self.headers["Authorization"] = header
 
 
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
+class _QueryStringHider(logging.Filter):
+    """urllib3 logs every request line, query string included, at DEBUG (also its
+    retry and redirect lines): a caller's phone number (`query=phone:...`) would reach
+    the logs of a host run with debug logging. The line stays, the query goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub("?[query hidden]", message), None
+        return True
+
+
+def hide_query_strings() -> None:
+    """Put the filter on urllib3's pool logger once (its level is left alone)."""
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _QueryStringHider) for f in pool_log.filters):
+        pool_log.addFilter(_QueryStringHider())
+
+
 class ConnectorClient:
     """`request(name, method, path, query=..., json_body=...)` for every configured connector."""
 
     def __init__(self, settings: Mapping[str, ConnectorSettings]) -> None:
-        # urllib3 logs every request line, query string included, at DEBUG: a caller's
-        # phone number would reach the logs of a host run with debug logging.
-        logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
+        hide_query_strings()
         self._settings = dict(settings)
         self._connectors: dict[str, _Connector] = {}
         self._lock = threading.Lock()

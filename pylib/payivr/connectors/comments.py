@@ -26,7 +26,7 @@ from payivr.connectors.client import ConnectorClient, ConnectorError
 from payivr.connectors.zendesk import TicketNotEditable, ZendeskApi
 from payivr.core.logfilter import mask_digits
 from payivr.store import keys
-from payivr.store.stream_outbox import OutboxKeys, RawRow, StreamOutbox, now_ms
+from payivr.store.stream_outbox import OutboxKeys, StreamOutbox, now_ms
 
 COMMENT_FIELDS = ("comment_id", "call_id", "connector", "ticket_id", "body", "created_at_ms")
 COMMENT_KEYS = OutboxKeys(
@@ -95,14 +95,6 @@ class CommentOutbox(StreamOutbox[LeasedComment]):
             }
         )
         return comment_id
-
-    def rows(self) -> list[RawRow]:
-        """Every comment not yet delivered: pending, in flight, retrying, and dead."""
-        return self.raw_rows()
-
-    def replay(self, comment_id: str, now_ms: int) -> str:
-        """Try a comment again (see StreamOutbox.replay_where)."""
-        return self.replay_where("comment_id", comment_id, now_ms)
 
 
 def comment_worker_settings(consumer: str = "", retry_for_s: float = 86_400.0) -> WorkerSettings:

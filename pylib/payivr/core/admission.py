@@ -1,18 +1,27 @@
-"""The whole admission decision for a payment INVITE (SPEC sections 2-4), pure.
+"""The whole admission decision for a new INVITE (SPEC sections 2-4), pure.
 
-Kamailio's KEMI script gathers headers, body, source address and Call-ID, calls
-`admit`, and acts on the decision. Checks run in an order that authenticates before
-it explains: merchant -> source -> signature -> fields -> SDP offer -> replay, so an
-unsigned peer learns nothing about what a valid request would look like.
+Kamailio's KEMI script gathers headers, body, source address, Call-ID and the number
+dialled, calls `admit`, and acts on the decision. Checks run in an order that
+authenticates before it explains: merchant -> source -> signature -> fields -> SDP
+offer (and SRTP where the merchant requires it) -> replay, so an unsigned peer learns
+nothing about what a valid request would look like.
+
+An INVITE without `X-Pay-Merchant` is a call flow's call when its trunk header or
+number dialled is an entry point (docs/flows.md): it is relayed without a session
+(the flow creates one when it takes a payment) if it comes from one of the entry
+point's sources and carries an SDP offer. Any other INVITE without a merchant is
+refused as a payment request missing its merchant, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from payivr.core.config import Config, MerchantConfig
 from payivr.core.errors import Rejection, forbidden, not_acceptable, unknown_merchant
+from payivr.core.flow.settings import EntryPoint
+from payivr.core.media_security import check_srtp
 from payivr.core.replay import ReplayGuard, replay_key
 from payivr.core.request import (
     SIGNED_REQUEST_HEADERS,
@@ -47,11 +56,19 @@ class Accept:
 
 
 @dataclass(frozen=True)
+class FlowCall:
+    """A call to a flow's entry point from one of its sources: relay it as it is, with
+    no payment session and no `X-Pay-*` header (the flow's `pay` creates its own)."""
+
+    entry: EntryPoint
+
+
+@dataclass(frozen=True)
 class Reject:
     rejection: Rejection
 
 
-Decision = Accept | Reject
+Decision = Accept | FlowCall | Reject
 
 
 def replayed() -> Rejection:
@@ -68,16 +85,36 @@ def admit(
     body: MessageBody,
     replay: ReplayGuard | None = None,
     referred_by: str | None = None,
+    dialled: str = "",
+    entry_headers: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Decide on one payment INVITE. Never raises for anything the peer sent."""
+    """Decide on one new INVITE. Never raises for anything the peer sent.
+
+    `dialled` is the Request-URI's user; `entry_headers` the values of the trunk
+    headers entry points are matched by (`config.flows.header_names()`), by
+    lower-case name.
+    """
     try:
-        return _admit(headers, call_id, source_ip, config, now, body, replay, referred_by)
+        fields = collect_headers(headers)
+        if "x-pay-merchant" not in fields:
+            entry = config.flows.entry_for(dialled, entry_headers or {})
+            if entry is not None:
+                return _flow_call(entry, source_ip, body)
+        return _admit(fields, call_id, source_ip, config, now, body, replay, referred_by)
     except Rejection as rejection:
         return Reject(rejection)
 
 
+def _flow_call(entry: EntryPoint, source_ip: str, body: MessageBody) -> FlowCall:
+    if not entry.source_allowed(source_ip):
+        raise forbidden("source", f"{source_ip} may not call entry point {entry.name}")
+    # A flow may take a payment: its card tones need the media terms settled up front.
+    check_offer(body)
+    return FlowCall(entry)
+
+
 def _admit(
-    headers: Iterable[tuple[str, str]],
+    fields: Mapping[str, str],
     call_id: str,
     source_ip: str,
     config: Config,
@@ -86,7 +123,6 @@ def _admit(
     replay: ReplayGuard | None,
     referred_by: str | None,
 ) -> Decision:
-    fields = collect_headers(headers)
     mid = merchant_id(fields)
     merchant = config.merchant(mid)
     if merchant is None:
@@ -113,6 +149,8 @@ def _admit(
 
     request = parse_request(fields, merchant, call_id=call_id, referred_by=referred_by)
     check_offer(body)
+    if merchant.require_srtp:
+        check_srtp(body.text, mid)
 
     # A replay window twice the timestamp window covers a timestamp at either edge.
     ttl = 2 * merchant.signing.window_s

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import yaml
-
 from payivr.core.config_types import (
+    MODERN_CIPHERS,
     CallbacksConfig,
     CaptureConfig,
     Config,
@@ -33,14 +32,17 @@ from payivr.core.config_types import (
     SentinelConfig,
     ServicesConfig,
     SigningConfig,
+    SpeechConfig,
     TlsConfig,
+    WatchdogConfig,
 )
-from payivr.core.configread import Reader, Secret, SecretResolver
+from payivr.core.configread import Reader, Secret, SecretResolver, load_yaml_file
 
 if TYPE_CHECKING:
     from payivr.core.flow.settings import FlowsConfig
 from payivr.core.connector_settings import read_connectors
 from payivr.core.siputil import parse_sip_uri
+from payivr.core.speech_input import INPUT_MODES
 
 LANGUAGES = ("es", "en", "pt", "nl")
 BRANDS = ("visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay")
@@ -98,14 +100,7 @@ def is_host_name(value: str) -> bool:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     config_path = Path(path)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{config_path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{config_path}: not valid YAML: {exc}"]) from None
+    data = load_yaml_file(config_path, ConfigError)
     return parse_config(data, base_dir=config_path.parent, environ=environ, path=config_path)
 
 
@@ -215,9 +210,18 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         port=t.port("port", 5061),
         certificate=t.get("certificate", str, ""),
         private_key=t.get("private_key", str, ""),
+        ca_certificate=t.get("ca_certificate", str, ""),
+        mutual=t.get("mutual", bool, False),
+        cipher_list=t.get("cipher_list", str, MODERN_CIPHERS),
     )
     if tls.enabled and not (tls.certificate and tls.private_key):
         t.problem("certificate", "TLS is enabled: certificate and private_key are required")
+    if tls.mutual and not tls.ca_certificate:
+        t.problem("ca_certificate", "mutual TLS needs the CA that signs the trunks' certificates")
+    t.reject_unknown(
+        {"enabled", "host", "port", "certificate", "private_key", "ca_certificate", "mutual"}
+        | {"cipher_list"}
+    )
     rl = k.section("rate_limit")
     rate = RateLimitConfig(
         per_source_per_s=rl.positive_int("per_source_per_s", 500),
@@ -231,6 +235,7 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         listen=tuple(listens),
         tls=tls,
         rate_limit=rate,
+        metrics_port=k.port("metrics_port", 9467) if k.has("metrics_port") else None,
     )
     fs_nodes = tuple(s.get_list("freeswitch_nodes", str, ["sip:127.0.0.1:5080"]))
     for i, node in enumerate(fs_nodes):
@@ -247,9 +252,18 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         read_timeout_s=c.positive_number("read_timeout_s", 10.0),
         metrics_port=c.port("metrics_port", 9464),
     )
+    w = s.section("watchdog")
+    defaults = WatchdogConfig()
+    watchdog = WatchdogConfig(
+        answer_allowance_s=w.positive_number("answer_allowance_s", defaults.answer_allowance_s),
+        prompt_allowance_s=w.positive_number("prompt_allowance_s", defaults.prompt_allowance_s),
+        margin_s=w.positive_number("margin_s", defaults.margin_s),
+    )
+    w.reject_unknown({"answer_allowance_s", "prompt_allowance_s", "margin_s"})
     s.reject_unknown(
-        # `freeswitch` and `agent_api` are read and validated by their own features
-        # (payivr.freeswitch.settings, payivr.agent.settings) from Config.raw.
+        # `freeswitch`, `agent_api` and `rtpengine` are read and validated by their own
+        # features (payivr.freeswitch.settings, payivr.agent.settings,
+        # payivr.media.settings) from Config.raw.
         {
             "redis",
             "session_ttl_s",
@@ -259,8 +273,12 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
             "esl",
             "callbacks",
             "agent_api",
+            "metrics_host",
+            "watchdog",
+            "rtpengine",
         }
     )
+    _distinct_metrics_ports(s, kam, esl, callbacks)
     return ServicesConfig(
         redis=redis_cfg,
         session_ttl_s=s.positive_int("session_ttl_s", 3600),
@@ -268,7 +286,58 @@ def _services(s: Reader, secrets: SecretResolver, base_dir: Path) -> ServicesCon
         freeswitch_nodes=fs_nodes,
         esl=esl,
         callbacks=callbacks,
+        metrics_host=s.get(
+            "metrics_host", str, "127.0.0.1", check=is_host_name, what="a host name or IP"
+        ),
+        watchdog=watchdog,
     )
+
+
+# A Vosk model directory has its acoustic model here (alphacephei.com/vosk/models).
+VOSK_MODEL_FILES = ("am/final.mdl", "conf/model.conf")
+
+
+def _speech(s: Reader, base_dir: Path) -> SpeechConfig:
+    models: dict[str, Path] = {}
+    vm = s.section("vosk_models")
+    for language in vm.keys():  # noqa: SIM118 (a Reader, not a dict)
+        if language not in LANGUAGES:
+            vm.problem(language, "must be one of " + ", ".join(LANGUAGES))
+            continue
+        folder = (base_dir / vm.get(language, str, "")).resolve()
+        if not all((folder / name).is_file() for name in VOSK_MODEL_FILES):
+            vm.problem(language, f"{folder} is not a Vosk model directory (no am/, conf/)")
+            continue
+        models[language] = folder
+    speech = SpeechConfig(
+        pocketsphinx=s.get("pocketsphinx", bool, True),
+        vosk_models=models,
+        decode_threads=s.positive_int("decode_threads", 2, maximum=64),
+    )
+    s.reject_unknown({"pocketsphinx", "vosk_models", "decode_threads"})
+    return speech
+
+
+def _distinct_metrics_ports(
+    s: Reader, kam: KamailioConfig, esl: EslConfig, callbacks: CallbacksConfig
+) -> None:
+    """Every service serves /metrics on `metrics_host`: no two on one port, nor on a
+    port the ESL application listens on."""
+    taken = {esl.listen_port: "esl.listen_port"}
+    agent = s.section("agent_api")
+    if agent.has("metrics_port"):
+        taken.setdefault(agent.port("metrics_port", 9466), "agent_api.metrics_port")
+    for where, port in (
+        ("kamailio.metrics_port", kam.metrics_port),
+        ("esl.metrics_port", esl.metrics_port),
+        ("callbacks.metrics_port", callbacks.metrics_port),
+    ):
+        if port is None:
+            continue
+        if port in taken:
+            s.problem(where, f"{port} is already {taken[port]}")
+        else:
+            taken[port] = where
 
 
 def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
@@ -301,6 +370,8 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
         returns=returns,
         # 0 is taken as 1: a process that takes no call would refuse every one.
         max_calls=max(1, e.non_negative_int("max_calls", 1000)),
+        speech=_speech(e.section("speech"), base_dir),
+        metrics_port=e.port("metrics_port", 9465),
     )
     e.reject_unknown(
         {
@@ -313,6 +384,8 @@ def _esl(e: Reader, secrets: SecretResolver, base_dir: Path) -> EslConfig:
             "processor_threads",
             "max_calls",
             "return",
+            "speech",
+            "metrics_port",
         }
     )
     es.reject_unknown({"host", "port", "password"})
@@ -333,12 +406,7 @@ def _is_node_uri(value: str) -> bool:
 def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantConfig | None:
     if not MERCHANT_ID.match(merchant_id):
         m.problem("", "merchant id must match [A-Za-z0-9_-]{1,32}")
-    sources = []
-    for i, src in enumerate(m.get_list("sources", str)):
-        try:
-            sources.append(ipaddress.ip_network(src, strict=False))
-        except ValueError:
-            m.problem(f"sources[{i}]", "not an IP address or CIDR network")
+    sources = m.networks("sources")
     if not m.has("sources"):
         m.problem("sources", "required: the CTI trunk addresses allowed for this merchant")
 
@@ -390,6 +458,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         token_sale_cvv=cap.get("token_sale_cvv", bool, False),
         digit_timeout_ms=cap.positive_int("digit_timeout_ms", 5000),
         field_timeout_ms=cap.positive_int("field_timeout_ms", 15000),
+        input=cap.choice("input", INPUT_MODES, "dtmf"),
     )
     cap.reject_unknown(
         {
@@ -399,6 +468,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
             "token_sale_cvv",
             "digit_timeout_ms",
             "field_timeout_ms",
+            "input",
         }
     )
     merchant = MerchantConfig(
@@ -406,7 +476,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         name=m.get("name", str, merchant_id),
         signing_secret=signing_secret,
         callback_secret=callback_secret,
-        sources=tuple(sources),
+        sources=sources,
         signing=signing,
         processor=processor,
         currencies=currencies,
@@ -421,6 +491,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
         default_language=m.choice("default_language", LANGUAGES, "en"),
         capture=capture,
         record_ivr_leg=m.get("record_ivr_leg", bool, False),
+        require_srtp=m.get("require_srtp", bool, False),
     )
     m.reject_unknown(
         {
@@ -442,6 +513,7 @@ def _merchant(merchant_id: str, m: Reader, secrets: SecretResolver) -> MerchantC
             "default_language",
             "capture",
             "record_ivr_leg",
+            "require_srtp",
             "agent_api",
         }
     )

@@ -41,6 +41,7 @@ class CaptureConfig:
     token_sale_cvv: bool = False
     digit_timeout_ms: int = 5000
     field_timeout_ms: int = 15000
+    input: str = "dtmf"  # the default of X-Pay-Input: dtmf, speech or any
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,12 @@ class MerchantConfig:
     default_language: str
     capture: CaptureConfig
     record_ivr_leg: bool = False
+    require_srtp: bool = False
+    """Refuse (488) an INVITE whose SDP offer has a stream in plain RTP."""
 
     def source_allowed(self, address: str) -> bool:
         """Is a request from this IP address (a CTI trunk) allowed for this merchant?"""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.sources)
+        return address_in(address, self.sources)
 
     def callback_host_allowed(self, host: str) -> bool:
         return host.lower() in self.callback_hosts
@@ -136,6 +135,14 @@ class Listen:
     port: int
 
 
+# TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites are always AEAD).
+MODERN_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+)
+
+
 @dataclass(frozen=True)
 class TlsConfig:
     enabled: bool = False
@@ -143,6 +150,11 @@ class TlsConfig:
     port: int = 5061
     certificate: str = ""
     private_key: str = ""
+    ca_certificate: str = ""
+    """CA bundle: verifies client certificates (mutual) and FreeSWITCH nodes over TLS."""
+    mutual: bool = False
+    """Require and verify a client certificate from every CTI trunk (mutual TLS)."""
+    cipher_list: str = MODERN_CIPHERS
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,8 @@ class KamailioConfig:
     listen: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 5060),)
     tls: TlsConfig = TlsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # xhttp_prom on services.metrics_host (docs/monitoring.md); None: not served.
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,18 @@ class ReturnSettings:
 
 
 @dataclass(frozen=True)
+class SpeechConfig:
+    """`services.esl.speech`: spoken card data (docs/dictation.md).
+
+    English uses pocketsphinx's bundled model; other languages need an operator's
+    Vosk model directory each (``vosk_models``), checked when the config loads."""
+
+    pocketsphinx: bool = True
+    vosk_models: Mapping[str, Path] = field(default_factory=dict)
+    decode_threads: int = 2  # decodings at once per ESL process (CPU-bound)
+
+
+@dataclass(frozen=True)
 class EslConfig:
     """`services.esl`: the ESL application's socket, FreeSWITCH's event socket, prompts,
     recordings, its processor threads and how calls go back (docs/esl.md)."""
@@ -192,6 +218,8 @@ class EslConfig:
     returns: ReturnSettings
     # Concurrent calls one process takes; the next are refused at once (`ivr-busy`).
     max_calls: int = 1000
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    metrics_port: int = 9465
 
 
 @dataclass(frozen=True)
@@ -203,6 +231,16 @@ class CallbacksConfig:
 
 
 @dataclass(frozen=True)
+class WatchdogConfig:
+    """How long a call may go silent before the watchdog gives it a `failed` result
+    (payivr.core.orphan.WatchBudget): the bound on a dead node's calls."""
+
+    answer_allowance_s: float = 60.0
+    prompt_allowance_s: float = 30.0
+    margin_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServicesConfig:
     redis: RedisConfig
     session_ttl_s: int
@@ -210,6 +248,8 @@ class ServicesConfig:
     freeswitch_nodes: tuple[str, ...]
     esl: EslConfig
     callbacks: CallbacksConfig
+    metrics_host: str = "127.0.0.1"  # where every service serves /metrics
+    watchdog: WatchdogConfig = WatchdogConfig()
 
 
 @dataclass(frozen=True)
@@ -226,3 +266,15 @@ class Config:
 
     def merchant(self, merchant_id: str) -> MerchantConfig | None:
         return self.merchants.get(merchant_id)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def address_in(address: str, networks: tuple[Network, ...]) -> bool:
+    """Is this IP address (a request's source) in one of the networks? Not an address: no."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)

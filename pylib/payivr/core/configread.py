@@ -8,6 +8,7 @@ validation goes on and the operator sees all problems at once.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -16,6 +17,20 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+def load_yaml_file(path: Path, error: Callable[[list[str]], Exception]) -> Any:
+    """The YAML document in `path`; `error([problem])` is raised when it cannot be read
+    or parsed (config files and flow files, which hold no secret values)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error([f"{path}: not valid YAML: {exc}"]) from None
+
 
 _TYPE_NAMES = {
     str: "a string",
@@ -148,6 +163,16 @@ class Reader:
             else:
                 self.problem(f"{key}[{i}]", f"must be {_TYPE_NAMES.get(kind, kind.__name__)}")
         return out
+
+    def networks(self, key: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """A list of IP addresses or CIDR networks (source allowlists)."""
+        out = []
+        for i, src in enumerate(self.get_list(key, str)):
+            try:
+                out.append(ipaddress.ip_network(src, strict=False))
+            except ValueError:
+                self.problem(f"{key}[{i}]", "not an IP address or CIDR network")
+        return tuple(out)
 
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
         return self.get(

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from payivr.core.config_types import MerchantConfig
+from payivr.core.config_types import MerchantConfig, WatchdogConfig
 from payivr.core.reasons import Reason
 from payivr.core.result import Outcome, PaymentResult, build_result
 from payivr.core.session import Session
@@ -64,6 +64,11 @@ class WatchBudget:
     prompt_allowance_s: float = 30.0
     answer_allowance_s: float = 60.0
     margin_s: float = 30.0
+
+    @classmethod
+    def from_config(cls, watchdog: WatchdogConfig) -> WatchBudget:
+        """The budget of `services.watchdog`."""
+        return cls(watchdog.prompt_allowance_s, watchdog.answer_allowance_s, watchdog.margin_s)
 
     def step_s(self, merchant: MerchantConfig) -> int:
         """The longest a live call goes without a write: one field's entry (every

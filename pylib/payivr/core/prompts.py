@@ -49,6 +49,16 @@ class PromptId(enum.StrEnum):
     CONFIRM_CHOICE = "confirm-choice"
     CONFIRM_INVALID = "confirm-invalid"
     START_AGAIN = "start-again"
+    # Speech input (docs/dictation.md)
+    SAY_CARD_NUMBER = "say-card-number"
+    SAY_OR_KEY_CARD_NUMBER = "say-or-key-card-number"
+    SAY_NEXT_DIGITS = "say-next-digits"
+    SAY_EXPIRY = "say-expiry"
+    SAY_CVV = "say-cvv"
+    READBACK_INTRO = "readback-intro"
+    READBACK_CHOICE = "readback-choice"
+    SAY_AGAIN = "say-again"
+    SPEECH_UNCLEAR = "speech-unclear"
     # Processing and results
     PROCESSING = "processing"
     PROCESSING_TOKENIZE = "processing-tokenize"

@@ -19,6 +19,7 @@ from payivr.core.order_rules import check_order
 from payivr.core.pan import contains_card_number
 from payivr.core.processor import Operation
 from payivr.core.siputil import parse_sip_uri
+from payivr.core.speech_input import INPUT_MODES, InputMode
 
 # Canonical spelling of every request header of SPEC section 2, keyed by lowercase name.
 REQUEST_HEADERS: dict[str, str] = {
@@ -35,6 +36,7 @@ REQUEST_HEADERS: dict[str, str] = {
         "X-Pay-Agent",
         "X-Pay-Language",
         "X-Pay-Description",
+        "X-Pay-Input",
         "X-Pay-Timestamp",
         "X-Pay-Signature",
     )
@@ -73,6 +75,7 @@ class PaymentRequest:
     agent: str | None = None
     description: str | None = None
     timestamp: int | None = None
+    input_mode: InputMode = InputMode.DTMF
 
 
 def collect_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -183,6 +186,10 @@ def parse_request(
     if description is not None and contains_card_number(description):
         raise bad_request("X-Pay-Description", "looks like a card number")
 
+    input_text = fields.get("x-pay-input", merchant.capture.input).lower()
+    if input_text not in INPUT_MODES:
+        raise bad_request("X-Pay-Input", "must be one of " + ", ".join(INPUT_MODES))
+
     ts = fields.get("x-pay-timestamp")
     return PaymentRequest(
         merchant=merchant.id,
@@ -198,6 +205,7 @@ def parse_request(
         agent=agent,
         description=description,
         timestamp=int(ts) if ts is not None and ts.isdigit() else None,
+        input_mode=InputMode(input_text),
     )
 
 

@@ -21,6 +21,17 @@ class SecretDigits:
         self._buf = bytearray(raw)
         self._wiped = False
 
+    @classmethod
+    def joined(cls, parts: list[SecretDigits]) -> SecretDigits:
+        """One secret of ``parts`` in order (the chunks of a spoken card number),
+        copied buffer to buffer: the digits never pass through a ``str``."""
+        joined = cls("")
+        for part in parts:
+            if part.wiped:
+                raise ValueError("secret digits were already wiped")
+            joined._buf += part._buf
+        return joined
+
     def reveal(self) -> str:
         """The digits, for the one place that must send them (the processor call)."""
         if self._wiped:
@@ -43,6 +54,16 @@ class SecretDigits:
 
     def is_digits(self) -> bool:
         return bool(self._buf) and all(0x30 <= b <= 0x39 for b in self._buf)
+
+    def is_key_in(self, keys: str) -> bool:
+        """One key, and one of `keys` (a terminator such as "#"): digits never compared."""
+        return len(self._buf) == 1 and chr(self._buf[0]) in keys and not self.is_digits()
+
+    def append(self, other: SecretDigits) -> None:
+        """Add `other`'s digits at the end (a field assembled key by key)."""
+        if self._wiped or other.wiped:
+            raise ValueError("secret digits were already wiped")
+        self._buf.extend(other._buf)
 
     def last4(self) -> str:
         """Last four digits: the only part that may be shown (masked card, prompts)."""

@@ -17,6 +17,7 @@ from typing import Protocol
 from payivr.core.processor import Operation
 from payivr.core.request import PaymentRequest, ReturnTarget
 from payivr.core.result import PaymentResult, iso
+from payivr.core.speech_input import InputMode
 
 
 class SessionState(StrEnum):
@@ -100,6 +101,8 @@ class Session:
             "agent": r.agent,
             "description": r.description,
             "timestamp": str(r.timestamp) if r.timestamp is not None else None,
+            # Only when not the keypad: keyed sessions stay exactly as before.
+            "input": str(r.input_mode) if r.input_mode is not InputMode.DTMF else None,
             "result": self.result.to_json() if self.result else None,
         }
         return {k: v for k, v in fields.items() if v is not None}
@@ -128,6 +131,7 @@ class Session:
             agent=h.get("agent"),
             description=h.get("description"),
             timestamp=int(h["timestamp"]) if h.get("timestamp") else None,
+            input_mode=InputMode(h.get("input", InputMode.DTMF.value)),
         )
         result = PaymentResult.from_json(h["result"]) if h.get("result") else None
         return cls(

@@ -31,7 +31,10 @@ from payivr.core.secrets import SecretDigits
 # codec treats every variable with this prefix as card data.
 SECRET_VARIABLE_PREFIX = "payivr_dtmf_"  # noqa: S105 (a name prefix, not a secret)
 _SECRET_HEADER_PREFIX = ("variable_" + SECRET_VARIABLE_PREFIX).encode()
-_SECRET_HEADERS = frozenset({b"DTMF-Digit"})
+# DTMF-Digit: FreeSWITCH's per-key DTMF event. digits and variable_last_matching_digits:
+# what a digit action (bind_digit_action, payivr.agent.keys) matched, in its event
+# and left on the channel.
+_SECRET_HEADERS = frozenset({b"DTMF-Digit", b"digits", b"variable_last_matching_digits"})
 
 # A header block larger than this is a peer gone wrong, not a FreeSWITCH event (a
 # CHANNEL_HANGUP_COMPLETE with every variable is 9-12 KB).
@@ -211,7 +214,8 @@ def parse_header_lines(
     # Every line has its colon (an operator per line: this runs for every event).
     if [line for line in block.split(b"\n") if b":" not in line]:
         raise ProtocolError("header line without a colon")
-    if _SECRET_HEADER_PREFIX not in block and b"DTMF-Digit" not in block:
+    # No name that may carry card data anywhere in the block: the lazy map is safe.
+    if _SECRET_HEADER_PREFIX not in block and not any(n in block for n in _SECRET_HEADERS):
         return HeaderMap(None, decode=decode, block=block)
     pairs = _LINE.findall(block)
     pairs.reverse()  # so that dict() keeps the first occurrence of a name

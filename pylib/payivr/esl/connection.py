@@ -123,6 +123,13 @@ class EslConnection:
             hungup=self.hungup,
         )
 
+    async def send_message(self, headers: Mapping[str, str]) -> None:
+        """A raw `sendmsg` (speech input's `unicast`: payivr.esl.unicast). Its `+OK`
+        says only that FreeSWITCH took the message."""
+        if self.hungup:
+            raise CallerGone()
+        _check_reply(await self._send(encode_sendmsg(headers), None))
+
     async def api(self, command: str, *, timeout: float | None = None) -> str:
         if self.closed:
             raise CallerGone()

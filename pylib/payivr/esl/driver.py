@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from payivr.core.config import EslConfig, MerchantConfig
-from payivr.core.plan import CapturePlan
-from payivr.core.processor import Processor
+from payivr.core.plan import CapturePlan, FieldReport
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.prompts import LANGUAGES, PromptId
 from payivr.core.reasons import Reason
 from payivr.core.result import Outcome, PaymentResult, build_result, result_headers
@@ -45,9 +45,10 @@ from payivr.esl.returning import (
     transfer_by_bridge,
     transfer_by_refer,
 )
-from payivr.esl.telephone import EslTelephone, Speech
+from payivr.esl.telephone import EslTelephone, Listening, Speech
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor
+from payivr.execution.metrics import PaymentMetrics
 from payivr.execution.store import CallStore, with_retries
 from payivr.store.async_store import AsyncSessionStore
 
@@ -69,6 +70,8 @@ class EslApplication:
     flows: FlowPorts | None = None  # flow calls (flows.entry_points); None: payments only
     # Calls in progress; beyond options.max_calls a call is refused at once (ivr-busy).
     active: int = field(default=0, init=False)
+    listening: Listening | None = None  # spoken card data (docs/dictation.md)
+    metrics: PaymentMetrics = field(default_factory=PaymentMetrics)
 
     async def warm_up(self, connections: int = 16) -> None:
         """Open the store's connections now, not on the first calls (latency spikes)."""
@@ -110,6 +113,7 @@ class PaymentCall(DriverHooks):
         self.app = app
         self.channel = channel
         self.ctx: CallContext | None = None
+        self.telephone: EslTelephone | None = None
 
     async def run(self) -> None:
         session_id = self.channel.channel_data.get(SESSION_HEADER, "").strip()
@@ -136,12 +140,14 @@ class PaymentCall(DriverHooks):
             session.request.order,
         )
         speech = Speech(self.app.options.prompts_dir, session.request.language)
+        listening = self.app.listening if session.request.input_mode.listens else None
+        self.telephone = EslTelephone(self.channel, speech, listening)
         ctx = CallContext(
             label=self.channel.uuid,
             plan=CapturePlan(session.request, merchant, self.app.clock().date()),
             session=session,
             merchant=merchant,
-            telephone=EslTelephone(self.channel, speech),
+            telephone=self.telephone,
             store=CallStore(self.app.store, self.channel.uuid),
             processor=self.app.processor_for(merchant.id),
             processor_timeout_s=merchant.processor.timeout_s,
@@ -171,7 +177,18 @@ class PaymentCall(DriverHooks):
             path = self.app.options.recordings_dir / f"{ctx.session.id}.wav"
             await self.channel.execute("record_session", str(path))
 
+    async def cleanup(self, ctx: CallContext) -> None:
+        if self.telephone is not None:
+            self.telephone.close()
+
+    def reported(self, report: FieldReport) -> None:
+        self.app.metrics.field(report)
+
+    def settled(self, answer: ProcessorAnswer, seconds: float) -> None:
+        self.app.metrics.processor(answer, seconds)
+
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
+        self.app.metrics.result(result)
         if not self.channel.hungup:
             # For the dialplan fallback, should this process die before the return.
             with contextlib.suppress(CallerGone):

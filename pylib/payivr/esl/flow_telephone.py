@@ -109,12 +109,17 @@ class EslFlowTelephone(EslTelephone):
     async def enter_queue(self, command: EnterQueue) -> QueueLeft:
         loop = asyncio.get_running_loop()
         music = music_path(self.speech.prompts_dir, command.music)
-        await self.channel.set_variables(
-            {
-                "fifo_music": str(music),
-                "fifo_orbit_exten": f"_continue_:{command.timeout_s}",
-            }
-        )
+        variables = {
+            "fifo_music": str(music),
+            "fifo_orbit_exten": f"_continue_:{command.timeout_s}",
+        }
+        if command.chime is not None:
+            # mod_fifo plays the list over the music every fifo_chime_freq seconds.
+            c = command.chime
+            path = flow_prompt_path(self.speech.prompts_dir, c.flow, c.name, c.language)
+            variables["fifo_chime_list"] = str(path)
+            variables["fifo_chime_freq"] = str(command.chime_every_s)
+        await self.channel.set_variables(variables)
         entered = loop.time()
         result = await self.channel.execute("fifo", f"{command.queue} in")
         waited = round(loop.time() - entered)

@@ -10,10 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from payivr.core.config import Config, EslConfig
 from payivr.esl.driver import EslApplication
 from payivr.esl.flow_call import FlowPorts
 from payivr.esl.server import OutboundServer
+from payivr.esl.telephone import Listening
+from payivr.execution.metrics import PaymentMetrics
+from payivr.metrics import CallStatsCollector
+from payivr.metrics import serve as serve_metrics
+from payivr.speech.recognisers import build_recogniser
 from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
 from payivr.store.connect import async_redis_client
 
@@ -27,9 +34,12 @@ log = logging.getLogger("payivr.esl")
 class EslService:
     app: EslApplication
     server: OutboundServer
+    registry: CollectorRegistry  # its metrics (docs/monitoring.md), served by `serve`
 
     def shutdown_pools(self) -> None:
         self.app.processor_pool.shutdown(wait=False, cancel_futures=True)
+        if self.app.listening is not None:
+            self.app.listening.pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         self.shutdown_pools()
@@ -37,6 +47,21 @@ class EslService:
         if close is not None:
             with contextlib.suppress(Exception):
                 await close()
+
+
+def build_listening(options: EslConfig) -> Listening | None:
+    """The recognisers for spoken card data, or None (keypad only) when none can be
+    loaded here: a request for speech then gets the keypad entry (docs/dictation.md)."""
+    speech = options.speech
+    try:
+        recogniser = build_recogniser(speech)
+    except ImportError as exc:
+        log.warning("speech input unavailable (%s): keypad entry only", exc.name)
+        return None
+    if not recogniser.languages():
+        return None
+    pool = ThreadPoolExecutor(speech.decode_threads, thread_name_prefix="payivr-speech")
+    return Listening(recogniser, pool)
 
 
 def build_service(
@@ -59,13 +84,16 @@ def build_service(
     processor_pool = ThreadPoolExecutor(
         options.processor_threads, thread_name_prefix="payivr-processor"
     )
+    registry = CollectorRegistry()
     app = EslApplication(
         store=store,
         merchants=dict(config.merchants),
         processor_for=services.processor_for,
         options=options,
         processor_pool=processor_pool,
-        flows=flow_ports(config, services, store, options, processor_pool),
+        flows=flow_ports(config, services, store, options, processor_pool, registry),
+        listening=build_listening(options),
+        metrics=PaymentMetrics(registry, merchants=config.merchants.keys()),
     )
     server = OutboundServer(
         app.handle,
@@ -73,7 +101,8 @@ def build_service(
         port=options.listen_port if port is None else port,
         linger_s=options.linger_s,
     )
-    return EslService(app, server)
+    registry.register(CallStatsCollector("payivr_esl", lambda: server.stats))
+    return EslService(app, server, registry)
 
 
 def flow_ports(
@@ -82,12 +111,14 @@ def flow_ports(
     store: AsyncSessionStore,
     options: EslConfig,
     processor_pool: ThreadPoolExecutor,
+    registry: CollectorRegistry,
 ) -> FlowPorts | None:
     """The ports of flow calls, when the config has entry points (else None)."""
     if not config.flows.entry_points:
         return None
     from payivr.connectors import ConnectorClient
     from payivr.connectors.comments import CommentOutbox
+    from payivr.flows.metrics import FlowMetrics, MeasuredFlowEvents
     from payivr.flows.payment import CapturePayments
     from payivr.flows.ports import ConnectorPort, OutboxComments, RedisFlowEvents
     from payivr.flows.speech import TtsCache
@@ -98,7 +129,11 @@ def flow_ports(
     # Connector requests and outbox writes wait on the network: their own threads, so
     # a slow CRM never holds a processor call's thread.
     io_pool = ThreadPoolExecutor(32, thread_name_prefix="payivr-flow-io")
-    events = RedisFlowEvents(client)
+    flows = config.flows
+    events = MeasuredFlowEvents(
+        RedisFlowEvents(client),
+        FlowMetrics(registry, [f.name for f in flows.flows.values()], flows.queues.keys()),
+    )
     return FlowPorts(
         flows=config.flows,
         connectors=ConnectorPort(ConnectorClient(config.connectors), io_pool),
@@ -117,8 +152,11 @@ def flow_ports(
     )
 
 
-async def serve(service: EslService, *, grace_s: float = 30.0) -> None:
-    """Serve until SIGTERM/SIGINT, then let calls in progress finish (up to grace_s)."""
+async def serve(
+    service: EslService, *, grace_s: float = 30.0, metrics: tuple[str, int] | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT, then let calls in progress finish (up to grace_s);
+    `metrics` (host, port): where Prometheus scrapes this process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,7 +164,10 @@ async def serve(service: EslService, *, grace_s: float = 30.0) -> None:
             loop.add_signal_handler(sig, stop.set)
     await service.app.warm_up()
     await service.server.start()
+    exporter = None if metrics is None else serve_metrics(service.registry, *metrics)
     await stop.wait()
     log.info("esl stopping: %d calls in progress", service.server.stats.active)
     await service.server.stop(grace_s=grace_s)
     await service.close()
+    if exporter is not None:
+        exporter.shutdown()

@@ -14,6 +14,7 @@ API command, which fires no channel event that could carry them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import secrets
@@ -21,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from payivr.core.currency import split_amount
-from payivr.core.plan import Collect, DigitsEntered, Event, InputTimeout
+from payivr.core.plan import Collect, DigitsEntered, Event, InputTimeout, Listen
 from payivr.core.secrets import SecretDigits
+from payivr.core.speech_input import Recogniser
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.codec import SECRET_VARIABLE_PREFIX
 from payivr.esl.recordings import RecordingMasker
+from payivr.esl.unicast import MessageChannel, StreamUnavailable, UnicastStream, read_l16
 from payivr.execution.processing import wait_for_hangup
+from payivr.speech.listener import KeyPressed, listen
 
 log = logging.getLogger("payivr.esl")
 
@@ -50,14 +54,38 @@ class Speech:
     def currency(self, code: str) -> str:
         return str(self.prompts_dir / self.language / f"currency-{code.lower()}.wav")
 
+    def digit(self, digit: str) -> str:
+        """The digit file mod_say plays (``digits/7.wav``): used for read-backs."""
+        return str(self.prompts_dir / self.language / "digits" / f"{digit}.wav")
+
+
+@dataclass(frozen=True)
+class Listening:
+    """What a call needs to take spoken card data (docs/dictation.md)."""
+
+    recogniser: Recogniser
+    pool: concurrent.futures.Executor  # decoding threads, shared by the process's calls
+
 
 class EslTelephone:
-    """The executor's Telephone on one FreeSWITCH channel."""
+    """The executor's Telephone on one FreeSWITCH channel.
 
-    def __init__(self, channel: CallChannel, speech: Speech) -> None:
+    With ``listening`` it takes spoken digits over FreeSWITCH's ``unicast`` stream
+    (payivr.esl.unicast), opened at the first ``Listen``. From then on every prompt
+    is sent through that stream, because any playback application would end it for
+    good; the first application that must run anyway (a keypad entry, ``say``) ends
+    it, and later listens fall back to their keypad entry.
+    """
+
+    def __init__(
+        self, channel: CallChannel, speech: Speech, listening: Listening | None = None
+    ) -> None:
         self.channel = channel
         self.speech = speech
         self.masker = RecordingMasker(channel)
+        self.listening = listening
+        self._stream: UnicastStream | None = None
+        self._stream_tried = False
 
     @property
     def uuid(self) -> str:
@@ -72,10 +100,84 @@ class EslTelephone:
         await wait_for_hangup(self.channel)
 
     async def play(self, prompt: str) -> None:
+        stream = self._live_stream()
+        if stream is not None:
+            await stream.play(read_l16(self.speech.prompt(prompt)), barge_in=False)
+            return
         await self.channel.execute("playback", self.speech.prompt(prompt))
+
+    async def listen(self, command: Listen) -> Event:
+        """Spoken digits for ``command`` or, on a key press or without a stream or a
+        recogniser for the language, its keypad entry."""
+        stream = await self._open_stream()
+        if stream is None or self.listening is None:
+            return await self.collect(command.keyed)
+        try:
+            stream.drain()  # what was said during earlier prompts does not count
+            await stream.play(read_l16(self.speech.prompt(command.prompt)))
+            return await listen(
+                command,
+                self.speech.language,
+                stream.frames(),
+                self.listening.recogniser,
+                pool=self.listening.pool,
+            )
+        except KeyPressed:
+            return await self.collect(command.keyed)
+
+    async def read_back(self, digits: SecretDigits) -> None:
+        """The digits from the digit files, through the stream only: a playback
+        application would put the file names, hence the digits, in FreeSWITCH's log."""
+        stream = self._live_stream()
+        if stream is None:
+            if self.channel.hungup:
+                raise CallerGone()
+            raise RuntimeError("read-back without the call's audio stream")
+        audio = bytearray()
+        for digit in digits.reveal():
+            audio += read_l16(self.speech.digit(digit))
+            audio += bytes(1600)  # 100 ms between digits
+        try:
+            await stream.play(bytes(audio), barge_in=False)
+        finally:
+            audio[:] = bytes(len(audio))
+
+    def close(self) -> None:
+        """Close the audio stream (the call is over)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _live_stream(self) -> UnicastStream | None:
+        if self._stream is not None and self._stream.usable:
+            return self._stream
+        return None
+
+    def _end_stream(self) -> None:
+        """An application is about to run: it ends the unicast for good."""
+        if self._stream is not None:
+            self._stream.lost()
+
+    async def _open_stream(self) -> UnicastStream | None:
+        if self._stream is not None:
+            return self._live_stream()
+        if self._stream_tried or self.listening is None:
+            return None
+        if self.speech.language not in self.listening.recogniser.languages():
+            return None
+        if not isinstance(self.channel, MessageChannel):
+            return None
+        self._stream_tried = True
+        try:
+            self._stream = await UnicastStream.open(self.channel)
+        except StreamUnavailable:
+            log.warning("call %s: no audio from unicast; keypad entry instead", self.uuid)
+            return None
+        return self._stream
 
     async def say_amount(self, amount: int, currency: str) -> None:
         """ "twelve euros fifty": the number, the currency's name, the minor units."""
+        self._end_stream()
         major, minor = split_amount(amount, currency)
         lang = self.speech.language
         await self.channel.execute("say", f"{lang} NUMBER PRONOUNCED {major}")
@@ -89,6 +191,7 @@ class EslTelephone:
         if not said:
             return
         kind = "NUMBER" if said.isdigit() else "NAME_SPELLED"
+        self._end_stream()
         await self.channel.execute("say", f"{self.speech.language} {kind} ITERATED {said}")
 
     async def mask_recording(self) -> None:
@@ -118,6 +221,7 @@ class EslTelephone:
                 str(command.digit_timeout_ms),
             ]
         )
+        self._end_stream()
         result = await self.channel.execute("play_and_get_digits", arg)
         digits: SecretDigits | None = None
         try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from payivr.core.config import MerchantConfig
 from payivr.core.errors import IllegalTransition
 from payivr.core.plan import CallerHungUp, Command, Event, FieldReport, Finish
-from payivr.core.processor import Processor
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.reasons import Reason
 from payivr.core.result import Outcome, PaymentResult
 from payivr.core.session import Event as SessionEvent
@@ -121,6 +121,9 @@ class DriverHooks:
 
     def reported(self, report: FieldReport) -> None:
         """The plan's verdict on an entry (after the field.completed event is queued)."""
+
+    def settled(self, answer: ProcessorAnswer, seconds: float) -> None:
+        """The processor's settled answer, `seconds` after the charge was sent."""
 
     async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
         """The result is stored (session, outbox, event): tell whoever must know now."""

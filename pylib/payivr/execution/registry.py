@@ -13,9 +13,11 @@ from payivr.core.flow import commands as flow
 from payivr.core.plan import (
     Collect,
     Finish,
+    Listen,
     MaskRecording,
     Play,
     ProcessPayment,
+    ReadBackDigits,
     ReturnCall,
     SayAmount,
     SayDigits,
@@ -24,8 +26,10 @@ from payivr.core.plan import (
 from payivr.execution.handler import Handler
 from payivr.execution.handlers.collect import CollectHandler
 from payivr.execution.handlers.finish import FinishHandler
+from payivr.execution.handlers.listen import ListenHandler
 from payivr.execution.handlers.play import PlayHandler
 from payivr.execution.handlers.process_payment import ProcessPaymentHandler
+from payivr.execution.handlers.read_back import ReadBackHandler
 from payivr.execution.handlers.recording import MaskHandler, UnmaskHandler
 from payivr.execution.handlers.return_call import ReturnCallHandler
 from payivr.execution.handlers.say_amount import SayAmountHandler
@@ -45,6 +49,8 @@ REGISTRY: Mapping[type, Handler] = {
     SayAmount: SayAmountHandler(),
     SayDigits: SayDigitsHandler(),
     Collect: CollectHandler(),
+    Listen: ListenHandler(),
+    ReadBackDigits: ReadBackHandler(),
     MaskRecording: MaskHandler(),
     UnmaskRecording: UnmaskHandler(),
     ProcessPayment: ProcessPaymentHandler(),

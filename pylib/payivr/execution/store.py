@@ -7,8 +7,9 @@ application's store is asynchronous (redis.asyncio); agent mode's is the synchro
 one, run in threads (``ThreadedStore``); both offer ``AsyncSessionStore``.
 
 Retries: only errors that say the store could not be reached in time
-(``TRANSIENT_ERRORS``), a few times, briefly. A retried write may already have
-landed (the reply was lost), so the writes retried here are idempotent: state
+(``TRANSIENT_ERRORS``), for a few seconds (``RETRY_FOR_S``: a Sentinel failover). A
+retried write may already have landed (the reply was lost), so the writes retried
+here are idempotent: state
 changes rewrite the same hash, and ``record_result`` is a no-op when the session
 already holds a result, this one included (first writer wins:
 payivr.store.transactions).
@@ -32,8 +33,14 @@ from payivr.store.async_store import AsyncSessionStore
 log = logging.getLogger("payivr.call")
 
 T = TypeVar("T")
-ATTEMPTS = 3
-RETRY_PAUSE_S = 0.2  # times the attempt number: 0.2 s, then 0.4 s
+# How long a write keeps trying while the store cannot be reached: longer than a Redis
+# Sentinel failover takes (the primary's `down-after-milliseconds`, 5 s by default in
+# the redis role, then the election and the promotion, up to 1.6 s more measured:
+# docs/deploy.md), so a call that writes during one waits for the new primary instead
+# of losing its result.
+RETRY_FOR_S = 10.0
+RETRY_PAUSE_S = 0.2  # times the attempt number, at most MAX_PAUSE_S
+MAX_PAUSE_S = 1.0
 
 # Redis could not be reached, or did not answer in time: worth another try. Anything
 # else (a refused command, a bug, WRONGTYPE) would fail the same way again.
@@ -46,16 +53,21 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def with_retries(func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-    """``await func(*args, **kwargs)``, retried on TRANSIENT_ERRORS only."""
-    for attempt in range(1, ATTEMPTS + 1):
+    """``await func(*args, **kwargs)``, retried on TRANSIENT_ERRORS only, for up to
+    RETRY_FOR_S (the last error is raised when the next pause would pass it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETRY_FOR_S
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await func(*args, **kwargs)
         except TRANSIENT_ERRORS as exc:
-            if attempt == ATTEMPTS:
+            pause = min(RETRY_PAUSE_S * attempt, MAX_PAUSE_S)
+            if loop.time() + pause > deadline:
                 raise
             log.warning("store call failed (%s), retrying", type(exc).__name__)
-        await asyncio.sleep(RETRY_PAUSE_S * attempt)
-    raise RuntimeError("with_retries: no attempt was made")  # ATTEMPTS >= 1
+        await asyncio.sleep(pause)
 
 
 class CallStore:

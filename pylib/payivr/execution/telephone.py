@@ -8,9 +8,10 @@ went away, the single exception a handler has to expect.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from payivr.core.plan import Collect, Event
+from payivr.core.plan import Collect, Event, Listen
+from payivr.core.secrets import SecretDigits
 
 
 class Telephone(Protocol):
@@ -48,4 +49,18 @@ class Telephone(Protocol):
         """One entry for ``command.field``: DigitsEntered or InputTimeout (or, where a
         driver lets someone else end the payment, CancelRequested). The digits are
         handed over in SecretDigits, owned by the plan from then on."""
+        ...
+
+
+@runtime_checkable
+class ListeningTelephone(Telephone, Protocol):
+    """A telephone that can also take spoken card data (docs/dictation.md)."""
+
+    async def listen(self, command: Listen) -> Event:
+        """Prompt and listen: SpeechHeard, SpeechUnclear or InputTimeout; on a key
+        press (or when it cannot listen after all) the answer of ``command.keyed``."""
+        ...
+
+    async def read_back(self, digits: SecretDigits) -> None:
+        """Say ``digits`` from the digit prompt files, never a synthesiser."""
         ...

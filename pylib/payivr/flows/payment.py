@@ -52,8 +52,9 @@ class InFlowPayment(DriverHooks):
 
 
 class SessionCreator(Protocol):
-    async def create_session(self, session: Session, ttl_s: int) -> None:
-        """Store a new payment session with its `session.created` event."""
+    async def create_session(self, session: Session, merchant: MerchantConfig, ttl_s: int) -> None:
+        """Store a new payment session with its `session.created` event and its
+        watchdog deadline (payivr.store.admit_write)."""
         ...
 
 
@@ -73,7 +74,7 @@ class CapturePayments:
         merchant = self.merchants.get(command.merchant)
         if merchant is None:  # the config check refuses such flows; a reload may not
             log.error("flow call %s: pay: merchant is not configured", ctx.label)
-            return PaymentDone("failed", "merchant-unknown", "", ctx.telephone.hungup)
+            return PaymentDone("failed", Reason.MERCHANT_UNKNOWN, "", ctx.telephone.hungup)
         call_id = ctx.plan.call.call_id or ctx.label
         try:
             request = parse_request(_fields(command, merchant), merchant, call_id=call_id)
@@ -83,7 +84,7 @@ class CapturePayments:
             log.warning("flow call %s: pay refused: %s", ctx.label, exc.header)
             return PaymentDone("failed", "invalid-request", "", ctx.telephone.hungup)
         session = Session.new(request, self.clock())
-        await self.sessions.create_session(session, self.session_ttl_s)
+        await self.sessions.create_session(session, merchant, self.session_ttl_s)
         log.info("flow call %s: pay: session %s order %s", ctx.label, session.id, request.order)
         payment = CallContext(
             label=ctx.label,

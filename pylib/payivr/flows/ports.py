@@ -17,11 +17,13 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from payivr.core.config_types import MerchantConfig
+from payivr.core.orphan import WatchBudget
 from payivr.core.result import iso
 from payivr.core.session import Session
 from payivr.flows.context import ConnectorFailed, HttpAnswer
 from payivr.store import keys
-from payivr.store.transactions import add_create_to
+from payivr.store.admit_write import ADMIT_SCRIPT, admit_write
 
 
 class ConnectorClientLike(Protocol):
@@ -69,20 +71,30 @@ class RedisFlowEvents:
         *,
         maxlen: int = keys.EVENTS_MAXLEN,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        budget: WatchBudget | None = None,
     ) -> None:
         self.client = client  # redis.asyncio
         self.maxlen = maxlen
+        self.budget = budget
         self.clock = clock
 
     async def publish(self, name: str, fields: Mapping[str, str]) -> None:
         entry = {"event": name, **fields, "at": iso(self.clock())}
         await self.client.xadd(keys.EVENTS, entry, maxlen=self.maxlen, approximate=True)
 
-    async def create_session(self, session: Session, ttl_s: int) -> None:
-        """A payment session, as Kamailio creates one for a transferred payment."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            add_create_to(pipe, session, ttl_s, self.maxlen)
-            await pipe.execute()
+    async def create_session(self, session: Session, merchant: MerchantConfig, ttl_s: int) -> None:
+        """A payment session, written as Kamailio writes one for a transferred payment
+        (the same script): with its watchdog deadline on `payivr:inflight`, which the
+        payment's writes push on, so the watchdog finalises it if this application dies."""
+        write = admit_write(
+            session,
+            merchant,
+            session.created_at.timestamp(),
+            session_ttl_s=ttl_s,
+            budget=self.budget,
+            events_maxlen=self.maxlen,
+        )
+        await self.client.eval(ADMIT_SCRIPT, len(write.keys), *write.keys, *write.args)
 
 
 class CommentOutboxLike(Protocol):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from payivr.commands.simulate import Keypad, MemoryStore, TerminalTelephone
+from payivr.core.config_types import MerchantConfig
 from payivr.core.flow import Flow
 from payivr.core.flow.commands import CollectKeys, EnterQueue, Transfer
 from payivr.core.flow.events import KeysEntered, NoInput, QueueLeft
@@ -74,8 +75,11 @@ class TerminalFlowTelephone(TerminalTelephone):
         return KeysEntered(keys) if keys else NoInput()
 
     async def enter_queue(self, command: EnterQueue) -> QueueLeft:
+        chime = ""
+        if command.chime is not None:
+            chime = f" and prompt {command.chime.name} every {command.chime_every_s} s"
         self.note(
-            f"waiting in queue {command.queue} with music {command.music}; "
+            f"waiting in queue {command.queue} with music {command.music}{chime}; "
             "Enter: an agent answers, 'timeout', or 'hangup'"
         )
         started = time.monotonic()
@@ -128,5 +132,5 @@ class PrintedEvents:
 class MemorySessions(MemoryStore):
     """The simulated payment sessions (in memory, for the command's duration)."""
 
-    async def create_session(self, session: Session, ttl_s: int) -> None:
+    async def create_session(self, session: Session, merchant: MerchantConfig, ttl_s: int) -> None:
         self.sessions[session.id] = session

@@ -16,6 +16,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from payivr.core.config import LANGUAGES
+from payivr.core.config_types import MODERN_CIPHERS
 from payivr.freeswitch.flows import fifo_queues, flow_extension, insert_flow_extension
 from payivr.freeswitch.settings import FreeswitchSettings
 
@@ -144,6 +145,7 @@ def template_values(s: FreeswitchSettings) -> dict[str, str]:
         "tls_port": str(s.tls_port),
         "tls_cert_dir": s.tls_cert_dir,
         "tls_verify_policy": s.tls_verify_policy,
+        "tls_ciphers": MODERN_CIPHERS,
         "kamailio_addr_regex": _addr_regex(s.kamailio_addresses),
         "esl_targets": "|".join(f"{h}:{p}" for h, p in s.esl_targets),
         "fifo_queues": fifo_queues(s.queues),

@@ -4,8 +4,9 @@ An accepted INVITE must (SPEC 3 and 5): claim its replay key (SET NX EX), create
 session hash with its TTL, append `session.created` to `payivr:events`, and put the
 session on `payivr:inflight` with the latest time its call could still be running
 (the watchdog finalises it if no result is recorded by then: payivr.core.orphan).
-Doing it as one Lua script makes it atomic (a replayed request creates nothing) and
-costs one round trip per call, which is what keeps Kamailio's Python workers fast.
+Doing it as one Lua script (payivr.store.admit_write, which a flow's `pay` runs too)
+makes it atomic (a replayed request creates nothing) and costs one round trip per
+call, which is what keeps Kamailio's Python workers fast.
 
 Works with Debian's python3-redis 4.3 (Kamailio's embedded interpreter) and the venv's.
 """
@@ -14,34 +15,17 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from payivr.core.admission import Accept
 from payivr.core.orphan import WatchBudget
-from payivr.core.session import Event, Session, event_fields
+from payivr.core.session import Event, Session
 from payivr.store import keys
+from payivr.store.admit_write import ADMIT_SCRIPT, admit_write
 
 if TYPE_CHECKING:
     import redis
-
-# KEYS: replay key, session key, events stream, inflight set
-# ARGV: replay TTL ('0': no replay key to claim), session TTL, events MAXLEN,
-#       session hash as a flat JSON list [field, value, ...], event entry likewise,
-#       the watchdog deadline (s since the epoch), the session id.
-# JSON rather than one argument per item: the client encodes 2 arguments, not ~50,
-# which is most of the Python cost of this call.
-ADMIT_SCRIPT = """
-if ARGV[1] ~= '0' then
-  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-end
-redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[4])))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(cjson.decode(ARGV[5])))
-redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7])
-return 1
-"""
 
 # KEYS: session key, events stream, inflight set. ARGV: MAXLEN, session id, event items...
 # Used when no FreeSWITCH node took the call after the session was created.
@@ -52,9 +36,6 @@ if redis.call('DEL', KEYS[1]) == 1 then
 end
 return 1
 """
-
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class AdmissionWrite(enum.Enum):
@@ -79,8 +60,7 @@ class AdmissionStore:
         self.client = client
         self._budget = budget or WatchBudget()
         self._conn: Any = client.connection_pool.make_connection()
-        self._ttl = str(session_ttl_s)
-        self._maxlen = str(keys.EVENTS_MAXLEN)
+        self._ttl = session_ttl_s
         self._admit_sha = hashlib.sha1(ADMIT_SCRIPT.encode()).hexdigest().encode()  # noqa: S324
         self._close = client.register_script(CLOSE_SCRIPT)
 
@@ -92,28 +72,20 @@ class AdmissionStore:
         """
         when = datetime.fromtimestamp(int(now), UTC)  # the hash keeps seconds
         session = Session.new(accept.request, when, session_id)
-        fields = session.to_hash()
-        step = self._budget.step_s(accept.merchant)
-        fields[keys.WATCHDOG_STEP_FIELD] = str(step)
-        hash_items = [item for pair in fields.items() for item in pair]
-        event = event_fields(Event.SESSION_CREATED, session, when)
-        event_items = [item for pair in event.items() for item in pair]
-        replay_ttl = str(accept.replay_ttl_s) if accept.replay_key else "0"
+        write = admit_write(
+            session,
+            accept.merchant,
+            now,
+            session_ttl_s=self._ttl,
+            budget=self._budget,
+            replay_key=accept.replay_key,
+            replay_ttl_s=accept.replay_ttl_s,
+        )
         done = self._evalsha(
             self._admit_sha,
             ADMIT_SCRIPT,
             b"4",
-            (accept.replay_key or keys.PREFIX + "replay:-").encode(),
-            keys.session_key(session_id).encode(),
-            keys.EVENTS.encode(),
-            keys.INFLIGHT.encode(),
-            replay_ttl.encode(),
-            self._ttl.encode(),
-            self._maxlen.encode(),
-            _dumps(hash_items).encode(),
-            _dumps(event_items).encode(),
-            repr(self._budget.admission_deadline(now, step)).encode(),
-            session_id.encode(),
+            *(part.encode() for part in write.keys + write.args),
         )
         return AdmissionWrite.CREATED if int(done) == 1 else AdmissionWrite.REPLAYED
 

@@ -6,10 +6,13 @@ SIP plumbing: retransmissions, in-dialog routing, failover between FreeSWITCH no
 rate limits and the two infrastructure failures (Redis, no node) of SPEC section 4.
 
 Order of work for a new INVITE from a CTI trunk, cheapest refusal first:
-    pike (per source) -> admit() (merchant, source, signature, fields, SDP offer) ->
+    overload (the UDP receive queue's fill) -> pike (per source) ->
+    admit() (merchant, source, signature, fields, SDP offer) ->
     htable counter (per merchant) -> dispatcher (a live node?) ->
     Redis (replay key + session + event, one round trip) -> relay with failover.
-Nothing is written anywhere for a rejected request.
+Nothing is written anywhere for a rejected request. A call to a flow's entry point
+(admit() says FlowCall) skips the merchant counter and Redis: it is relayed to a node
+with the same failover, without `X-Pay-*` or session headers (docs/flows.md).
 
 A BYE from a FreeSWITCH node goes through payivr.kamailio.bye first: unsigned result
 headers (the dialplan fallback's, the ESL application being gone) are replaced by the
@@ -21,13 +24,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from payivr.core.admission import Reject, admit, replayed
+from payivr.core.admission import FlowCall, Reject, admit, replayed
 from payivr.core.config import Config, load_config
 from payivr.core.errors import Rejection, forbidden, unavailable
+from payivr.core.orphan import WatchBudget
 from payivr.core.session import new_session_id
 from payivr.core.siputil import uri_host
 from payivr.kamailio.admission_store import AdmissionStore, AdmissionWrite
 from payivr.kamailio.bye import ByeResults
+from payivr.kamailio.metrics import KamailioMetrics
+from payivr.kamailio.overload import ReceiveQueues
 from payivr.kamailio.settings import DISPATCHER_SET
 from payivr.kamailio.sipmsg import (
     mask_card_digits,
@@ -36,6 +42,14 @@ from payivr.kamailio.sipmsg import (
     reply_headers,
     unknown_payment_headers,
 )
+from payivr.media.sdp import (
+    AGENT_LEG_HEADER,
+    ANSWER_FLAGS,
+    OFFER_FLAGS,
+    UPDATE_FLAGS,
+    kamailio_flags,
+)
+from payivr.media.settings import load_rtpengine_settings
 
 if TYPE_CHECKING:
     from payivr.store.orphans import OrphanFinaliser
@@ -52,6 +66,12 @@ REDIS_BACKOFF_S = 1.0
 REDIS_SOCKET_TIMEOUT_S = 0.5
 REDIS_CONNECT_TIMEOUT_S = 0.25
 STOP = -255  # KEMI: end of processing for this message
+# The agent's leg of an agent-assisted call (FreeSWITCH -> the agent's phone) runs its
+# media through rtpengine; the Record-Route parameter finds that dialog again.
+MEDIA_RR_PARAM = "payivr_media=agent"
+MEDIA_REPLY_ROUTE = "ksr_reply_agent_media"
+MEDIA_UPDATE_REPLY_ROUTE = "ksr_reply_agent_media_update"
+MEDIA_FAILURE_ROUTE = "ksr_failure_agent_media"
 
 
 class Router:
@@ -69,10 +89,15 @@ class Router:
         self.return_hosts = frozenset(
             host for merchant in config.merchants.values() for host in merchant.return_hosts
         )
+        self.entry_headers = config.flows.header_names()
         self.store = store
         self._redis_down_until = 0.0
         self._finaliser: OrphanFinaliser | None = None
         self.byes = ByeResults(ksr, config, self._orphan_finaliser)
+        self.metrics = KamailioMetrics(ksr, config)
+        self.queues = ReceiveQueues()
+        # rtpengine is in the agent's media path only where `services.rtpengine` is set.
+        self.media = load_rtpengine_settings(config) is not None
 
     # ----- entry points called by app_python3 -----
 
@@ -96,7 +121,11 @@ class Router:
             socket_timeout=REDIS_SOCKET_TIMEOUT_S,
             connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         )
-        self.store = AdmissionStore(client, self.config.services.session_ttl_s)
+        self.store = AdmissionStore(
+            client,
+            self.config.services.session_ttl_s,
+            WatchBudget.from_config(self.config.services.watchdog),
+        )
         return self.store
 
     def _orphan_finaliser(self) -> OrphanFinaliser:
@@ -143,6 +172,10 @@ class Router:
         ksr.sl.sl_send_reply(405, "Method Not Allowed")
         return STOP
 
+    def ksr_xhttp_event(self, msg: Any, event: str = "") -> int:
+        """An HTTP request on the metrics socket (xhttp's event callback)."""
+        return self.metrics.scrape()
+
     def ksr_failure_freeswitch(self, msg: Any) -> int:
         """A FreeSWITCH node failed the INVITE: try the next one, or answer 503."""
         ksr = self.ksr
@@ -162,6 +195,7 @@ class Router:
             ksr.hdr.append_to_reply(reply_headers(rejection, self.host))
             ksr.tm.t_reply(rejection.status, rejection.reason_phrase)
             self._log_rejection(rejection)
+            self.metrics.rejected(rejection)
             return STOP
         # Any other final answer (4xx, 6xx) is the node's and goes back as it is.
         self._close_session("freeswitch-refused")
@@ -172,6 +206,9 @@ class Router:
     def _payment_call(self) -> int:
         ksr = self.ksr
         now = time.time()
+        if ksr.is_UDP() and self.queues.overloaded((ksr.kx.get_rcvip(), ksr.kx.get_rcvport())):
+            # Shed before any work: past capacity, admitting more only delays everyone.
+            return self._reject(unavailable("Kamailio", "overloaded", self.retry_after))
         source = ksr.kx.get_srcip()
         if ksr.pike.pike_check_req() < 0:
             return self._reject(
@@ -188,9 +225,13 @@ class Router:
             body=message_body(message),
             replay=None,
             referred_by=ksr.hdr.get("Referred-By"),
+            dialled=ksr.pv.get("$rU") or "",
+            entry_headers={name.lower(): ksr.hdr.get(name) or "" for name in self.entry_headers},
         )
         if isinstance(decision, Reject):
             return self._reject(decision.rejection)
+        if isinstance(decision, FlowCall):
+            return self._flow_call(decision, headers)
         request = decision.request
         count = ksr.htable.sht_inc(RATE_TABLE, f"{request.merchant}:{int(now)}")
         if count > self.merchant_limit:
@@ -214,17 +255,45 @@ class Router:
         for name in unknown_payment_headers(headers):
             ksr.hdr.remove(name)
         ksr.hdr.append(f"{SESSION_HEADER}: {session_id}\r\n")
+        # A dialog with keep-alives toward the node: when the node dies mid-call, an
+        # in-dialog OPTIONS times out, the dialog's lifetime drops to 10 s, and on
+        # timeout Kamailio ends the call with a BYE to the contact center
+        # (docs/kamailio.md, "A node that dies with calls in progress").
+        ksr.dialog.dlg_manage()
+        ksr.dialog.dlg_set_property("ka-dst")
         ksr.rr.record_route()
         ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
             self._close_session("relay-failed")
             ksr.sl.sl_reply_error()
             return STOP
+        self.metrics.admitted(request.merchant)
         # Masked: an order id or a Call-ID may be any run of digits a CTI chose.
         ksr.info(
             mask_card_digits(
                 f"payivr: accepted call-id={request.call_id} session={session_id} "
                 f"merchant={request.merchant} order={request.order}\n"
+            )
+        )
+        return STOP
+
+    def _flow_call(self, decision: FlowCall, headers: list[tuple[str, str]]) -> int:
+        """Relay a call to a flow's entry point: a node, failover, no session."""
+        ksr = self.ksr
+        if ksr.dispatcher.ds_select_dst(DISPATCHER_SET, DS_ROUND_ROBIN) < 0:
+            return self._reject(unavailable("FreeSWITCH", "no node available", self.retry_after))
+        # FreeSWITCH tells a flow call from a payment call by the session header.
+        ksr.hdr.remove(SESSION_HEADER)
+        for name in {name for name, _ in headers}:
+            ksr.hdr.remove(name)
+        ksr.rr.record_route()
+        ksr.tm.t_on_failure(FAILURE_ROUTE)
+        if ksr.tm.t_relay() < 0:
+            ksr.sl.sl_reply_error()
+            return STOP
+        ksr.info(
+            mask_card_digits(
+                f"payivr: flow call call-id={ksr.kx.get_callid()} entry={decision.entry.name}\n"
             )
         )
         return STOP
@@ -269,8 +338,50 @@ class Router:
             return self._reject(
                 forbidden("Request-URI", f"{host} is not an allowlisted return target")
             )
+        if ksr.hdr.get(AGENT_LEG_HEADER) is not None:
+            return self._agent_leg()
         ksr.rr.record_route()
         self._relay()
+        return STOP
+
+    def _agent_leg(self) -> int:
+        """FreeSWITCH bridging a caller to the agent: the media goes through rtpengine.
+
+        Refused rather than relayed around rtpengine: an agent leg without it would
+        carry the card tones to the agent.
+        """
+        ksr = self.ksr
+        ksr.hdr.remove(AGENT_LEG_HEADER)
+        if not self.media:
+            return self._reject(unavailable("rtpengine", "no media proxy configured", 0))
+        if ksr.rtpengine.rtpengine_offer(kamailio_flags(OFFER_FLAGS)) < 0:
+            return self._reject(unavailable("rtpengine", "the media proxy did not answer", 0))
+        ksr.rr.add_rr_param(f";{MEDIA_RR_PARAM}")
+        ksr.rr.record_route()
+        ksr.tm.t_on_reply(MEDIA_REPLY_ROUTE)
+        ksr.tm.t_on_failure(MEDIA_FAILURE_ROUTE)
+        self._relay()
+        return STOP
+
+    def ksr_reply_agent_media(self, msg: Any) -> int:
+        """A reply on the agent's leg: rtpengine rewrites the SDP answer."""
+        ksr = self.ksr
+        status = int(ksr.pv.get("$rs") or 0)
+        if 180 <= status < 300 and ksr.pv.get("$rb"):
+            ksr.rtpengine.rtpengine_answer(kamailio_flags(ANSWER_FLAGS))
+        return 1
+
+    def ksr_reply_agent_media_update(self, msg: Any) -> int:
+        """A reply to a re-INVITE on the agent's leg (the labels stay as first set)."""
+        ksr = self.ksr
+        status = int(ksr.pv.get("$rs") or 0)
+        if 180 <= status < 300 and ksr.pv.get("$rb"):
+            ksr.rtpengine.rtpengine_answer(kamailio_flags(UPDATE_FLAGS))
+        return 1
+
+    def ksr_failure_agent_media(self, msg: Any) -> int:
+        """The agent's leg failed: rtpengine forgets the call at once."""
+        self.ksr.rtpengine.rtpengine_delete("")
         return STOP
 
     # ----- inside a dialog -----
@@ -282,6 +393,8 @@ class Router:
                 return STOP
             if ksr.is_BYE() and ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
                 self.byes.rewrite()
+            if self.media and ksr.rr.check_route_param(MEDIA_RR_PARAM) > 0:
+                self._agent_media_in_dialog()
             self._relay()
             return STOP
         if ksr.is_ACK():
@@ -290,6 +403,16 @@ class Router:
             return STOP
         ksr.sl.sl_send_reply(404, "Not here")
         return STOP
+
+    def _agent_media_in_dialog(self) -> None:
+        """A re-INVITE keeps the agent's media in rtpengine; a BYE ends it there."""
+        ksr = self.ksr
+        if ksr.is_INVITE() and ksr.pv.get("$rb"):
+            # Either side may send it: no labels here, they name the sides already.
+            ksr.rtpengine.rtpengine_offer(kamailio_flags(UPDATE_FLAGS))
+            ksr.tm.t_on_reply(MEDIA_UPDATE_REPLY_ROUTE)
+        elif ksr.is_BYE():
+            ksr.rtpengine.rtpengine_delete("")
 
     def _refer_allowed(self) -> bool:
         """A REFER from FreeSWITCH (return by transfer) may only name allowlisted hosts."""
@@ -313,6 +436,7 @@ class Router:
         ksr.hdr.append_to_reply(reply_headers(rejection, self.host))
         ksr.sl.sl_send_reply(rejection.status, rejection.reason_phrase)
         self._log_rejection(rejection)
+        self.metrics.rejected(rejection)
         return STOP
 
     def _log_rejection(self, rejection: Rejection) -> None:

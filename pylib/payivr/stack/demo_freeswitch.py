@@ -94,9 +94,11 @@ def start_keyed_call(
     extra_headers: Mapping[str, str] | None = None,
     scenario_file: Path | None = None,
     timeout_s: int = 120,
+    inband_dtmf: bool = False,
 ) -> KeyedCall:
     """Start the UAC of a signed payment call to Kamailio whose caller keys `card`
-    (then the expiry and CVV) as RFC 2833 events at times estimated from the prompts.
+    (then the expiry and CVV) as RFC 2833 events at times estimated from the prompts
+    (with `inband_dtmf`, also as tones in the audio, as some phones do).
 
     The scenario (the demo's by default) must carry the `@PCAP@` placeholder; the
     caller is `call.uac`
@@ -109,7 +111,7 @@ def start_keyed_call(
         config.services.esl.prompts_dir, lang, merchant, card, DEMO_CVV, date.today()
     )
     sipp_dir.mkdir(parents=True, exist_ok=True)
-    pcap = keyed_call(sipp_dir / "caller.pcap", keyings)
+    pcap = keyed_call(sipp_dir / "caller.pcap", keyings, inband=inband_dtmf)
     source = scenario_file or scenario("uac-keyed-sale-expect-result-on-bye")
     text = source.read_text()
     uac_scenario = sipp_dir / source.name

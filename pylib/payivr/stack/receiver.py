@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +15,7 @@ class ReceivedCallback:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float  # time.time() when the body had been read (latency benches)
 
 
 class CallbackReceiver:
@@ -28,9 +30,10 @@ class CallbackReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                at = time.time()
                 with receiver._arrived:
                     receiver.received.append(
-                        ReceivedCallback(self.path, dict(self.headers.items()), body)
+                        ReceivedCallback(self.path, dict(self.headers.items()), body, at)
                     )
                     receiver._arrived.notify_all()
                 self.send_response(200)

@@ -3,8 +3,11 @@
 SIPp's stock dtmf_2833_N.pcap files reuse one RTP timestamp for every digit, so a
 receiver that (correctly, RFC 4733 section 2.5.1.3) treats packets with the same
 timestamp as one event drops repeated digits: "4111" arrives as "41". Here every
-event gets the timestamp of the moment it starts, sequence numbers always increase,
-and the audio stream pauses while an event is sent, as a phone does.
+event gets the timestamp of the moment it starts and sequence numbers always
+increase. By default the audio stream pauses while an event is sent, as most phones
+do; with `inband=True` the phone also plays the key's tones in its audio, packet for
+packet alongside the events (payivr.stack.dtmf_tones), as phones set to send DTMF
+"both ways" do.
 
 Format: classic pcap (microsecond timestamps), Ethernet/IPv4/UDP/RTP, which SIPp's
 pcap player reads (it rewrites addresses and ports to the negotiated media).
@@ -17,12 +20,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from payivr.stack.dtmf_tones import alaw_encode, tone_samples
+
 PTIME_MS = 20
 SAMPLES_PER_PACKET = 160  # 8 kHz x 20 ms
 ALAW_SILENCE = 0xD5  # A-law code of a zero sample
 PCMA_PT = 8
 EVENT_PT = 101
 EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
+KEYS_OF_EVENTS = {v: k for k, v in EVENTS.items()}
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,11 @@ def event_payload(event: int, end: bool, duration: int, volume: int = 10) -> byt
     return struct.pack("!BBH", event, (0x80 if end else 0) | volume, duration)
 
 
-def rtp_packets(keyings: Sequence[Keying], total_s: float) -> list[RtpPacket]:
-    """The caller's RTP stream: 20 ms packets for `total_s`, digits where keyed."""
+def rtp_packets(
+    keyings: Sequence[Keying], total_s: float, *, inband: bool = False
+) -> list[RtpPacket]:
+    """The caller's RTP stream: 20 ms packets for `total_s`, digits where keyed (as
+    events, and with `inband` also as tones in audio packets of the same slots)."""
     # Which 20 ms slots carry which event (slot index -> (event, first slot of event)).
     slots: dict[int, tuple[int, int]] = {}
     for keying in keyings:
@@ -81,6 +90,21 @@ def rtp_packets(keyings: Sequence[Keying], total_s: float) -> list[RtpPacket]:
             for k in range(n):
                 duration = (k + 1) * SAMPLES_PER_PACKET
                 end = k == n - 1
+                if inband:
+                    # The slot's audio first, then its event: a receiver gets both.
+                    key = KEYS_OF_EVENTS[event]
+                    tone = tone_samples(key, k * SAMPLES_PER_PACKET, SAMPLES_PER_PACKET)
+                    packets.append(
+                        RtpPacket(
+                            (first + k) * PTIME_MS / 1000,
+                            PCMA_PT,
+                            False,
+                            seq,
+                            (first + k) * SAMPLES_PER_PACKET,
+                            bytes(alaw_encode(x) for x in tone),
+                        )
+                    )
+                    seq = (seq + 1) & 0xFFFF
                 # The end packet goes out three times (RFC 4733 2.5.1.4): same timestamp
                 # and duration, new sequence numbers.
                 repeats = 3 if end else 1
@@ -168,21 +192,22 @@ def write_pcap(path: Path, packets: Iterable[RtpPacket], ssrc: int = 0x5041594E)
     return path
 
 
-def keyed_call(path: Path, keyings: Sequence[Keying], tail_s: float = 2.0) -> Path:
+def keyed_call(
+    path: Path, keyings: Sequence[Keying], tail_s: float = 2.0, *, inband: bool = False
+) -> Path:
     """A pcap lasting until `tail_s` after the last digit."""
     end = max((k.start_s + len(k.digits) * k.every_ms / 1000 for k in keyings), default=0.0)
-    return write_pcap(path, rtp_packets(keyings, end + tail_s))
+    return write_pcap(path, rtp_packets(keyings, end + tail_s, inband=inband))
 
 
 def decode_events(rtp_payloads: Iterable[tuple[int, int, bytes]]) -> str:
     """Digits from (payload type, timestamp, payload) as a receiver does: one per
     distinct timestamp of telephone-event packets with the end bit."""
-    names = {v: k for k, v in EVENTS.items()}
     seen: set[int] = set()
     digits = []
     for pt, ts, payload in rtp_payloads:
         if pt != EVENT_PT or len(payload) < 4 or not payload[1] & 0x80 or ts in seen:
             continue
         seen.add(ts)
-        digits.append(names.get(payload[0], "?"))
+        digits.append(KEYS_OF_EVENTS.get(payload[0], "?"))
     return "".join(digits)

@@ -229,7 +229,7 @@ def stack_up(
         if importlib.util.find_spec("payivr.commands.esl") is not None:
             esl = spawn(
                 "esl",
-                _payivr("esl", "serve", "--config", str(layout.config_path)),
+                _payivr("esl", "serve", "--config", str(layout.config_path), "--metrics-port", "0"),
                 layout.workdir / "logs" / "esl.log",
             )
             state.processes.append(esl)

@@ -119,10 +119,3 @@ class Outbox(StreamOutbox[LeasedEntry]):
             )
             for r in self.raw_rows()
         ]
-
-    def replay(self, event_id: str, now_ms: int) -> str:
-        """Send a callback again: dead ones go back to the outbox, retrying ones become due.
-
-        Returns what happened: `requeued`, `due-now`, `in-flight`, `pending` or `not-found`.
-        """
-        return self.replay_where("event_id", event_id, now_ms)

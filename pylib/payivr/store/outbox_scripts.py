@@ -13,6 +13,9 @@ keys, store/keys.py, and gets its own copy of the scripts from `scripts_for`):
   cluster: the key is derived inside the script from the outbox's state prefix).
   A lease is the schedule score of an in-flight entry (ms); a worker proves it still
   owns the entry by passing the lease it was given.
+  A leased entry is returned as one JSON string, [id, attempts, [field, value, ...]]:
+  one reply element per entry instead of fifteen, which the client parses in C
+  (json) rather than element by element (most of a worker's Redis-side CPU).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ local function lease_entry(id, deadline)
   redis.call('ZADD', KEYS[2], deadline, id)
   redis.call('HSET', state_key(id), 'lease', deadline)
   local attempts = redis.call('HGET', state_key(id), 'attempts') or '0'
-  return {id, found[1][2], attempts}
+  return cjson.encode({id, attempts, found[1][2]})
 end
 local function owns(id, lease)
   local score = redis.call('ZSCORE', KEYS[2], id)
@@ -70,6 +73,41 @@ local out = {}
 for _, id in ipairs(due) do
   local e = lease_entry(id, ARGV[2])
   if e then table.insert(out, e) end
+end
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {out, first[2] or false}
+"""
+)
+
+# ARGV: now (ms), lease deadline (ms), count, group, consumer -- a busy worker's one
+# round trip for work: the due entries (CLAIM_DUE), then, if that left room, new
+# entries read from the group (XREADGROUP without BLOCK, allowed in a script) and
+# adopted on the spot (ADOPT). Returns {entries, earliest score left (or false)}.
+TAKE = (
+    _COMMON
+    + """
+local n = tonumber(ARGV[3])
+local out = {}
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, n)
+for _, id in ipairs(due) do
+  local e = lease_entry(id, ARGV[2])
+  if e then table.insert(out, e) end
+end
+if #out < n then
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', n - #out,
+                           'STREAMS', KEYS[1], '>')
+  if reply then
+    for _, message in ipairs(reply[1][2]) do
+      local id = message[1]
+      redis.call('XACK', KEYS[1], ARGV[4], id)
+      if not redis.call('ZSCORE', KEYS[2], id) then
+        redis.call('ZADD', KEYS[2], ARGV[2], id)
+        redis.call('HSET', state_key(id), 'lease', ARGV[2])
+        local attempts = redis.call('HGET', state_key(id), 'attempts') or '0'
+        table.insert(out, cjson.encode({id, attempts, message[2]}))
+      end
+    end
+  end
 end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {out, first[2] or false}
@@ -196,6 +234,7 @@ class OutboxScripts:
 
     adopt: str
     claim_due: str
+    take: str
     delivered: str
     retry_later: str
     park_dead: str
@@ -221,6 +260,7 @@ def scripts_for(state_prefix: str, entry_fields: tuple[str, ...]) -> OutboxScrip
     return OutboxScripts(
         adopt=fill(ADOPT),
         claim_due=fill(CLAIM_DUE),
+        take=fill(TAKE),
         delivered=fill(DELIVERED),
         retry_later=fill(RETRY_LATER),
         park_dead=fill(PARK_DEAD),

@@ -24,6 +24,7 @@ lost its lease (it was too slow) cannot overwrite the new owner's decision.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class StreamOutbox(Generic[E]):
         s = scripts_for(keys.state_prefix, entry_fields)
         self._adopt = client.register_script(s.adopt)
         self._claim_due = client.register_script(s.claim_due)
+        self._take = client.register_script(s.take)
         self._delivered = client.register_script(s.delivered)
         self._retry_later = client.register_script(s.retry_later)
         self._park_dead = client.register_script(s.park_dead)
@@ -174,11 +176,12 @@ class StreamOutbox(Generic[E]):
         return self._adopt_ids(ids, now_ms(), lease_for_ms)
 
     def _leased(self, raw: list[Any], lease_ms: int) -> list[E]:
+        """Entries as the scripts return them: JSON [id, attempts, [field, value, ...]]."""
         out = []
-        for entry_id, flat, attempts in raw:
-            out.append(
-                self._parse(as_text(entry_id), pairs(flat), int(as_text(attempts) or 0), lease_ms)
-            )
+        for item in raw:
+            entry_id, attempts, flat = json.loads(item)
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            out.append(self._parse(entry_id, fields, int(attempts or 0), lease_ms))
         return out
 
     def _adopt_ids(self, ids: list[str], now: int, lease_for_ms: int) -> list[E]:
@@ -200,7 +203,18 @@ class StreamOutbox(Generic[E]):
         raw, first = self._claim_due(keys=self._keys, args=[now_ms, deadline, count])
         return self._leased(raw, deadline), (int(float(as_text(first))) if first else None)
 
-    def next_due_ms(self) -> int | None:
+    def take(
+        self, consumer: str, count: int, now_ms: int, lease_for_ms: int
+    ) -> tuple[list[E], int | None]:
+        """Up to `count` entries in one round trip: due ones first, then new ones from
+        the group (adopted and leased at once, never blocking); plus when the earliest
+        entry left on the schedule becomes due. Empty: wait with `read_new`."""
+        deadline = now_ms + lease_for_ms
+        raw, first = self._take(
+            keys=self._keys, args=[now_ms, deadline, count, self.keys.group, consumer]
+        )
+        return self._leased(raw, deadline), (int(float(as_text(first))) if first else None)
+
         """When the earliest scheduled entry becomes due (None: nothing scheduled)."""
         first = self.client.zrange(self.keys.schedule, 0, 0, withscores=True)
         return int(first[0][1]) if first else None

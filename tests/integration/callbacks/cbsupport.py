@@ -176,7 +176,7 @@ def record(redis_url: str, url: str, n: int = 1, merchant: str = "acme") -> list
 
 def fast_settings(**overrides: Any) -> WorkerSettings:
     values: dict[str, Any] = dict(
-        threads=8,
+        concurrency=8,
         connect_timeout_s=0.5,
         read_timeout_s=1.0,
         retry_for_s=30.0,
@@ -221,7 +221,7 @@ def spawn_worker(
         "work",
         "--config",
         str(config_path),
-        "--threads",
+        "--concurrency",
         "8",
         "--backoff-base",
         "0.05",

@@ -1,4 +1,5 @@
-"""Send-time policy: URL and address checks, the connection's peer check, backoff."""
+"""Send-time policy: URL and address checks, backoff, metrics (the peer check:
+test_callbacks_client.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 from payivr.callbacks.backoff import Backoff
 from payivr.callbacks.metrics import Metrics
 from payivr.callbacks.policy import CallbackPolicy, NotAllowed, address_allowed, check_url
-from payivr.callbacks.transport import guarded_session
-from tests.integration.callbacks.cbsupport import Endpoint, scraped_samples
+from tests.integration.callbacks.cbsupport import scraped_samples
 
 POLICY = CallbackPolicy(secret=b"s", hosts=frozenset({"cb.example.com", "127.0.0.1"}))
 
@@ -64,22 +64,6 @@ def test_check_url_accepts_allowlisted_hosts_any_case() -> None:
     assert check_url("http://127.0.0.1:8080/cb", relaxed).hostname == "127.0.0.1"
 
 
-def test_connection_refuses_a_private_peer_even_past_the_name_check() -> None:
-    """As if DNS had answered a public address to the check and 127.0.0.1 later."""
-    endpoint = Endpoint().start()
-    try:
-        strict = guarded_session(allow_private=False)
-        with pytest.raises(NotAllowed) as info:
-            strict.post(endpoint.url, data=b"{}", timeout=2)
-        assert info.value.reason == "address-not-allowed"
-        assert endpoint.received == []
-        relaxed = guarded_session(allow_private=True)
-        assert relaxed.post(endpoint.url, data=b"{}", timeout=2).status_code == 200
-        assert len(endpoint.received) == 1
-    finally:
-        endpoint.stop()
-
-
 def test_backoff_grows_is_jittered_and_capped() -> None:
     b = Backoff(base_ms=1000, max_ms=60_000, retry_for_ms=86_400_000)
     rng = random.Random(7)
@@ -128,34 +112,3 @@ def test_metrics_keep_the_counters_when_redis_does_not_answer() -> None:
     assert samples["payivr_callbacks_delivered_total"] == 1
     assert samples["payivr_callbacks_result_to_delivery_seconds_count"] == 0
     assert not any(name.endswith("_entries") for name in samples)
-
-
-def test_request_head_and_body_leave_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-    import threading
-
-    import requests
-    from requests.structures import CaseInsensitiveDict
-
-    writes: list[int] = []
-    original = socket.socket.sendall
-    me = threading.get_ident()
-
-    def counting(self: socket.socket, data: bytes, *args: object) -> None:
-        if threading.get_ident() == me:  # the client's writes, not the endpoint's
-            writes.append(len(data))
-        original(self, data, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket.socket, "sendall", counting)
-    endpoint = Endpoint().start()
-    try:
-        body = b'{"event_id":"evt_1"}'
-        prepared = requests.PreparedRequest()
-        prepared.method, prepared.url, prepared.body = "POST", endpoint.url, body
-        prepared.headers = CaseInsensitiveDict({"Content-Length": str(len(body))})
-        session = guarded_session(allow_private=True)
-        assert session.get_adapter(endpoint.url).send(prepared, timeout=2).status_code == 200
-    finally:
-        endpoint.stop()
-    assert len(writes) == 1 and writes[0] > len(body)
-    assert endpoint.received[0].body == body

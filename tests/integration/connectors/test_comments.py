@@ -92,7 +92,7 @@ def test_delivered_once_after_zendesk_comes_back(redis_url: str, zendesk: FakeZe
     comment_id = outbox.enqueue("zendesk", "9001", SUMMARY, call_id="call-2")
     with worker_running(redis_url, zendesk):
         wait_until(lambda: len(zendesk.recorded("PUT")) >= 3)
-        [row] = outbox.rows()
+        [row] = outbox.raw_rows()
         assert row.fields["comment_id"] == comment_id
         assert row.state in ("retrying", "in-flight") and row.attempts >= 2
         assert row.last_status == "503"
@@ -110,8 +110,8 @@ def test_delivered_once_when_zendesk_was_not_even_listening(redis_url: str) -> N
     outbox = outbox_for(redis_url)
     outbox.enqueue("zendesk", "42", SUMMARY, call_id="call-3")
     with worker_running(redis_url, fake):
-        wait_until(lambda: outbox.rows()[0].attempts >= 2)
-        assert outbox.rows()[0].last_status == ""  # no answer at all
+        wait_until(lambda: outbox.raw_rows()[0].attempts >= 2)
+        assert outbox.raw_rows()[0].last_status == ""  # no answer at all
         fake.start()
         try:
             wait_until(lambda: 42 in fake.comments)
@@ -133,7 +133,7 @@ def test_closed_ticket_is_dead_at_once_and_not_retried(
         time.sleep(1.0)  # well past several backoff periods
     assert len(zendesk.recorded("PUT", "/api/v2/tickets/9006")) == 1
     assert len(zendesk.recorded("PUT", "/api/v2/tickets/31337")) == 1
-    dead = {r.fields["ticket_id"]: r for r in outbox.rows()}
+    dead = {r.fields["ticket_id"]: r for r in outbox.raw_rows()}
     assert dead["9006"].state == "dead" and dead["9006"].reason == "ticket-closed"
     assert dead["9006"].last_status == "422" and dead["9006"].attempts == 1
     assert dead["9006"].fields["comment_id"] == comment_id
@@ -150,7 +150,7 @@ def test_retries_are_bounded_by_the_retry_window(redis_url: str, zendesk: FakeZe
         wait_until(lambda: outbox.counts()["dead"] == 1)
         sent = len(zendesk.recorded("PUT"))
         time.sleep(1.0)
-    [row] = outbox.rows()
+    [row] = outbox.raw_rows()
     assert row.reason == "retry-window-exhausted" and row.last_status == "500"
     assert 2 <= sent <= 10 and len(zendesk.recorded("PUT")) == sent
     assert 9001 not in zendesk.comments
@@ -212,6 +212,10 @@ def test_operator_lists_and_replays_dead_comments(
     assert line["comment_id"] == comment_id and line["state"] == "dead"
     assert line["reason"] == "ticket-closed" and line["ticket_id"] == "9006"
     assert SUMMARY not in json.dumps(line)
+    assert main(["comments", "list", "--config", str(config)]) == 0
+    table = capsys.readouterr()
+    assert table.out.startswith("COMMENT ID") and comment_id in table.out
+    assert SUMMARY not in table.out and table.err == "(1 dead)\n"
     # The agent reopened... no: a closed ticket stays closed. The operator moves the
     # note by hand, or, here, the ticket was only "solved" and the replay succeeds.
     zendesk.tickets[9006]["status"] = "solved"
@@ -239,7 +243,7 @@ def test_callbacks_worker_process_delivers_comments(
             str(config),
             "--metrics-port",
             str(metrics_port),
-            "--threads",
+            "--concurrency",
             "2",
         ],
         env=env,
@@ -254,6 +258,8 @@ def test_callbacks_worker_process_delivers_comments(
         text = scraped.read().decode()
         for gauge in ("comments_outbox", "comments_scheduled", "comments_dead"):
             assert f"payivr_callbacks_{gauge}_entries 0.0" in text
+        # The comment worker's own counters are served beside the callback worker's.
+        assert "payivr_comments_delivered_total 1.0" in text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert proc.stderr is not None

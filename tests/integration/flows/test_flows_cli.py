@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from payivr import cli
+from tests.integration.connectors.test_comments import outbox_for, wait_until, worker_running
 from tests.integration.connectors.zdsupport import TOKEN_ENV, write_config_file
 from tests.support.fake_zendesk import FakeZendesk
 
@@ -35,11 +37,32 @@ def config_file(tmp_path: Path, zendesk: FakeZendesk, redis_url: str) -> Path:
     data = yaml.safe_load(path.read_text())
     data["flows"] = {
         "files": [str(REFERENCE)],
+        "sources": ["127.0.0.1/32"],
         "entry_points": {"support": {"number": "8000", "flow": "zendesk-caller-aware"}},
         "queues": {"support": {"agents": ["sip:agent1@127.0.0.1:5090"]}},
     }
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def simulate(
+    tmp_path: Path,
+    zendesk: FakeZendesk,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keyed: str,
+    *extra: str,
+) -> str:
+    """`payivr flows simulate` of a call from Ana to the support entry; its output."""
+    monkeypatch.setenv(TOKEN_ENV, zendesk.api_token)
+    path = config_file(tmp_path, zendesk, redis_url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(keyed))
+    code = cli.main(["flows", "simulate", "--config", str(path), "--entry", "8000",
+                     "--ani", "+34 600 111 222", *extra])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
 
 
 def test_check_ok_and_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,13 +92,7 @@ def test_simulate_known_caller_against_the_fake_zendesk(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(TOKEN_ENV, zendesk.api_token)
-    path = config_file(tmp_path, zendesk, redis_url)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("1\n\n"))
-    code = cli.main(["flows", "simulate", "--config", str(path), "--entry", "8000",
-                     "--ani", "+34 600 111 222"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out = simulate(tmp_path, zendesk, redis_url, monkeypatch, capsys, "1\n\n")
     lines = [line for line in out.splitlines() if line.startswith("IVR: ")]
     assert lines == [
         "IVR: Thank you for calling ACME support.",
@@ -122,6 +139,27 @@ def test_media_builds_prompts_and_music(tmp_path: Path, capsys: pytest.CaptureFi
     assert (prompts / "music" / "calm.wav").stat().st_size > 8000 * 2 * 30  # 30 s and more
     assert cli.main(args) == 0
     assert capsys.readouterr().out == f"{prompts}: 0 generated, 3 kept\n"
+
+
+def test_simulate_post_comments_queues_the_comment_in_the_durable_outbox(
+    tmp_path: Path,
+    zendesk: FakeZendesk,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = simulate(tmp_path, zendesk, redis_url, monkeypatch, capsys, "2\n", "--post-comments")
+    assert "(comment for zendesk ticket 8123 queued: " in out
+    assert zendesk.recorded("PUT") == []  # queued, not sent by the simulation itself
+    outbox = outbox_for(redis_url)
+    (row,) = outbox.raw_rows()
+    assert row.fields["ticket_id"] == "8123" and row.fields["call_id"].startswith("simulate-")
+    with worker_running(redis_url, zendesk):  # what `payivr callbacks work` runs
+        wait_until(lambda: 8123 in zendesk.comments)
+        time.sleep(0.5)  # a second delivery would come meanwhile
+    (comment,) = zendesk.comments[8123]
+    assert comment["body"].startswith("payivr call to entry support: menu choice 2;")
+    assert comment["public"] is False
 
 
 def test_demo_runs_the_reference_flow_against_the_loopback_stand_in(

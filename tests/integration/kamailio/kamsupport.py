@@ -65,6 +65,22 @@ merchants:
     sources: [192.0.2.0/24]
     processor: {{type: sandbox, token_secret: "file:sandbox_token"}}
     return_hosts: [cc.beta.example]
+flows:
+  files: [{flow}]
+  sources: [127.0.0.1/32]
+  entry_points:
+    support: {{number: "8000", flow: hang-up}}
+    partner: {{header: {{name: X-Payivr-Entry, value: partner}}, flow: hang-up}}
+    elsewhere: {{number: "8001", flow: hang-up, sources: [192.0.2.0/24]}}
+"""
+
+# Kamailio's routing tests need a flow to exist, not its behaviour.
+HANG_UP_FLOW = """\
+flow: hang-up
+description: Hangs up at once.
+start: bye
+activities:
+  bye: {type: hangup}
 """
 
 
@@ -81,10 +97,13 @@ def write_config(
     directory.mkdir(parents=True, exist_ok=True)
     secrets_path = directory / "secrets.yaml"
     secrets_path.write_text("".join(f"{k}: {v}\n" for k, v in SECRETS.items()))
+    flow_path = directory / "hang-up.yaml"
+    flow_path.write_text(HANG_UP_FLOW)
     path = directory / "payivr.yaml"
     path.write_text(
         CONFIG_TEMPLATE.format(
             secrets=secrets_path,
+            flow=flow_path,
             redis_url=redis_url,
             per_source=per_source,
             per_merchant=per_merchant,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
@@ -18,7 +19,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from payivr.execution.store import CallStore, with_retries
+from payivr.execution.store import MAX_PAUSE_S, RETRY_FOR_S, CallStore, with_retries
 from payivr.store import keys
 from payivr.store.async_store import AsyncRedisSessionStore
 from payivr.store.redis_store import RedisSessionStore
@@ -146,11 +147,17 @@ def test_only_transient_errors_are_retried(redis_url: str) -> None:
             unreachable += 1
             await closed.ping()
 
+        started = time.monotonic()
         with pytest.raises(redis.ConnectionError):
             await with_retries(nobody_there)
+        nonlocal gave_up_after
+        gave_up_after = time.monotonic() - started
         await closed.aclose()
         return refused, unreachable
 
+    gave_up_after = 0.0
     refused, unreachable = asyncio.run(scenario())
     assert refused == 1  # WRONGTYPE would fail the same way again
-    assert unreachable == 3
+    # An unreachable store is tried again for RETRY_FOR_S (a Sentinel failover), no longer.
+    assert unreachable > 3
+    assert RETRY_FOR_S - MAX_PAUSE_S - 0.1 <= gave_up_after <= RETRY_FOR_S + 0.5, gave_up_after

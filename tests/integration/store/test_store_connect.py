@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -77,82 +78,6 @@ def test_password_comes_from_a_secret_reference(tmp_path: Path, redis_with_passw
         unauthenticated.ping()
 
 
-def test_sentinel_finds_the_master(tmp_path: Path) -> None:
-    master = RedisServer().start()
-    sentinel_port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor payivr 127.0.0.1 {master.port} 1\n"
-    )
-    binary = shutil.which("redis-server") or "redis-server"
-    sentinel = start([binary, str(conf), "--sentinel"], sentinel_port)
-    try:
-        config = config_with(
-            tmp_path,
-            {
-                "url": "redis://ignored:6379/0",
-                "sentinel": {"master": "payivr", "nodes": [f"127.0.0.1:{sentinel_port}"]},
-            },
-            {},
-        )
-        client = redis_client(config.services.redis)  # type: ignore[attr-defined]
-        client.set("payivr:test:sentinel", "reached")
-        direct = redis.Redis(port=master.port, decode_responses=True)
-        assert direct.get("payivr:test:sentinel") == "reached"
-    finally:
-        stop(sentinel)
-        master.cleanup()
-
-
-def test_sentinel_with_requirepass_needs_the_sentinel_password(tmp_path: Path) -> None:
-    """services.redis.sentinel.password reaches the Sentinels (sentinel_kwargs)."""
-    master = RedisServer().start()
-    sentinel_port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        'requirepass "sentinel-only-pw"\n'
-        f"sentinel monitor payivr 127.0.0.1 {master.port} 1\n"
-    )
-    binary = shutil.which("redis-server") or "redis-server"
-    sentinel = start([binary, str(conf), "--sentinel"], sentinel_port)
-    redis_section = {
-        "url": "redis://ignored:6379/0",
-        "sentinel": {"master": "payivr", "nodes": [f"127.0.0.1:{sentinel_port}"]},
-    }
-    try:
-        without = config_with(tmp_path, redis_section, {})
-        with pytest.raises(redis.RedisError):
-            redis_client(without.services.redis).ping()  # type: ignore[attr-defined]
-        redis_section["sentinel"]["password"] = "env:PAYIVR_SENTINEL_PW"  # type: ignore[index]
-        config = config_with(tmp_path, redis_section, {"PAYIVR_SENTINEL_PW": "sentinel-only-pw"})
-        client = redis_client(config.services.redis)  # type: ignore[attr-defined]
-        client.set("payivr:test:sentinel-auth", "reached")
-        direct = redis.Redis(port=master.port, decode_responses=True)
-        assert direct.get("payivr:test:sentinel-auth") == "reached"
-    finally:
-        stop(sentinel)
-        master.cleanup()
-
-
-def test_a_redis_that_does_not_answer_fails_fast(tmp_path: Path) -> None:
-    """A peer that accepts and never replies: the command times out in seconds."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    port = silent.getsockname()[1]
-    try:
-        config = config_with(tmp_path, {"url": f"redis://127.0.0.1:{port}/0"}, {})
-        client = redis_client(config.services.redis)  # type: ignore[attr-defined]
-        started = time.monotonic()
-        with pytest.raises((redis.TimeoutError, redis.ConnectionError)):
-            client.ping()
-        assert time.monotonic() - started < 5
-    finally:
-        silent.close()
-
-
 @dataclass
 class SentinelSet:
     master: RedisServer
@@ -170,13 +95,14 @@ class SentinelSet:
         return redis.Redis(port=self.master.port, db=db, decode_responses=True)
 
 
-@pytest.fixture()
-def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+@contextlib.contextmanager
+def running_sentinel(tmp_path: Path, extra_conf: str = "") -> Iterator[SentinelSet]:
+    """A master and one Sentinel monitoring it (`extra_conf`: more sentinel.conf lines)."""
     master = RedisServer().start()
     sentinel_port = free_port()
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n{extra_conf}"
         f"sentinel monitor payivr 127.0.0.1 {master.port} 1\n"
     )
     binary = shutil.which("redis-server") or "redis-server"
@@ -186,6 +112,50 @@ def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
     finally:
         stop(sentinel)
         master.cleanup()
+
+
+@pytest.fixture()
+def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    with running_sentinel(tmp_path) as sentinels:
+        yield sentinels
+
+
+def test_sentinel_finds_the_master(tmp_path: Path, sentinel_set: SentinelSet) -> None:
+    config = config_with(tmp_path, sentinel_set.section(db=0), {})
+    client = redis_client(config.services.redis)  # type: ignore[attr-defined]
+    client.set("payivr:test:sentinel", "reached")
+    assert sentinel_set.direct(0).get("payivr:test:sentinel") == "reached"
+
+
+def test_sentinel_with_requirepass_needs_the_sentinel_password(tmp_path: Path) -> None:
+    """services.redis.sentinel.password reaches the Sentinels (sentinel_kwargs)."""
+    with running_sentinel(tmp_path, 'requirepass "sentinel-only-pw"\n') as sentinels:
+        redis_section = sentinels.section(db=0)
+        without = config_with(tmp_path, redis_section, {})
+        with pytest.raises(redis.RedisError):
+            redis_client(without.services.redis).ping()  # type: ignore[attr-defined]
+        redis_section["sentinel"]["password"] = "env:PAYIVR_SENTINEL_PW"  # type: ignore[index]
+        config = config_with(tmp_path, redis_section, {"PAYIVR_SENTINEL_PW": "sentinel-only-pw"})
+        client = redis_client(config.services.redis)  # type: ignore[attr-defined]
+        client.set("payivr:test:sentinel-auth", "reached")
+        assert sentinels.direct(0).get("payivr:test:sentinel-auth") == "reached"
+
+
+def test_a_redis_that_does_not_answer_fails_fast(tmp_path: Path) -> None:
+    """A peer that accepts and never replies: the command times out in seconds."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    try:
+        config = config_with(tmp_path, {"url": f"redis://127.0.0.1:{port}/0"}, {})
+        client = redis_client(config.services.redis)  # type: ignore[attr-defined]
+        started = time.monotonic()
+        with pytest.raises((redis.TimeoutError, redis.ConnectionError)):
+            client.ping()
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
 
 
 def redis_config(tmp: Path, section: dict[str, object]) -> RedisConfig:

@@ -73,6 +73,9 @@ class EnterQueue:
     queue: str
     music: str
     timeout_s: int
+    # A wait announcement: this prompt, over the music, every `chime_every_s`.
+    chime: PlayPrompt | None = None
+    chime_every_s: int = 0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from payivr.core.flow.commands import FlowCommand, HangUp, PublishEvent
 from payivr.core.flow.events import CallerHungUp
 from payivr.core.flow.model import Activity, Env, Flow, Step
 from payivr.core.flow.variables import Variables
+from payivr.core.reasons import Reason
 
 # Activities run for one event without waiting; a flow that goes past this (the
 # validator refuses loops of non-waiting activities) is stopped as an error.
@@ -190,7 +191,7 @@ class FlowEngine:
                     {
                         "activity": self.current.id,
                         "kind": self.current.kind,
-                        "outcome": "caller-hangup",
+                        "outcome": Reason.CALLER_HANGUP,
                     },
                 )
             )

@@ -3,6 +3,7 @@
 ```yaml
 flows:
   files: [../flows/zendesk-caller-aware.yaml]   # relative to the config file
+  sources: [203.0.113.0/24]                     # trunks allowed to call entry points
   entry_points:
     support:                                    # the entry point's name (in events)
       number: "8000"                            # the number dialled (request URI user)
@@ -11,6 +12,7 @@ flows:
     partner-line:
       header: {name: X-Payivr-Entry, value: partner}   # or a header the trunk sets
       flow: zendesk-caller-aware
+      sources: [198.51.100.7]                   # this entry point's own (replaces the above)
   queues:
     support:                                    # a queue a flow's `queue` names
       agents: ["sip:agent1@10.0.0.20:5060"]     # rung by SIP URI, all at once
@@ -19,6 +21,10 @@ flows:
 Every flow file is validated here too (its problems carry the section's path and the
 file's), against the config's merchants and connectors, and every queue a flow uses
 must be configured: all before any socket opens.
+
+Kamailio relays a call to an entry point only from its allowed sources (the trunk or
+CTI addresses): an entry point's own `sources`, else `flows.sources`; an entry point
+with neither is a config problem, so no IVR is left open to any address.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from payivr.core.config_types import Network, address_in
 from payivr.core.configread import Reader
 from payivr.core.flow.model import Flow
 from payivr.core.flow.validator import FlowError, load_flow
@@ -47,6 +54,11 @@ class EntryPoint:
     number: str | None = None
     header: tuple[str, str] | None = None  # (name, value)
     language: str = ""
+    sources: tuple[Network, ...] = ()
+
+    def source_allowed(self, address: str) -> bool:
+        """May a call from this IP address (a trunk) reach this entry point?"""
+        return address_in(address, self.sources)
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,10 @@ class FlowsConfig:
     flows: Mapping[str, Flow] = field(default_factory=dict)
     entry_points: tuple[EntryPoint, ...] = ()
     queues: Mapping[str, QueueSettings] = field(default_factory=dict)
+
+    def header_names(self) -> frozenset[str]:
+        """The trunk headers entry points are matched by (as configured)."""
+        return frozenset(e.header[0] for e in self.entry_points if e.header is not None)
 
     def entry_for(self, dialled: str, headers: Mapping[str, str]) -> EntryPoint | None:
         """The entry point of a call: a matching header first (the trunk says which
@@ -99,7 +115,10 @@ def read_flows(
         if flow.name in flows:
             s.problem(f"files[{i}]", f"a second flow named {flow.name!r}")
         flows[flow.name] = flow
-    entries = _entry_points(s.section("entry_points"), flows if complete else None, languages)
+    sources = s.networks("sources")
+    entries = _entry_points(
+        s.section("entry_points"), flows if complete else None, languages, sources
+    )
     queues = _queues(s.section("queues"))
     for flow in flows.values():
         for activity in flow.activities.values():
@@ -109,12 +128,15 @@ def read_flows(
                     "queues",
                     f"flow {flow.name} queues callers in {queue!r}: configure it here",
                 )
-    s.reject_unknown({"files", "entry_points", "queues"})
+    s.reject_unknown({"files", "sources", "entry_points", "queues"})
     return FlowsConfig(flows, entries, queues)
 
 
 def _entry_points(
-    s: Reader, flows: Mapping[str, Flow] | None, languages: Collection[str]
+    s: Reader,
+    flows: Mapping[str, Flow] | None,
+    languages: Collection[str],
+    default_sources: tuple[Network, ...],
 ) -> tuple[EntryPoint, ...]:
     out: list[EntryPoint] = []
     numbers: dict[str, str] = {}
@@ -148,8 +170,14 @@ def _entry_points(
         language = e.get("language", str, "")
         if language and language not in languages:
             e.problem("language", "one of " + ", ".join(languages))
-        e.reject_unknown({"flow", "number", "header", "language"})
-        out.append(EntryPoint(name, flow, number, header, language))
+        sources = e.networks("sources") if e.has("sources") else default_sources
+        if not sources:
+            e.problem(
+                "sources",
+                "required here or as flows.sources: the trunk addresses allowed to call it",
+            )
+        e.reject_unknown({"flow", "number", "header", "language", "sources"})
+        out.append(EntryPoint(name, flow, number, header, language, sources))
     return tuple(out)
 
 

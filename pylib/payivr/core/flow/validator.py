@@ -17,9 +17,8 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-import yaml
-
 from payivr.core.config import LANGUAGES
+from payivr.core.configread import load_yaml_file
 from payivr.core.flow.activities import KINDS
 from payivr.core.flow.model import Activity, Flow, FlowReader, Refs, VariableSpec
 from payivr.core.flow.variables import NAME, placeholders
@@ -57,14 +56,7 @@ def load_flow(
     merchants: Collection[str] | None = None,
 ) -> Flow:
     """Read and validate a flow file; FlowError lists every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FlowError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FlowError([f"{path}: not valid YAML: {exc}"]) from None
+    data = load_yaml_file(path, FlowError)
     return parse_flow(data, connectors=connectors, merchants=merchants)
 
 

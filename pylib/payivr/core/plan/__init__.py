@@ -13,9 +13,11 @@ from payivr.core.plan.commands import (
     Collect,
     Command,
     Finish,
+    Listen,
     MaskRecording,
     Play,
     ProcessPayment,
+    ReadBackDigits,
     ReturnCall,
     SayAmount,
     SayDigits,
@@ -28,6 +30,8 @@ from payivr.core.plan.events import (
     Event,
     InputTimeout,
     ProcessorAnswered,
+    SpeechHeard,
+    SpeechUnclear,
 )
 from payivr.core.plan.fields import Field
 from payivr.core.plan.machine import MAX_FREE_RESTARTS, CapturePlan, FieldReport
@@ -48,13 +52,17 @@ __all__ = [
     "Finish",
     "IllegalTransition",
     "InputTimeout",
+    "Listen",
     "MaskRecording",
     "Play",
     "ProcessPayment",
     "ProcessorAnswered",
+    "ReadBackDigits",
     "ReturnCall",
     "SayAmount",
     "SayDigits",
+    "SpeechHeard",
+    "SpeechUnclear",
     "State",
     "UnmaskRecording",
 ]

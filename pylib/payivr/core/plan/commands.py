@@ -69,6 +69,36 @@ class Collect:
 
 
 @dataclass(frozen=True)
+class Listen:
+    """Play ``prompt`` and listen for exactly ``length`` spoken digits for ``field``
+    (``length`` 0: a yes/no answer), in the request's language.
+
+    Answered by one ``SpeechHeard``, ``SpeechUnclear`` or ``InputTimeout`` for
+    ``field`` (or ``CallerHungUp``). A key press while the prompt plays or the caller
+    speaks always wins (barge-in): the driver stops listening, carries out ``keyed``
+    (the keypad entry of the whole field) instead and answers as for it. A driver
+    that cannot listen (no recogniser for the language, the audio stream lost)
+    carries out ``keyed`` as well.
+    """
+
+    field: Field
+    prompt: str
+    length: int
+    timeout_ms: int
+    keyed: Collect
+
+
+@dataclass(frozen=True)
+class ReadBackDigits:
+    """Say ``digits`` one by one from the language's digit prompt files
+    (``digits/0.wav`` ...), never through a speech synthesiser. The plan wipes the
+    digits after the answer to the read-back question, so the driver must not keep
+    them."""
+
+    digits: SecretDigits
+
+
+@dataclass(frozen=True)
 class MaskRecording:
     """Start masking every active recording of the call (record_session_mask)."""
 
@@ -152,6 +182,8 @@ Command = (
     | SayAmount
     | SayDigits
     | Collect
+    | Listen
+    | ReadBackDigits
     | MaskRecording
     | UnmaskRecording
     | ProcessPayment

@@ -59,4 +59,32 @@ class CallerHungUp:
     """The caller's leg is gone. Nothing more can be played."""
 
 
-Event = DigitsEntered | InputTimeout | ProcessorAnswered | CancelRequested | CallerHungUp
+@dataclass(frozen=True)
+class SpeechHeard:
+    """The recogniser heard exactly what a ``Listen`` asked for.
+
+    ``digits`` are the digits said (for a read-back question: "1" for yes, "2" for
+    no), already in SecretDigits: no transcript exists beyond the recogniser's call.
+    """
+
+    field: Field
+    digits: SecretDigits
+
+
+@dataclass(frozen=True)
+class SpeechUnclear:
+    """Something was said for ``field`` that does not fit the listen's grammar
+    (noise, too few or too many digits, other words)."""
+
+    field: Field
+
+
+Event = (
+    DigitsEntered
+    | InputTimeout
+    | SpeechHeard
+    | SpeechUnclear
+    | ProcessorAnswered
+    | CancelRequested
+    | CallerHungUp
+)

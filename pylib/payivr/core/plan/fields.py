@@ -12,8 +12,10 @@ class Field(enum.StrEnum):
     EXPIRY = "expiry"
     CVV = "cvv"
     CONFIRM = "confirm"
+    # Speech input: "I heard 4 1 1 1: is that right?" (yes/no, or keys 1/2).
+    READBACK = "readback"
 
     @property
     def is_card_data(self) -> bool:
         """True for the fields whose digits are cardholder data (recording masked)."""
-        return self is not Field.CONFIRM
+        return self not in (Field.CONFIRM, Field.READBACK)

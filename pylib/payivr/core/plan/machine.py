@@ -15,15 +15,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from payivr.core.card import cvv_length, validate_cvv, validate_expiry, validate_pan
+from payivr.core.card import (
+    PAN_LENGTHS,
+    brand_candidates,
+    cvv_length,
+    validate_cvv,
+    validate_expiry,
+    validate_pan,
+)
 from payivr.core.config import MerchantConfig
 from payivr.core.errors import IllegalTransition
 from payivr.core.plan.commands import (
     Collect,
     Command,
     Finish,
+    Listen,
     MaskRecording,
     ProcessPayment,
+    ReadBackDigits,
     SayAmount,
     SayDigits,
     UnmaskRecording,
@@ -34,12 +43,16 @@ from payivr.core.plan.events import (
     Event,
     InputTimeout,
     ProcessorAnswered,
+    SpeechHeard,
+    SpeechUnclear,
 )
 from payivr.core.plan.fields import Field
 from payivr.core.plan.speech import (
     INVALID_CHOICE,
     NO_INPUT,
+    NOT_CONFIRMED,
     RESTARTED,
+    SPEECH_UNCLEAR,
     announce,
     farewell,
     play,
@@ -52,6 +65,7 @@ from payivr.core.reasons import Reason
 from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome
 from payivr.core.secrets import CardDetails, SecretDigits
+from payivr.core.speech_input import NO, YES
 
 # "*" restarts a field without using an attempt, but only this many times per field:
 # after that a "*" counts as a failed attempt, so no caller can keep a line forever.
@@ -59,6 +73,16 @@ MAX_FREE_RESTARTS = 5
 
 CONFIRM_YES = "1"
 CONFIRM_START_AGAIN = "2"
+
+# Speech input: the card number is said in chunks of this many digits (four is what a
+# digit grammar of fixed length recognises reliably, and how cards are printed).
+CHUNK_DIGITS = 4
+# A chunk may be said again this often (a "no" to its read-back, noise, silence)
+# before it counts as a failed attempt at the whole field.
+MAX_CHUNK_REPEATS = 2
+# The read-back question is asked again this often (silence, noise, another key)
+# before the answer counts as "no".
+MAX_READBACK_MISSES = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +136,13 @@ class CapturePlan:
         self._restarts = 0  # free "*" restarts used on the current field
         self._card_restarts = 0  # "2, start again" at the confirmation
         self._masked = False
+        # Speech input: the field being said, its confirmed chunks, the chunk read
+        # back and waiting for yes/no, and how often the current chunk was repeated.
+        self._spoken: Field | None = None
+        self._chunks: list[SecretDigits] = []
+        self._heard: SecretDigits | None = None
+        self._chunk_repeats = 0
+        self._readback_misses = 0
 
     # -- public API ------------------------------------------------------------------
 
@@ -139,7 +170,7 @@ class CapturePlan:
         transition = TRANSITIONS.get((self.state, type(event)))
         if transition is None:
             raise IllegalTransition(f"{type(event).__name__} not accepted in state {self.state}")
-        if isinstance(event, DigitsEntered | InputTimeout):
+        if isinstance(event, DigitsEntered | InputTimeout | SpeechHeard | SpeechUnclear):
             expected = FIELD_OF_STATE[self.state]
             if event.field is not expected:
                 raise IllegalTransition(
@@ -174,6 +205,9 @@ class CapturePlan:
     def _on_digits(self, event: DigitsEntered) -> list[Command]:
         field, digits = event.field, event.digits
         count = len(digits)
+        # A keyed entry is the whole field (a key press wins over speech): chunks
+        # said before it are dropped.
+        self._drop_chunks()
         if event.terminator == "*":
             digits.wipe()
             self._restarts += 1
@@ -187,6 +221,11 @@ class CapturePlan:
             digits.wipe()
             self.last_field = FieldReport(field, True, "skipped", 0)
             return self._after_cvv()
+        return self._entry(field, digits)
+
+    def _entry(self, field: Field, digits: SecretDigits) -> list[Command]:
+        """A whole card field, keyed or said: the same rules and next steps."""
+        count = len(digits)
         reason = self._check(field, digits)
         if reason is not None:
             digits.wipe()
@@ -199,7 +238,140 @@ class CapturePlan:
         return self._after_cvv()
 
     def _on_timeout(self, event: InputTimeout) -> list[Command]:
+        if self._listens(event.field):
+            return self._chunk_miss(event.field, NO_INPUT)
         return self._failed(event.field, NO_INPUT, 0)
+
+    # -- speech input (docs/dictation.md) ------------------------------------------
+
+    def _on_heard(self, event: SpeechHeard) -> list[Command]:
+        """A chunk was heard: read it back and ask whether it is right."""
+        self._heard = event.digits
+        self._spoken = event.field
+        self._readback_misses = 0
+        self.state = State.READBACK
+        return [play(PromptId.READBACK_INTRO), ReadBackDigits(event.digits), self._question()]
+
+    def _on_unclear(self, event: SpeechUnclear) -> list[Command]:
+        return self._chunk_miss(event.field, SPEECH_UNCLEAR)
+
+    def _on_readback(self, event: SpeechHeard | DigitsEntered) -> list[Command]:
+        answer = event.digits.reveal() if event.digits.is_digits() else ""
+        event.digits.wipe()
+        if answer == YES:
+            return self._chunk_confirmed()
+        if answer == NO:
+            return self._chunk_rejected()
+        return self._readback_miss(PromptId.CONFIRM_INVALID)
+
+    def _on_readback_unclear(self, event: InputTimeout | SpeechUnclear) -> list[Command]:
+        miss = PromptId.NO_INPUT if isinstance(event, InputTimeout) else PromptId.SPEECH_UNCLEAR
+        return self._readback_miss(miss)
+
+    def _readback_miss(self, prompt: PromptId) -> list[Command]:
+        self._readback_misses += 1
+        if self._readback_misses > MAX_READBACK_MISSES:
+            return self._chunk_rejected()
+        return [play(prompt), self._question()]
+
+    def _question(self) -> Listen:
+        keyed = self._collect(Field.READBACK, PromptId.READBACK_CHOICE, 1, 1)
+        return Listen(
+            Field.READBACK,
+            PromptId.READBACK_CHOICE.value,
+            0,
+            self.merchant.capture.field_timeout_ms,
+            keyed,
+        )
+
+    def _chunk_confirmed(self) -> list[Command]:
+        field, heard = self._spoken_field(), self._heard
+        if heard is None:
+            raise RuntimeError("read-back answered without a chunk heard")
+        self._heard = None
+        self._chunks.append(heard)
+        self._chunk_repeats = 0
+        self.state = STATE_OF_FIELD[field]
+        said = sum(len(c) for c in self._chunks)
+        first_chunk_unknown = said == CHUNK_DIGITS and not brand_candidates(self._chunks[0])
+        if field is Field.CARD_NUMBER and first_chunk_unknown:
+            self._drop_chunks()
+            return self._failed(field, "unknown-brand", said)
+        if said < self._spoken_length(field):
+            return [self._listen_chunk(field)]
+        whole = SecretDigits.joined(self._chunks)
+        self._drop_chunks()
+        return self._entry(field, whole)
+
+    def _chunk_rejected(self) -> list[Command]:
+        field = self._spoken_field()
+        if self._heard is not None:
+            self._heard.wipe()
+            self._heard = None
+        self.state = STATE_OF_FIELD[field]
+        return self._chunk_miss(field, NOT_CONFIRMED)
+
+    def _chunk_miss(self, field: Field, reason: str) -> list[Command]:
+        """The chunk being said was not taken: say it again, or after too many
+        repeats count a failed attempt at the whole field (which starts it over)."""
+        self._chunk_repeats += 1
+        if self._chunk_repeats > MAX_CHUNK_REPEATS:
+            said = sum(len(c) for c in self._chunks)
+            self._drop_chunks()
+            return self._failed(field, reason, said)
+        return [play(reprompt(field, reason)), self._listen_chunk(field)]
+
+    def _spoken_field(self) -> Field:
+        if self._spoken is None:
+            raise RuntimeError("no field is being said")
+        return self._spoken
+
+    def _listens(self, field: Field) -> bool:
+        """Is ``field`` asked for by speech (the request's X-Pay-Input)?"""
+        return field.is_card_data and self.request.input_mode.listens
+
+    def _spoken_length(self, field: Field) -> int:
+        """How many digits the caller says for ``field``. For the card number the
+        brand of the first chunk decides: 15 for Amex, 14 where a brand has no other
+        length, else 16 (docs/dictation.md: the 13- and 19-digit cards are keyed)."""
+        if field is Field.EXPIRY:
+            return 4
+        if field is Field.CVV:
+            return cvv_length(self._brand) or 3
+        if not self._chunks:
+            return CHUNK_DIGITS
+        candidates = brand_candidates(self._chunks[0])
+        lengths = PAN_LENGTHS[candidates[0]] if candidates else frozenset({16})
+        return 16 if 16 in lengths else min(lengths)
+
+    def _listen_chunk(self, field: Field) -> Listen:
+        said = sum(len(c) for c in self._chunks)
+        length = min(CHUNK_DIGITS, self._spoken_length(field) - said)
+        if field is Field.CARD_NUMBER:
+            if said:
+                prompt = PromptId.SAY_NEXT_DIGITS
+            elif self.request.input_mode.value == "any":
+                prompt = PromptId.SAY_OR_KEY_CARD_NUMBER
+            else:
+                prompt = PromptId.SAY_CARD_NUMBER
+        elif field is Field.EXPIRY:
+            prompt = PromptId.SAY_EXPIRY
+        else:
+            prompt = PromptId.SAY_CVV
+        self._spoken = field
+        (keyed,) = self._keyed_ask(field)
+        if not isinstance(keyed, Collect):
+            raise RuntimeError(f"{field} has no single keypad entry")
+        return Listen(field, prompt.value, length, self.merchant.capture.field_timeout_ms, keyed)
+
+    def _drop_chunks(self) -> None:
+        for chunk in self._chunks:
+            chunk.wipe()
+        self._chunks = []
+        if self._heard is not None:
+            self._heard.wipe()
+            self._heard = None
+        self._chunk_repeats = 0
 
     def _on_hangup(self, _: Event) -> list[Command]:
         # The call is gone: record the end, play nothing, return nothing.
@@ -247,6 +419,12 @@ class CapturePlan:
         return commands + self._ask(field)
 
     def _ask(self, field: Field) -> list[Command]:
+        if self._listens(field):
+            self._drop_chunks()
+            return [self._listen_chunk(field)]
+        return self._keyed_ask(field)
+
+    def _keyed_ask(self, field: Field) -> list[Command]:
         if field is Field.CARD_NUMBER:
             return [self._collect(field, PromptId.ENTER_CARD_NUMBER, 1, 19)]
         if field is Field.EXPIRY:
@@ -398,3 +576,4 @@ class CapturePlan:
             self._card.wipe()
         self._pan = self._expiry = self._cvv = None
         self._card = None
+        self._drop_chunks()

@@ -16,6 +16,8 @@ from payivr.core.result import Outcome
 NO_INPUT = "no-input"
 RESTARTED = "restarted"  # "*" pressed more often than the free restarts allow
 INVALID_CHOICE = "invalid-choice"  # confirmation: neither 1 nor 2
+SPEECH_UNCLEAR = "speech-unclear"  # speech input: said, but not what was asked for
+NOT_CONFIRMED = "not-confirmed"  # speech input: "no" to the read-back
 
 _BY_REASON: dict[Field, dict[str, PromptId]] = {
     Field.CARD_NUMBER: {
@@ -33,12 +35,14 @@ _BY_REASON: dict[Field, dict[str, PromptId]] = {
     },
     Field.CVV: {},
     Field.CONFIRM: {INVALID_CHOICE: PromptId.CONFIRM_INVALID},
+    Field.READBACK: {},
 }
 _FIELD_DEFAULT: dict[Field, PromptId] = {
     Field.CARD_NUMBER: PromptId.CARD_INVALID_NUMBER,
     Field.EXPIRY: PromptId.EXPIRY_INVALID,
     Field.CVV: PromptId.CVV_INVALID,
     Field.CONFIRM: PromptId.CONFIRM_INVALID,
+    Field.READBACK: PromptId.CONFIRM_INVALID,
 }
 
 
@@ -48,6 +52,10 @@ def reprompt(field: Field, reason: str) -> PromptId:
         return PromptId.NO_INPUT
     if reason == RESTARTED:
         return PromptId.RESTART_FIELD
+    if reason == SPEECH_UNCLEAR:
+        return PromptId.SPEECH_UNCLEAR
+    if reason == NOT_CONFIRMED:
+        return PromptId.SAY_AGAIN
     return _BY_REASON[field].get(reason, _FIELD_DEFAULT[field])
 
 

@@ -9,6 +9,7 @@ when the processor has it, whatever happens.
 from __future__ import annotations
 
 import logging
+import time
 
 from payivr.core.plan import Play, ProcessorAnswered, ProcessPayment
 from payivr.core.session import SessionState
@@ -30,9 +31,11 @@ class ProcessPaymentHandler:
             store = ctx.store
             store.later(store.store.set_state, ctx.session, SessionState.PROCESSING, ctx.clock())
             charge = command.charge_request(ctx.session.request, timeout_s=ctx.processor_timeout_s)
+            sent = time.monotonic()
             ctx.settlement = await settle_with_timeout(
                 ctx.processor, charge, ctx.pool, ctx.telephone, ctx.caller_gone
             )
+            ctx.hooks.settled(ctx.settlement.answer, time.monotonic() - sent)
         finally:
             # The plan wipes the card when it gets the answer; this makes sure of it
             # even when something above raised first.

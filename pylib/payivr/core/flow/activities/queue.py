@@ -7,6 +7,8 @@ to_agent:
   music: moh              # the hold music payivr builds (default moh)
   timeout_s: 600          # then on_timeout (default 900)
   announce: queue-welcome # optional prompt before the music
+  chime: still-waiting    # optional prompt repeated while the caller waits...
+  chime_every_s: 45       # ...this often (default 30)
   next: goodbye           # after the agent's talk, if the caller is still there
   on_timeout: sorry       # optional (default: next)
 ```
@@ -25,6 +27,7 @@ from payivr.core.errors import IllegalTransition
 from payivr.core.flow.commands import EnterQueue, FlowCommand, PlayPrompt
 from payivr.core.flow.events import QueueLeft
 from payivr.core.flow.model import Activity, Env, FlowReader, Step
+from payivr.core.reasons import Reason
 
 QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 OUTCOME = "queue_outcome"
@@ -40,13 +43,15 @@ class Queue(Activity):
     kind: ClassVar[str] = "queue"
     media: ClassVar[bool] = True
     keys: ClassVar[frozenset[str]] = frozenset(
-        {"queue", "music", "timeout_s", "announce", "on_timeout"}
+        {"queue", "music", "timeout_s", "announce", "chime", "chime_every_s", "on_timeout"}
     )
 
     queue: str = ""
     music: str = "moh"
     timeout_s: int = 900
     announce: str | None = None
+    chime: str | None = None
+    chime_every_s: int = 30
     on_timeout: str | None = None
 
     @classmethod
@@ -63,6 +68,9 @@ class Queue(Activity):
         announce = r.get("announce", str, "") or None
         if announce is not None:
             r.refs.prompts.append((r.path_of("announce"), announce))
+        chime = r.get("chime", str, "") or None
+        if chime is not None:
+            r.refs.prompts.append((r.path_of("chime"), chime))
         if nxt is None:
             r.problem("next", "required (the activity after the agent's talk)")
         r.written("queue", OUTCOME)
@@ -77,6 +85,8 @@ class Queue(Activity):
             ),
             timeout_s=r.bounded_int("timeout_s", 900, 10, 7200),
             announce=announce,
+            chime=chime,
+            chime_every_s=r.bounded_int("chime_every_s", 30, 10, 600),
             on_timeout=r.target("on_timeout"),
         )
 
@@ -84,7 +94,13 @@ class Queue(Activity):
         commands: list[FlowCommand] = []
         if self.announce is not None:
             commands.append(PlayPrompt(env.flow, self.announce, env.prompt_language(self.announce)))
-        commands.append(EnterQueue(self.queue, self.music, self.timeout_s))
+        if self.chime is None:
+            commands.append(EnterQueue(self.queue, self.music, self.timeout_s))
+        else:
+            chime = PlayPrompt(env.flow, self.chime, env.prompt_language(self.chime))
+            commands.append(
+                EnterQueue(self.queue, self.music, self.timeout_s, chime, self.chime_every_s)
+            )
         entered = ("queue.entered", {"queue": self.queue})
         return Step(tuple(commands), waits=(QueueLeft,), events=(entered,))
 
@@ -96,7 +112,7 @@ class Queue(Activity):
         name = "queue.answered" if event.outcome == "answered" else "queue.abandoned"
         fields = {"queue": self.queue, "wait_s": str(event.wait_s)}
         if name == "queue.abandoned":
-            fields["reason"] = "timeout" if event.outcome == "timeout" else "caller-hangup"
+            fields["reason"] = "timeout" if event.outcome == "timeout" else Reason.CALLER_HANGUP
         left = ((name, fields),)
         if event.hungup:
             return Step(outcome=event.outcome, ends_call=True, events=left)

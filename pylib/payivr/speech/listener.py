@@ -1,0 +1,124 @@
+"""One listen: frames in, one plan event out, the decoding in a worker thread.
+
+    event = await listen(command, frames, recogniser, pool=pool)
+
+``frames`` yields the call's audio as 20 ms L16 8 kHz frames (the ESL unicast
+stream, or a test feeding the corpus). The listen waits up to the command's
+``timeout_ms`` for speech to start, follows it to its end (``Endpointing``: 500 ms
+of silence, or the 8 s cap), then decodes in ``pool`` with a deadline. A key press
+seen in the stream raises :class:`KeyPressed`: the caller (the telephone) then
+carries out the command's keypad entry instead.
+
+Nothing heard survives: the audio is zeroed after decoding, the result is
+SecretDigits, and a decoding that misses its deadline wipes its own result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from payivr.core.plan import Event, InputTimeout, Listen, SpeechHeard, SpeechUnclear
+from payivr.core.secrets import SecretDigits
+from payivr.core.speech_input import Endpointer, Endpointing, Grammar, Recogniser, Utterance
+from payivr.speech.audio import FRAME_MS
+
+PRE_ROLL_FRAMES = 15  # 300 ms before the detected start of speech, fed too
+DEFAULT_ENDPOINTING = Endpointing()
+
+
+class KeyPressed(Exception):
+    """The caller pressed a key while listened to (barge-in: keys always win)."""
+
+
+def is_key_fill(frame: bytes) -> bool:
+    """FreeSWITCH's unicast stream carries 0xFF fill while an RFC 2833 digit plays
+    (docs/dictation.md): with ``sensitive_dtmf`` on no DTMF event reaches us, so
+    this is how a key press shows."""
+    return len(frame) >= 2 and frame.count(0xFF) == len(frame)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the benchmark wants to know about a listen (no content, only times)."""
+
+    speech_end: float  # loop time the endpointer declared the end of speech
+    result: float  # loop time the decoding answered
+
+
+async def listen(
+    command: Listen,
+    language: str,
+    frames: AsyncIterator[bytes],
+    recogniser: Recogniser,
+    *,
+    pool: concurrent.futures.Executor | None = None,
+    endpointing: Endpointing = DEFAULT_ENDPOINTING,
+    decode_timeout_s: float = 3.0,
+    timings: list[Timing] | None = None,
+) -> Event:
+    grammar = Grammar(language, command.length)
+    utterance = recogniser.utterance(grammar)
+    endpointer = Endpointer(endpointing)
+    pre_roll: deque[bytes] = deque(maxlen=PRE_ROLL_FRAMES)
+    waited_ms = 0
+    loop = asyncio.get_running_loop()
+    try:
+        async for frame in frames:
+            if is_key_fill(frame):
+                raise KeyPressed()
+            was_started = endpointer.started
+            endpointer.push(frame)
+            if not endpointer.started:
+                pre_roll.append(frame)
+                waited_ms += FRAME_MS
+                if waited_ms >= command.timeout_ms:
+                    break
+                continue
+            if not was_started:
+                for early in pre_roll:
+                    utterance.feed(early)
+                pre_roll.clear()
+            utterance.feed(frame)
+            if endpointer.ended:
+                break
+    except BaseException:  # a key, a hang-up, a cancel: what was fed is zeroed
+        utterance.discard()
+        raise
+    finally:
+        pre_roll.clear()
+    if not endpointer.started:
+        utterance.discard()
+        return InputTimeout(command.field)
+    speech_end = loop.time()
+    digits = await _decode(utterance, pool, decode_timeout_s)
+    if timings is not None:
+        timings.append(Timing(speech_end, loop.time()))
+    if digits is None:
+        return SpeechUnclear(command.field)
+    return SpeechHeard(command.field, digits)
+
+
+async def _decode(
+    utterance: Utterance, pool: concurrent.futures.Executor | None, timeout_s: float
+) -> SecretDigits | None:
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(pool, utterance.finish)
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    except TimeoutError:
+        # Too slow: the caller is asked again. Whatever the decoder still finds
+        # is wiped when it arrives.
+        future.add_done_callback(_wipe_late_result)
+        return None
+
+
+def _wipe_late_result(future: asyncio.Future[SecretDigits | None]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    late = future.result()
+    if late is not None:
+        late.wipe()
