@@ -6,9 +6,9 @@ protocol answers commands in order; events resolve executions by their
 Application-UUID; disconnect notices and EOF end everything that still waits with
 CallerGone. A socket that ends before any sign of a hang-up (CHANNEL_HANGUP, its
 COMPLETE, the linger notice) and that payivr did not close is `media_lost`: the
-FreeSWITCH behind it died, the caller did not hang up. Events may interleave with replies at any point and the linger and
-disconnect notices may come before or after the hang-up events: nothing here assumes
-an order the transcripts do not guarantee.
+FreeSWITCH behind it died, the caller did not hang up. Events may interleave with
+replies at any point and the linger and disconnect notices may come before or after
+the hang-up events: nothing here assumes an order the transcripts do not guarantee.
 
 Events are never logged (they carry channel variables), and card-data variables are
 never even decoded to `str` (see payivr.esl.codec).
