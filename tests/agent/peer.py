@@ -49,7 +49,15 @@ class UntilBreak:
     keys: str = ""
 
 
-AgentInput = Keys | Silence | HangUp | UntilBreak
+@dataclass(frozen=True)
+class Drop:
+    """The caller keys `keys`, then FreeSWITCH dies (kill -9): the socket just closes,
+    with no hang-up event and no disconnect notice."""
+
+    keys: str = ""
+
+
+AgentInput = Keys | Silence | HangUp | UntilBreak | Drop
 
 
 @dataclass
@@ -159,7 +167,7 @@ class AgentFakeCall(FakeCall):
         for name in ("read_result", var, var + "_invalid"):
             self.variables.pop(name, None)
         step: AgentInput = self.inputs.pop(0) if self.inputs else Silence()
-        if not isinstance(step, Keys | Silence | HangUp | UntilBreak):
+        if not isinstance(step, Keys | Silence | HangUp | UntilBreak | Drop):
             self.errors.append("unknown input")
         self._break.clear()
         self.collecting.set()
@@ -193,6 +201,10 @@ class AgentFakeCall(FakeCall):
         if isinstance(step, HangUp):
             self._caller_hangup()
             return True
+        if isinstance(step, Drop):
+            self.hungup = True  # nothing more from this FreeSWITCH: no events, no notices
+            if self._writer is not None:
+                self._writer.close()
         return False
 
     async def _key_field(self) -> None:
