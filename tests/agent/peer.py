@@ -202,10 +202,14 @@ class AgentFakeCall(FakeCall):
             self._caller_hangup()
             return True
         if isinstance(step, Drop):
-            self.hungup = True  # nothing more from this FreeSWITCH: no events, no notices
-            if self._writer is not None:
-                self._writer.close()
+            self._die()
         return False
+
+    def _die(self) -> None:
+        """FreeSWITCH is killed: nothing more from it, no events, no notices."""
+        self.hungup = True
+        if self._writer is not None:
+            self._writer.close()
 
     async def _key_field(self) -> None:
         """The caller keys the next scripted input into the field payivr opened."""
@@ -223,6 +227,8 @@ class AgentFakeCall(FakeCall):
         if isinstance(step, HangUp) and not self.hungup:
             self._caller_hangup()
             await self._after_hangup()
+        if isinstance(step, Drop):
+            self._die()
 
     def _key(self, key: str) -> None:
         """One key pressed by the caller: the DTMF event, and what the agent gets."""
