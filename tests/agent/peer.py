@@ -49,7 +49,15 @@ class UntilBreak:
     keys: str = ""
 
 
-AgentInput = Keys | Silence | HangUp | UntilBreak
+@dataclass(frozen=True)
+class Drop:
+    """The caller keys `keys`, then FreeSWITCH dies (kill -9): the socket just closes,
+    with no hang-up event and no disconnect notice."""
+
+    keys: str = ""
+
+
+AgentInput = Keys | Silence | HangUp | UntilBreak | Drop
 
 
 @dataclass
@@ -159,7 +167,7 @@ class AgentFakeCall(FakeCall):
         for name in ("read_result", var, var + "_invalid"):
             self.variables.pop(name, None)
         step: AgentInput = self.inputs.pop(0) if self.inputs else Silence()
-        if not isinstance(step, Keys | Silence | HangUp | UntilBreak):
+        if not isinstance(step, Keys | Silence | HangUp | UntilBreak | Drop):
             self.errors.append("unknown input")
         self._break.clear()
         self.collecting.set()
@@ -193,7 +201,15 @@ class AgentFakeCall(FakeCall):
         if isinstance(step, HangUp):
             self._caller_hangup()
             return True
+        if isinstance(step, Drop):
+            self._die()
         return False
+
+    def _die(self) -> None:
+        """FreeSWITCH is killed: nothing more from it, no events, no notices."""
+        self.hungup = True
+        if self._writer is not None:
+            self._writer.close()
 
     async def _key_field(self) -> None:
         """The caller keys the next scripted input into the field payivr opened."""
@@ -211,6 +227,8 @@ class AgentFakeCall(FakeCall):
         if isinstance(step, HangUp) and not self.hungup:
             self._caller_hangup()
             await self._after_hangup()
+        if isinstance(step, Drop):
+            self._die()
 
     def _key(self, key: str) -> None:
         """One key pressed by the caller: the DTMF event, and what the agent gets."""

@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from tests.agent.harness import ACME_TOKEN, TEST_PANS, AgentStack, SseReader
-from tests.agent.peer import UntilBreak
+from tests.agent.peer import Drop, UntilBreak
 from tests.esl.peer import HangUp, Keys
 from tests.support import pci
 
@@ -193,6 +193,28 @@ def test_caller_hangs_up_during_capture(agent_stack: AgentStack) -> None:
     # e'): the application cannot unset it, hence no CDR module on payivr hosts.
     assert [leak for leak in fake.leaks if "at hang-up" not in leak] == []
     assert fake.errors == []
+    assert_no_card_data(stack.redis_dump(), "\n".join(sse.raw))
+
+
+def test_freeswitch_dying_during_capture_fails_the_payment(agent_stack: AgentStack) -> None:
+    stack = agent_stack
+    fake, done = stack.call([Drop("41")])
+    call = stack.find_call()
+    sse = SseReader(stack, call["call"])
+    payment = start_payment(stack, call["call"], "D4001", callback_url="http://127.0.0.1:9/cb")
+    result = sse.wait(lambda e: e["type"] == "payment.result")
+    assert result["payment"] == payment
+    # The caller did not hang up: payivr lost the call with its FreeSWITCH.
+    assert (result["result"]["result"], result["result"]["reason"]) == (
+        "failed",
+        "ivr-unavailable",
+    )
+    done.result(10)
+    assert "CHANNEL_HANGUP" not in fake.events_sent
+    stored = stack.api("GET", f"/v1/payments/{payment}").json()
+    assert stored["result"]["reason"] == "ivr-unavailable"
+    assert stack.redis.xlen("payivr:outbox") == 1
+    assert fake.errors == [] and fake.leaks == []
     assert_no_card_data(stack.redis_dump(), "\n".join(sse.raw))
 
 

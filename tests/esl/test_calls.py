@@ -305,6 +305,32 @@ def test_socket_dropped_after_the_payment_was_asked_for(redis_url: str) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("drop_at", [("play_and_get_digits", 1), ("play_and_get_digits", 3)])
+def test_socket_dropped_mid_capture_is_failed_ivr_unavailable(
+    redis_url: str, drop_at: tuple[str, int]
+) -> None:
+    async def scenario() -> None:
+        async with Stack(redis_url) as h:
+            session = h.new_session()
+            # FreeSWITCH dies while a card field is open (kill -9): the socket closes
+            # with no CHANNEL_HANGUP and no linger notice. The caller did not hang up:
+            # payivr lost the call, so the merchant hears failed/ivr-unavailable.
+            call = await h.call(card(), session=session, drop_during=drop_at)
+            assert not [e for e in call.events_sent if e == "CHANNEL_HANGUP"]
+            stored = h.load(session.id)
+            assert stored.result is not None
+            assert (stored.result.code, stored.result.reason) == ("failed", "ivr-unavailable")
+            (entry,) = h.outbox()
+            body = json.loads(entry["body"])
+            assert (body["result"], body["reason"]) == ("failed", "ivr-unavailable")
+            assert (entry["session_id"], body["session_id"]) == (session.id, session.id)
+            assert_no_error_noise(h)
+            call.cdr = {}  # a dead FreeSWITCH writes no CDR; the rest of the search holds
+            assert_no_card_data(h, call)
+
+    asyncio.run(scenario())
+
+
 def test_processor_timeout(redis_url: str) -> None:
     async def scenario() -> None:
         async with Stack(redis_url) as h:

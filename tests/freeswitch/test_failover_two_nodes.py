@@ -9,10 +9,9 @@ gets both nodes in its dispatcher set. Ten keyed calls (a SIPp caller each, star
 
 Proven: every call gets exactly one signed callback (node A's calls and the calls
 placed after B was marked inactive `approved`, node B's calls not), every caller's
-call ends, and the dispatcher marks B inactive within two probes. Expected but not
-yet so (a strict xfail, the finding it names): node B's calls recorded as `failed` /
-`ivr-unavailable`; today B's ESL application, which outlives its FreeSWITCH, takes
-the closed event socket for the caller's hang-up.
+call ends, the dispatcher marks B inactive within two probes, and node B's calls are
+recorded as `failed` / `ivr-unavailable`: B's ESL application, which outlives its
+FreeSWITCH, tells its event socket closing with no hang-up from a caller's hang-up.
 """
 
 from __future__ import annotations
@@ -242,12 +241,6 @@ def test_every_call_gets_one_signed_callback(run: Run) -> None:
     assert run.inactive_s <= 2 * 2 + 2 + 2  # two probes 2 s apart, fr_timer, polling
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: the ESL application of a node whose FreeSWITCH dies sees its event "
-    "socket close and records cancelled/caller-hangup (payivr.esl.connection._mark_closed "
-    "sets the hang-up) before the watchdog's deadline; the caller did not hang up",
-)
 def test_dead_node_calls_are_failed_ivr_unavailable(run: Run) -> None:
     lost = [o for o in run.outcomes.values() if not o.startswith("approved/")]
     assert lost and set(lost) == {"failed/ivr-unavailable"}, run.outcomes

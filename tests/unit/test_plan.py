@@ -306,6 +306,39 @@ def test_hangup_mid_capture_cancels_silently_and_unmasks(fields_done: int) -> No
     assert all(d.wiped for d in kept[:fields_done])
 
 
+@pytest.mark.parametrize("fields_done", [0, 1, 2])
+def test_media_lost_mid_capture_fails_ivr_unavailable(fields_done: int) -> None:
+    # FreeSWITCH died under the call (its socket closed with no hang-up): payivr
+    # failed the caller, who did not hang up; the entered digits are still wiped.
+    plan = new_plan()
+    plan.start()
+    kept = [SecretDigits(VISA), SecretDigits("1228")]
+    for index in range(fields_done):
+        field = (Field.CARD_NUMBER, Field.EXPIRY)[index]
+        plan.handle(DigitsEntered(field, kept[index], "#"))
+    commands = plan.handle(CallerHungUp(media_lost=True))
+    assert commands == [UnmaskRecording(), Finish(Outcome(ResultCode.FAILED, "ivr-unavailable"))]
+    assert plan.state is State.DONE
+    assert all(d.wiped for d in kept[:fields_done])
+
+
+def test_media_lost_before_start_fails_ivr_unavailable() -> None:
+    plan = new_plan()
+    assert plan.handle(CallerHungUp(media_lost=True)) == [
+        Finish(Outcome(ResultCode.FAILED, "ivr-unavailable"))
+    ]
+
+
+def test_media_lost_mid_processing_still_records_the_processor_answer() -> None:
+    plan = new_plan()
+    to_processing(plan)
+    assert plan.handle(CallerHungUp(media_lost=True)) == []
+    assert plan.state is State.PROCESSING_CALLER_GONE
+    assert plan.handle(answer())[-1] == Finish(
+        Outcome(ResultCode.APPROVED, None, "123456", None, "visa", "1111", "00")
+    )
+
+
 def test_hangup_at_confirmation_has_nothing_to_unmask() -> None:
     plan = new_plan(confirm_card=True)
     to_cvv(plan)

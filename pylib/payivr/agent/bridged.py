@@ -94,6 +94,10 @@ class BridgedTelephone:
     def hungup(self) -> bool:
         return self.channel.hungup
 
+    @property
+    def media_lost(self) -> bool:
+        return self.channel.media_lost
+
     async def wait_hangup(self) -> None:
         await wait_for_hangup(self.channel)
 

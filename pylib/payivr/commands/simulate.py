@@ -267,6 +267,7 @@ class TerminalTelephone:
 
     uuid = "simulate"
     hungup = False
+    media_lost = False
 
     def __init__(self, texts: dict[str, str], keypad: Keypad, out: TextIO) -> None:
         self.texts = texts

@@ -72,6 +72,11 @@ class CallChannel(Protocol):
         """True once the channel has hung up (CHANNEL_HANGUP or the linger notice)."""
         ...
 
+    @property
+    def media_lost(self) -> bool:
+        """True when the socket ended with no hang-up first: FreeSWITCH died."""
+        ...
+
     async def execute(
         self, app: str, arg: str = "", *, timeout: float | None = None
     ) -> ExecuteResult:

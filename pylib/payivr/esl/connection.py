@@ -4,9 +4,11 @@ The reader task splits the stream into messages and routes them: replies
 (`command/reply`, `api/response`) resolve the oldest waiting command, in order, as the
 protocol answers commands in order; events resolve executions by their
 Application-UUID; disconnect notices and EOF end everything that still waits with
-CallerGone. Events may interleave with replies at any point and the linger and
-disconnect notices may come before or after the hang-up events: nothing here assumes
-an order the transcripts do not guarantee.
+CallerGone. A socket that ends before any sign of a hang-up (CHANNEL_HANGUP, its
+COMPLETE, the linger notice) and that payivr did not close is `media_lost`: the
+FreeSWITCH behind it died, the caller did not hang up. Events may interleave with
+replies at any point and the linger and disconnect notices may come before or after
+the hang-up events: nothing here assumes an order the transcripts do not guarantee.
 
 Events are never logged (they carry channel variables), and card-data variables are
 never even decoded to `str` (see payivr.esl.codec).
@@ -55,6 +57,8 @@ class EslConnection:
         self._hungup = asyncio.Event()
         self._hangup_complete = asyncio.Event()
         self._closed = asyncio.Event()
+        self._closing = False  # payivr said `exit` or closed the socket itself
+        self._media_lost = False
         self._reader_task: asyncio.Task[None] | None = None
         self.hangup_cause: str | None = None
         self.socket_mode = ""
@@ -76,6 +80,12 @@ class EslConnection:
     @property
     def hungup(self) -> bool:
         return self._hungup.is_set() or self._closed.is_set()
+
+    @property
+    def media_lost(self) -> bool:
+        """True when the socket ended with no hang-up before it and payivr did not
+        close it: FreeSWITCH died (kill -9, a crash), the caller may still be there."""
+        return self._media_lost
 
     @property
     def closed(self) -> bool:
@@ -193,6 +203,7 @@ class EslConnection:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._hangup_complete.wait(), timeout)
         if not self._closed.is_set():
+            self._closing = True
             with contextlib.suppress(CallerGone, asyncio.TimeoutError, ConnectionError):
                 await self._send(encode_command("exit"), timeout)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -200,6 +211,7 @@ class EslConnection:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
         self._mark_closed()
         with contextlib.suppress(Exception):
             self._writer.close()
@@ -254,6 +266,8 @@ class EslConnection:
                 type(exc).__name__,
             )
         finally:
+            if not self._hungup.is_set() and not self._closing and not self._closed.is_set():
+                self._media_lost = True
             self._mark_closed()
 
     def _dispatch(self, message: Message) -> None:

@@ -95,6 +95,10 @@ class EslTelephone:
     def hungup(self) -> bool:
         return self.channel.hungup
 
+    @property
+    def media_lost(self) -> bool:
+        return self.channel.media_lost
+
     async def wait_hangup(self) -> None:
         """For the processor's hang-up watch (payivr.execution.processing)."""
         await wait_for_hangup(self.channel)

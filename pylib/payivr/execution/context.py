@@ -203,8 +203,12 @@ class CallContext:
         if self._told_hangup:
             return []
         self._told_hangup = True
-        log.info("call %s: caller hung up", self.label)
+        media_lost = self.telephone.media_lost
+        if media_lost:
+            log.warning("call %s: media server lost (socket closed, no hang-up)", self.label)
+        else:
+            log.info("call %s: caller hung up", self.label)
         try:
-            return self.feed(CallerHungUp())
+            return self.feed(CallerHungUp(media_lost=media_lost))
         except IllegalTransition:
             return []  # the plan had nothing left that a hang-up changes

@@ -25,6 +25,13 @@ class Telephone(Protocol):
         """True once the caller can hear nothing more."""
         ...
 
+    @property
+    def media_lost(self) -> bool:
+        """True when the call was lost with its media server (FreeSWITCH died), not
+        hung up by the caller: the plan then records failed/ivr-unavailable. False for
+        a driver whose media cannot die under it (the terminal)."""
+        ...
+
     async def play(self, prompt: str) -> None:
         """Play one prompt of the catalogue (payivr.core.prompts.PromptId)."""
         ...

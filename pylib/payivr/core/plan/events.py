@@ -56,7 +56,13 @@ class CancelRequested:
 
 @dataclass(frozen=True)
 class CallerHungUp:
-    """The caller's leg is gone. Nothing more can be played."""
+    """The caller's leg is gone. Nothing more can be played.
+
+    ``media_lost``: the call was lost with the media server (FreeSWITCH died), the
+    caller did not hang up; outside processing the payment then failed
+    (ivr-unavailable) rather than being cancelled by the caller."""
+
+    media_lost: bool = False
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from payivr.core.plan.commands import (
     UnmaskRecording,
 )
 from payivr.core.plan.events import (
+    CallerHungUp,
     CancelRequested,
     DigitsEntered,
     Event,
@@ -373,8 +374,10 @@ class CapturePlan:
             self._heard = None
         self._chunk_repeats = 0
 
-    def _on_hangup(self, _: Event) -> list[Command]:
+    def _on_hangup(self, event: CallerHungUp) -> list[Command]:
         # The call is gone: record the end, play nothing, return nothing.
+        if event.media_lost:
+            return self._fail(Reason.IVR_UNAVAILABLE)
         return self._cancel(Reason.CALLER_HANGUP, say=False)
 
     def _on_cancel(self, event: CancelRequested) -> list[Command]:
@@ -555,6 +558,15 @@ class CapturePlan:
         if say:
             commands.append(play(PromptId.ATTEMPTS_EXHAUSTED))
             commands += farewell(self.request.return_to.kind == "hangup")
+        return commands
+
+    def _fail(self, reason: Reason) -> list[Command]:
+        """payivr could not go on with the call (its media server died): failed."""
+        self.wipe()
+        commands = self._unmask()
+        self.outcome = Outcome.failed(reason)
+        self.state = State.DONE
+        commands.append(Finish(self.outcome))
         return commands
 
     def _unmask(self) -> list[Command]:
