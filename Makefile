@@ -44,7 +44,7 @@ lint: venv
 
 # pytest's exit code 5 means "no tests ran": that is a failure here, never a pass.
 test: bootstrap lint
-	@set +e; $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(VENV)/bin/pytest -q -ra --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 demo: bootstrap
