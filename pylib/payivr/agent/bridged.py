@@ -32,9 +32,7 @@ import wave
 from payivr.core.plan import Collect, DigitsEntered, Event, InputTimeout
 from payivr.core.secrets import SecretDigits
 from payivr.esl.channel import CallChannel, CallerGone
-from payivr.esl.recordings import RecordingMasker
-from payivr.esl.telephone import Speech
-from payivr.execution.processing import wait_for_hangup
+from payivr.esl.telephone import ChannelTelephone, Speech
 
 log = logging.getLogger("payivr.agent")
 
@@ -71,35 +69,18 @@ class KeyQueue:
         self.arrived.clear()
 
 
-class BridgedTelephone:
+class BridgedTelephone(ChannelTelephone):
     """Prompts mixed into the caller's leg, keys read from the running bridge."""
 
     def __init__(
         self, channel: CallChannel, speech: Speech, keys: KeyQueue, *, guided: bool = False
     ) -> None:
-        self.channel = channel
-        self.speech = speech
+        super().__init__(channel, speech)
         self.keys = keys
         # Agent-guided style: no prompt at all (the agent explains); fields still run.
         self.guided = guided
-        self.masker = RecordingMasker(channel)
         self.broken = asyncio.Event()  # the agent broke in (restart/cancel)
         self._playing: str | None = None
-
-    @property
-    def uuid(self) -> str:
-        return self.channel.uuid
-
-    @property
-    def hungup(self) -> bool:
-        return self.channel.hungup
-
-    @property
-    def media_lost(self) -> bool:
-        return self.channel.media_lost
-
-    async def wait_hangup(self) -> None:
-        await wait_for_hangup(self.channel)
 
     async def play(self, prompt: str) -> None:
         await self._mix(self.speech.prompt(prompt), stop_on_key=False)
@@ -109,12 +90,6 @@ class BridgedTelephone:
 
     async def say_digits(self, text: str) -> None:
         log.debug("call %s: codes are shown to the agent, not said", self.uuid)
-
-    async def mask_recording(self) -> None:
-        await self.masker.mask()
-
-    async def unmask_recording(self) -> None:
-        await self.masker.unmask()
 
     async def break_in(self) -> None:
         """End the prompt or field running now (the agent's restart or cancel)."""

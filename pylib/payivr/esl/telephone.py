@@ -67,25 +67,15 @@ class Listening:
     pool: concurrent.futures.Executor  # decoding threads, shared by the process's calls
 
 
-class EslTelephone:
-    """The executor's Telephone on one FreeSWITCH channel.
+class ChannelTelephone:
+    """What every Telephone on one FreeSWITCH channel shares: the channel's state,
+    the hang-up watch and the recording masks. Subclasses say how prompts play and
+    how fields are collected (applications here, a running bridge in agent mode)."""
 
-    With ``listening`` it takes spoken digits over FreeSWITCH's ``unicast`` stream
-    (payivr.esl.unicast), opened at the first ``Listen``. From then on every prompt
-    is sent through that stream, because any playback application would end it for
-    good; the first application that must run anyway (a keypad entry, ``say``) ends
-    it, and later listens fall back to their keypad entry.
-    """
-
-    def __init__(
-        self, channel: CallChannel, speech: Speech, listening: Listening | None = None
-    ) -> None:
+    def __init__(self, channel: CallChannel, speech: Speech) -> None:
         self.channel = channel
         self.speech = speech
         self.masker = RecordingMasker(channel)
-        self.listening = listening
-        self._stream: UnicastStream | None = None
-        self._stream_tried = False
 
     @property
     def uuid(self) -> str:
@@ -102,6 +92,31 @@ class EslTelephone:
     async def wait_hangup(self) -> None:
         """For the processor's hang-up watch (payivr.execution.processing)."""
         await wait_for_hangup(self.channel)
+
+    async def mask_recording(self) -> None:
+        await self.masker.mask()
+
+    async def unmask_recording(self) -> None:
+        await self.masker.unmask()
+
+
+class EslTelephone(ChannelTelephone):
+    """The executor's Telephone on one FreeSWITCH channel.
+
+    With ``listening`` it takes spoken digits over FreeSWITCH's ``unicast`` stream
+    (payivr.esl.unicast), opened at the first ``Listen``. From then on every prompt
+    is sent through that stream, because any playback application would end it for
+    good; the first application that must run anyway (a keypad entry, ``say``) ends
+    it, and later listens fall back to their keypad entry.
+    """
+
+    def __init__(
+        self, channel: CallChannel, speech: Speech, listening: Listening | None = None
+    ) -> None:
+        super().__init__(channel, speech)
+        self.listening = listening
+        self._stream: UnicastStream | None = None
+        self._stream_tried = False
 
     async def play(self, prompt: str) -> None:
         stream = self._live_stream()
@@ -197,12 +212,6 @@ class EslTelephone:
         kind = "NUMBER" if said.isdigit() else "NAME_SPELLED"
         self._end_stream()
         await self.channel.execute("say", f"{self.speech.language} {kind} ITERATED {said}")
-
-    async def mask_recording(self) -> None:
-        await self.masker.mask()
-
-    async def unmask_recording(self) -> None:
-        await self.masker.unmask()
 
     async def collect(self, command: Collect) -> Event:
         """One play_and_get_digits; the digits never exist outside SecretDigits.
