@@ -54,6 +54,22 @@ class SrtpKeys:
 
         return cls(prf(0, 16), prf(2, 14), prf(1, 20))
 
+    def packet_iv(self, ssrc: int, index: int) -> int:
+        """The counter block of a packet: salt, SSRC and 48-bit index (roc, seq)."""
+        return (int.from_bytes(self.cipher_salt, "big") << 16) ^ (ssrc << 64) ^ (index << 16)
+
+    def tag(self, authenticated: bytes, roc: int) -> bytes:
+        digest = hmac.new(self.auth_key, authenticated + roc.to_bytes(4, "big"), hashlib.sha1)
+        return digest.digest()[:TAG_LEN]
+
+    def protect(self, header: bytes, payload: bytes, roc: int = 0) -> bytes:
+        """An SRTP packet as a sender makes it (a 12-byte RTP header, no CSRC or
+        extension): the payload encrypted, the tag appended."""
+        seq, ssrc = struct.unpack("!H", header[2:4])[0], struct.unpack("!I", header[8:12])[0]
+        stream = _keystream(self.cipher_key, self.packet_iv(ssrc, (roc << 16) | seq), len(payload))
+        body = header + bytes(a ^ b for a, b in zip(payload, stream, strict=True))
+        return body + self.tag(body, roc)
+
     @classmethod
     def from_inline(cls, inline: str) -> SrtpKeys:
         raw = base64.b64decode(inline)
@@ -141,16 +157,9 @@ class SrtpReceiver:
 
     def _unprotect(self, packet: Rtp, roc: int) -> Rtp | None:
         encrypted, tag = packet.body[:-TAG_LEN], packet.body[-TAG_LEN:]
-        authenticated = packet.header + encrypted + roc.to_bytes(4, "big")
-        expected = hmac.new(self.keys.auth_key, authenticated, hashlib.sha1).digest()[:TAG_LEN]
-        if not hmac.compare_digest(expected, tag):
+        if not hmac.compare_digest(self.keys.tag(packet.header + encrypted, roc), tag):
             return None
-        index = (roc << 16) | packet.seq
-        iv = (
-            (int.from_bytes(self.keys.cipher_salt, "big") << 16)
-            ^ (packet.ssrc << 64)
-            ^ (index << 16)
-        )
+        iv = self.keys.packet_iv(packet.ssrc, (roc << 16) | packet.seq)
         stream = _keystream(self.keys.cipher_key, iv, len(encrypted))
         payload = bytes(a ^ b for a, b in zip(encrypted, stream, strict=True))
         return Rtp(
