@@ -111,7 +111,8 @@ class AdmissionStore:
         # lock and readiness poll cost a syscall each, and a worker runs one call at
         # a time anyway. redis-py opens it (address, password, database, Sentinel,
         # timeouts: payivr.store.connect) and reconnects on the first send after a
-        # failure.
+        # failure. Its health check (a PING once no reply passed its parser for 30 s)
+        # now runs every 30 s: one more round trip per worker per 30 s.
         conn = self._conn
         try:
             return self._integer_reply(conn, packed)
