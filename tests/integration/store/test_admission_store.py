@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -22,6 +23,7 @@ from payivr.store import keys
 from payivr.store.connect import redis_from_url
 from tests.conftest import EXAMPLE_CONFIG
 from tests.integration.store.storesupport import make_request
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +123,36 @@ def test_a_closed_connection_raises_connection_error_then_reconnects(
     except redis.ConnectionError:
         outcome = store.create_session(accept(config, "A2"), "s2", time.time())
     assert outcome is AdmissionWrite.CREATED
+
+
+def test_a_demoted_master_drops_the_connection_so_the_next_call_asks_anew(
+    redis_url: str, config: Config, tmp_path: Path
+) -> None:
+    """READONLY (a master turned replica, as after a Sentinel failover and a healed
+    partition): the connection is closed, so that the next call connects again and a
+    Sentinel-built client looks the master up instead of writing to a replica forever."""
+    client = redis_from_url(redis_url)
+    before = admission_connections(client)
+    store = AdmissionStore(client, 600)
+    assert store.create_session(accept(config, "A1"), "s1", time.time()) is AdmissionWrite.CREATED
+    ours = admission_connections(client) - before
+    assert len(ours) == 1
+    (tmp_path / "other").mkdir()
+    other = RedisServer(workdir=tmp_path / "other").start()
+    try:
+        client.replicaof("127.0.0.1", other.port)
+        with pytest.raises(redis.ResponseError, match="READONLY"):
+            store.create_session(accept(config, "A2"), "s2", time.time())
+        assert not ours & admission_connections(client)
+        client.replicaof("NO", "ONE")
+        assert store.create_session(accept(config, "A3"), "s3", time.time()) is (
+            AdmissionWrite.CREATED
+        )
+    finally:
+        client.replicaof("NO", "ONE")
+        other.cleanup()
+
+
+def admission_connections(client: redis.Redis) -> set[str]:
+    """Ids of the connections whose last command was the admission script."""
+    return {info["id"] for info in client.client_list() if info["cmd"] == "evalsha"}
