@@ -10,9 +10,13 @@ running mean that starts from an initial value, and the model's (``40,3,-1``) is
 far from a phone line's: short utterances never recovered from it (that is why
 the audio was once decoded in one pass after the end of speech). So the search
 waits for the first second of the utterance (300 ms before the speech and the
-speech's start), computes the mean of its features (``get_cmn(update=True)``),
-then searches from the beginning with that mean. Each utterance starts from the
-model's default: nothing is carried from one call to the next.
+speech's start), folds the mean of its features into the running mean
+(``get_cmn(update=True)``), then searches from the beginning with that mean. The
+running mean an utterance starts from is the one the previous utterance of this
+process ended with (the phone network's channel is much the same from call to
+call; starting every utterance from the model's default instead lost a fifth of
+the chunks). It is 13 averaged cepstral coefficients: nothing of what was said can
+be read back from it.
 
 ``bestpath`` (a lattice search after the grammar search) is off: with these
 fixed-length grammars it lost digits the grammar search had right, and it is most
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +83,8 @@ class PocketsphinxRecogniser:
         words = set(DIGIT_WORDS[LANGUAGE]) | set(YES_NO_WORDS[LANGUAGE])
         self._words = pronunciations(model / "cmudict-en-us.dict", words)
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.initial_cmn = ""  # the model's own starting mean, set with the first decoder
+        self._lock = threading.Lock()
+        self._cmn = ""  # the running cepstral mean of the last utterance (13 numbers)
 
     def languages(self) -> frozenset[str]:
         return frozenset({LANGUAGE})
@@ -104,8 +110,6 @@ class PocketsphinxRecogniser:
         )
         for n, (word, phones) in enumerate(self._words):
             decoder.add_word(word, phones, n == len(self._words) - 1)
-        if not self.initial_cmn:
-            self.initial_cmn = decoder.get_cmn(False)
         return decoder
 
     def _acquire(self) -> Any:
@@ -116,6 +120,15 @@ class PocketsphinxRecogniser:
 
     def _release(self, decoder: Any) -> None:
         self._free.put(decoder)
+
+    def _starting_cmn(self, decoder: Any) -> str:
+        """The mean the last utterance ended with (the model's before the first)."""
+        with self._lock:
+            return self._cmn or decoder.get_cmn(False)
+
+    def _ended_with_cmn(self, cmn: str) -> None:
+        with self._lock:
+            self._cmn = cmn
 
 
 class PocketsphinxUtterance(StreamingUtterance):
@@ -148,7 +161,7 @@ class PocketsphinxUtterance(StreamingUtterance):
         search = f"said{self._grammar.length}"
         decoder.add_jsgf_string(search, jsgf(self._grammar))
         decoder.activate_search(search)
-        decoder.set_cmn(self._owner.initial_cmn)
+        decoder.set_cmn(self._owner._starting_cmn(decoder))
         decoder.start_utt()
         self._open = True
         audio = upsample_16k(head)
@@ -176,6 +189,7 @@ class PocketsphinxUtterance(StreamingUtterance):
             return None
         decoder.end_utt()
         self._open = False
+        self._owner._ended_with_cmn(decoder.get_cmn(False))
         hypothesis = decoder.hyp()
         if hypothesis is None:
             return None
