@@ -14,7 +14,7 @@ speech's start), folds the mean of its features into the running mean
 (``get_cmn(update=True)``), then searches from the beginning with that mean. The
 running mean an utterance starts from is the one the previous utterance of this
 process ended with (the phone network's channel is much the same from call to
-call; starting every utterance from the model's default instead lost a fifth of
+call; starting every utterance from the model's default instead lost a sixth of
 the chunks). It is 13 averaged cepstral coefficients: nothing of what was said can
 be read back from it.
 
