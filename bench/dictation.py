@@ -14,7 +14,7 @@ same voice with fresh line noise: a synthetic voice says it identically). Per vo
 - cards right: whole cards (number, expiry, code) right with at most one repeat per
   chunk;
 - after silence p50 / p99: from the caller's last voiced frame to the result. This
-  is the wait a caller has: the endpointer's 500 ms of silence plus the next;
+  is the wait a caller has: the endpointer's 500 ms of silence plus the next figure;
 - after endpoint p50 / p99: from the endpointer's decision to the result (the
   decoding left, and waiting for a thread and a core on a loaded machine);
 - decode CPU p50 / p99: the decoding's thread CPU time per utterance, and the part
