@@ -113,7 +113,10 @@ def test_a_value_mentioning_digits_keeps_the_event_lazy() -> None:
     assert collections
     for event in collections:
         assert isinstance(event, HeaderMap)
-        assert event._raw is None  # no table built at parse time
+        # Its truth (`message.event or {}`) must not build the table either.
+        assert event and event.prefixed("variable_")
+        assert not event.prefixed("no_such_prefix_")
+        assert event._raw is None  # no table built at parse time or by the checks
 
 
 def _event(lines: list[str]) -> bytes:

@@ -234,6 +234,15 @@ class HeaderMap(Mapping[str, str]):
     def __len__(self) -> int:
         return sum(1 for _ in self._names()) if self._prefix else len(self._table())
 
+    def __bool__(self) -> bool:
+        # Without this, truth would be len(): `event or {}` on every event built the
+        # table of its 150-250 headers that the lazy lookups exist to avoid.
+        if self._prefix:
+            return any(True for _ in self._names())
+        if self._raw is not None:
+            return bool(self._raw)
+        return _LINE.search(self._block) is not None
+
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._value(self._prefix + key.encode()) is not None
 
