@@ -8,6 +8,7 @@ import re
 import pytest
 
 from payivr.esl.codec import (
+    HeaderMap,
     ProtocolError,
     StreamParser,
     encode_command,
@@ -102,6 +103,61 @@ def test_collected_digits_go_straight_into_secret_digits() -> None:
     assert secret.wiped
 
 
+def test_a_value_mentioning_digits_keeps_the_event_lazy() -> None:
+    """`play_and_get_digits` in a value (Application, current_application, on most
+    events of a payment call) is no card-data header: the event is looked up in its
+    block, not parsed into a table of its 150-250 headers (docs/esl.md, Benchmark)."""
+    data, _ = _stream("play_and_get_digits_ok.txt")
+    events = [m.event for m in StreamParser().feed(data) if m.event is not None]
+    collections = [e for e in events if e.get("Application") == "play_and_get_digits"]
+    assert collections
+    for event in collections:
+        assert isinstance(event, HeaderMap)
+        # Its truth (`message.event or {}`) must not build the table either.
+        assert event and event.prefixed("variable_")
+        assert not event.prefixed("no_such_prefix_")
+        assert event._raw is None  # no table built at parse time or by the checks
+
+
+def _event(lines: list[str]) -> bytes:
+    body = ("\n".join(lines) + "\n\n").encode()
+    return f"Content-Length: {len(body)}\nContent-Type: text/event-plain\n\n".encode() + body
+
+
+def test_card_data_lines_are_cut_out_wherever_they_are() -> None:
+    data = _event(
+        [
+            "digits: 4111",
+            "Event-Name: CHANNEL_EXECUTE_COMPLETE",
+            "Application: play_and_get_digits",
+            "variable_payivr_dtmf_pan: 4111111111111111",
+            "variable_payivr_dtmf_pan: 5555555555554444",
+            "variable_read_result: success",
+            "variable_payivr_dtmf_cvv: 737",
+        ]
+    )
+    message = StreamParser().feed(data)[0]
+    event = message.event
+    assert isinstance(event, HeaderMap)
+    assert sorted(message.secrets) == [
+        "digits",
+        "variable_payivr_dtmf_cvv",
+        "variable_payivr_dtmf_pan",
+    ]
+    # The first occurrence of a name wins, as for any header.
+    assert message.secrets["variable_payivr_dtmf_pan"].is_digits()
+    assert len(message.secrets["variable_payivr_dtmf_pan"]) == 16
+    assert len(message.secrets["variable_payivr_dtmf_cvv"]) == 3
+    assert dict(event) == {
+        "Event-Name": "CHANNEL_EXECUTE_COMPLETE",
+        "Application": "play_and_get_digits",
+        "variable_read_result": "success",
+    }
+    assert event.prefixed("variable_").get("read_result") == "success"
+    assert "variable_payivr_dtmf_pan" not in event and event.get("digits") is None
+    message.wipe_secrets()
+
+
 def test_api_response_body_is_kept_byte_for_byte() -> None:
     data, _ = _stream("deflect_api.txt")
     api = [m for m in StreamParser().feed(data) if m.content_type == "api/response"]
@@ -111,6 +167,9 @@ def test_api_response_body_is_kept_byte_for_byte() -> None:
 def test_garbage_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
         StreamParser().feed(b"no colon here\n\n")
+    for lines in (["Event-Name: X", "no colon", "A: b"], ["Event-Name: X", "A: b", "last"]):
+        with pytest.raises(ProtocolError):
+            StreamParser().feed(_event(lines))
     with pytest.raises(ProtocolError):
         StreamParser().feed(b"Content-Length: x\n\n")
 

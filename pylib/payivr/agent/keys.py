@@ -50,7 +50,7 @@ def key_from_message(message: Message) -> SecretDigits | None:
 
     None for any other message; its secrets are left to the usual routing.
     """
-    event = message.event or {}
+    event = message.event if message.event is not None else {}
     if event.get(KEY_ACTION) is None or event.get("Event-Name") is not None:
         return None
     key = message.secrets.pop("digits", None)

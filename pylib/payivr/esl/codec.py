@@ -100,13 +100,59 @@ def _is_hex(c: int) -> bool:
     return 0x30 <= c <= 0x39 or 0x41 <= c <= 0x46 or 0x61 <= c <= 0x66
 
 
-def _is_secret(name: bytes) -> bool:
-    return name.startswith(_SECRET_HEADER_PREFIX) or name in _SECRET_HEADERS
+# How a line that may carry card data starts: the prefix, or an exact name and its colon.
+# A name starts its line, so only a match at the block's start or after a newline
+# counts: a value that merely contains `digits` (`Application: play_and_get_digits`,
+# on most events of a payment call) is no card data.
+_SECRET_LINE_STARTS = (_SECRET_HEADER_PREFIX, *(name + b":" for name in _SECRET_HEADERS))
+_SECRET_LINE_STARTS_INSIDE = tuple(b"\n" + start for start in _SECRET_LINE_STARTS)
+
+
+def _secret_line_offsets(block: bytes) -> list[int]:
+    """Where the block's card-data lines start, in order (usually none: C searches only)."""
+    offsets = [0] if block.startswith(_SECRET_LINE_STARTS) else []
+    for start in _SECRET_LINE_STARTS_INSIDE:
+        found = block.find(start)
+        while found >= 0:
+            offsets.append(found + 1)
+            found = block.find(start, found + 1)
+    return sorted(offsets)
+
+
+def _take_secret_lines(
+    block: bytes, offsets: list[int], secrets: dict[str, SecretDigits] | None
+) -> bytes:
+    """The block without the lines at `offsets`; their values go to `secrets` (the
+    first occurrence of a name wins) as SecretDigits, never as `str`."""
+    kept: list[bytes] = []
+    position = 0
+    for offset in offsets:
+        end = block.find(b"\n", offset)
+        end = len(block) if end < 0 else end
+        kept.append(block[position:offset])
+        position = end + 1
+        line = _LINE.match(block, offset, end)
+        if line is None or secrets is None:
+            continue
+        name = line.group(1).decode("ascii", "replace")
+        if name in secrets:
+            continue
+        # A bytearray copy, then the SecretDigits copy; the scratch is zeroed.
+        scratch = _unquote_bytes(line.group(2))
+        secrets[name] = SecretDigits(scratch)
+        for i in range(len(scratch)):
+            scratch[i] = 0
+    kept.append(block[position:])
+    return b"".join(kept)
 
 
 # One header line: name, colon, optional space, value. Matched in C over the whole
 # block: events carry 150-250 headers and this runs for every one of them.
 _LINE = re.compile(rb"^([^:\n]+): ?([^\n]*)$", re.MULTILINE)
+# Every byte but the colon and the newline: deleted, they leave a block's skeleton in
+# which a line without a colon shows as two newlines in a row (one C pass; a Python
+# check per line or a regex cost 5-10 times as much for an event's 150-250 lines).
+_NOT_COLON_OR_NEWLINE = bytes(b for b in range(256) if b not in b":\n")
 
 
 class HeaderMap(Mapping[str, str]):
@@ -116,8 +162,8 @@ class HeaderMap(Mapping[str, str]):
     event carries 150-250 headers of which the application reads a handful, so a
     lookup searches the block for its line and the table is only built when someone
     iterates (docs/esl.md, Benchmark: parsing every header was a third of the
-    application's CPU). A block holding card data is never lazy: its secret lines are
-    taken out at parse time (parse_header_lines).
+    application's CPU). A block's card-data lines are cut out at parse time
+    (parse_header_lines), before any lookup can see them.
 
     Its repr shows how many headers there are, never a value: an event's channel
     variables must not reach a log line by accident.
@@ -188,6 +234,15 @@ class HeaderMap(Mapping[str, str]):
     def __len__(self) -> int:
         return sum(1 for _ in self._names()) if self._prefix else len(self._table())
 
+    def __bool__(self) -> bool:
+        # Without this, truth would be len(): `event or {}` on every event built the
+        # table of its 150-250 headers that the lazy lookups exist to avoid.
+        if self._prefix:
+            return any(True for _ in self._names())
+        if self._raw is not None:
+            return bool(self._raw)
+        return _LINE.search(self._block) is not None
+
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self._value(self._prefix + key.encode()) is not None
 
@@ -211,24 +266,15 @@ def parse_header_lines(
     """
     if not block:
         return HeaderMap({}, decode=decode)
-    # Every line has its colon (an operator per line: this runs for every event).
-    if [line for line in block.split(b"\n") if b":" not in line]:
+    # Every line has its colon (this runs for every event).
+    if b"\n\n" in b"\n" + block.translate(None, _NOT_COLON_OR_NEWLINE) + b"\n":
         raise ProtocolError("header line without a colon")
-    # No name that may carry card data anywhere in the block: the lazy map is safe.
-    if _SECRET_HEADER_PREFIX not in block and not any(n in block for n in _SECRET_HEADERS):
-        return HeaderMap(None, decode=decode, block=block)
-    pairs = _LINE.findall(block)
-    pairs.reverse()  # so that dict() keeps the first occurrence of a name
-    raw = dict(pairs)
-    for name in [k for k in raw if _is_secret(k)]:
-        value = raw.pop(name)
-        if secrets is not None:
-            # A bytearray copy, then the SecretDigits copy; the scratch is zeroed.
-            scratch = _unquote_bytes(value)
-            secrets[name.decode("ascii", "replace")] = SecretDigits(scratch)
-            for i in range(len(scratch)):
-                scratch[i] = 0
-    return HeaderMap(raw, decode=decode)
+    # Lines whose name may carry card data are cut out first; what is left is
+    # looked up lazily like any other block.
+    offsets = _secret_line_offsets(block)
+    if offsets:
+        block = _take_secret_lines(block, offsets, secrets)
+    return HeaderMap(None, decode=decode, block=block)
 
 
 class StreamParser:

@@ -119,7 +119,7 @@ class EslConnection:
             message = await self._wait(done, timeout)
         finally:
             self._executions.pop(event_uuid, None)
-        event = message.event or {}
+        event = message.event if message.event is not None else {}
         variables = (
             event.prefixed("variable_")
             if isinstance(event, HeaderMap)
@@ -182,7 +182,9 @@ class EslConnection:
         commands = ["connect", "myevents"]
         commands += [f"filter Event-Name {name}" for name in events]
         commands.append(f"linger {linger_s}" if linger_s > 0 else "linger")
-        futures = [self._send_nowait(encode_command(c)) for c in commands]
+        # One write for all of them: each write is a send() whose loopback delivery
+        # the kernel charges to this process (docs/esl.md, Benchmark).
+        futures = self._send_all_nowait([encode_command(c) for c in commands])
         replies = [await self._wait(f, timeout) for f in futures]
         connect = replies[0]
         self._channel_data = connect.headers
@@ -227,16 +229,20 @@ class EslConnection:
     # -- internals -----------------------------------------------------------------
 
     def _send_nowait(self, data: bytes) -> asyncio.Future[Message]:
+        return self._send_all_nowait([data])[0]
+
+    def _send_all_nowait(self, commands: list[bytes]) -> list[asyncio.Future[Message]]:
+        """Write commands in one go; a future per command for its reply, in order."""
         if self._closed.is_set():
             raise CallerGone()
         if self._woke_at is not None:
-            self.step_overheads.append((_label(data), time.perf_counter() - self._woke_at))
+            self.step_overheads.append((_label(commands[0]), time.perf_counter() - self._woke_at))
             self._woke_at = None
-        future = _new_future()
+        futures = [_new_future() for _ in commands]
         # Append and write with no await in between: replies come back in this order.
-        self._replies.append(future)
-        self._writer.write(data)
-        return future
+        self._replies.extend(futures)
+        self._writer.write(b"".join(commands))
+        return futures
 
     async def _send(self, data: bytes, timeout: float | None) -> Message:
         future = self._send_nowait(data)
@@ -292,7 +298,7 @@ class EslConnection:
 
     def _on_event(self, message: Message) -> None:
         name = message.event_name
-        event = message.event or {}
+        event = message.event if message.event is not None else {}
         if name == "CHANNEL_EXECUTE_COMPLETE":
             future = self._executions.get(event.get("Application-UUID", ""))
             if future is not None and not future.done():
