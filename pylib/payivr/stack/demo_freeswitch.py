@@ -12,7 +12,6 @@ delivers the signed callback to a local receiver.
 from __future__ import annotations
 
 import secrets
-import wave
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -21,8 +20,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from payivr.stack.ports import free_port
 from payivr.stack.receiver import CallbackReceiver
-from payivr.stack.rtp_pcap import Keying, keyed_call
+from payivr.stack.rtp_pcap import PCMA_PT, PCMU_PT, Keying, Saying, keyed_call, spoken_call
 from payivr.stack.sipp import Sipp, contact_center, scenario, write_injection
+from payivr.stack.spoken_caller import SaidCard, schedule, wav_seconds
 
 if TYPE_CHECKING:
     from payivr.core.config import Config, MerchantConfig
@@ -38,11 +38,7 @@ BETWEEN_FIELDS_S = 1.0
 
 def prompt_seconds(prompts_dir: Path, language: str, prompt_id: str) -> float:
     """Length of a built prompt (0 if it is missing)."""
-    try:
-        with wave.open(str(prompts_dir / language / f"{prompt_id}.wav"), "rb") as w:
-            return w.getnframes() / float(w.getframerate())
-    except (OSError, wave.Error):
-        return 0.0
+    return wav_seconds(prompts_dir / language / f"{prompt_id}.wav")
 
 
 def caller_keying(
@@ -104,7 +100,7 @@ def start_keyed_call(
     caller is `call.uac`
     (wait for it, then read its trace with `received_bye_headers`).
     """
-    from payivr.stack.demo import DEMO_CVV, request_headers
+    from payivr.stack.demo import DEMO_CVV
 
     lang = language or merchant.default_language
     keyings = caller_keying(
@@ -112,18 +108,100 @@ def start_keyed_call(
     )
     sipp_dir.mkdir(parents=True, exist_ok=True)
     pcap = keyed_call(sipp_dir / "caller.pcap", keyings, inband=inband_dtmf)
+    call_id, headers, uac = _place_call(
+        kamailio_port,
+        merchant,
+        sipp_dir,
+        pcap,
+        callback_url=callback_url,
+        language=lang,
+        amount=amount,
+        extra_headers=extra_headers,
+        scenario_file=scenario_file,
+        timeout_s=timeout_s,
+    )
+    return KeyedCall(call_id, headers, keyings, uac)
+
+
+@dataclass
+class SpokenCall:
+    """A payment call placed by the contact center's UAC, the caller saying the card."""
+
+    call_id: str
+    headers: list[tuple[str, str]]
+    sayings: list[Saying]
+    uac: Sipp
+
+
+def start_spoken_call(
+    kamailio_port: int,
+    config: Config,
+    merchant: MerchantConfig,
+    sipp_dir: Path,
+    said: SaidCard,
+    *,
+    callback_url: str,
+    language: str | None = None,
+    amount: int = 1250,
+    timeout_s: int = 240,
+) -> SpokenCall:
+    """Start the UAC of a signed payment call with `X-Pay-Input: speech` whose caller
+    says `said` (payivr.stack.spoken_caller) in a PCMA pcap, each answer timed
+    against the prompts the IVR plays before it."""
+    lang = language or merchant.default_language
+    prompts_dir = config.services.esl.prompts_dir
+    first_prompt = ANSWER_S + prompt_seconds(prompts_dir, lang, "greeting")
+    first_prompt += prompt_seconds(prompts_dir, lang, "amount-intro") + SAY_AMOUNT_S
+    sayings = schedule(prompts_dir, lang, said, first_prompt)
+    sipp_dir.mkdir(parents=True, exist_ok=True)
+    pcap = spoken_call(sipp_dir / "caller.pcap", sayings)
+    call_id, headers, uac = _place_call(
+        kamailio_port,
+        merchant,
+        sipp_dir,
+        pcap,
+        callback_url=callback_url,
+        language=lang,
+        amount=amount,
+        extra_headers={"X-Pay-Input": "speech"},
+        scenario_file=None,
+        timeout_s=timeout_s,
+        codec=(PCMU_PT, "PCMU"),
+    )
+    return SpokenCall(call_id, headers, sayings, uac)
+
+
+def _place_call(
+    kamailio_port: int,
+    merchant: MerchantConfig,
+    sipp_dir: Path,
+    pcap: Path,
+    *,
+    callback_url: str,
+    language: str,
+    amount: int,
+    extra_headers: Mapping[str, str] | None,
+    scenario_file: Path | None,
+    timeout_s: int,
+    codec: tuple[int, str] = (PCMA_PT, "PCMA"),
+) -> tuple[str, list[tuple[str, str]], Sipp]:
+    """The contact center's UAC, started: a signed sale INVITE to Kamailio offering
+    `codec` (the scenario's `@PT@`, `@CODEC@`), then the caller's pcap (`@PCAP@`),
+    then the IVR's BYE awaited."""
+    from payivr.stack.demo import request_headers
+
     source = scenario_file or scenario("uac-keyed-sale-expect-result-on-bye")
-    text = source.read_text()
     uac_scenario = sipp_dir / source.name
-    uac_scenario.write_text(text.replace("@PCAP@", str(pcap)))
+    text = source.read_text().replace("@PCAP@", str(pcap))
+    uac_scenario.write_text(text.replace("@PT@", str(codec[0])).replace("@CODEC@", codec[1]))
     call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
-    headers = request_headers(merchant, call_id, callback_url, lang, amount, extra_headers)
+    headers = request_headers(merchant, call_id, callback_url, language, amount, extra_headers)
     injection = write_injection(sipp_dir / "request.csv", [f"{n}: {v}" for n, v in headers])
     uac = contact_center(
         kamailio_port, free_port(), call_id, injection, sipp_dir, timeout_s, uac_scenario
     )
     uac.start()
-    return KeyedCall(call_id, headers, keyings, uac)
+    return call_id, headers, uac
 
 
 def run_freeswitch_demo(
