@@ -196,3 +196,27 @@ def test_a_caller_says_the_card_through_kamailio_and_freeswitch_and_is_approved(
     for needle in _needles():
         assert files_containing(workdir, needle.encode()) == [], needle
         assert needle not in seen, needle
+
+
+@pytest.mark.timeout(360)
+def test_the_demo_with_speech_input_is_a_voice_payment(tmp_path: Path) -> None:
+    """`payivr demo --input speech` with FreeSWITCH: its own stack, flite's voice
+    saying the sandbox card (payivr.stack.caller_voice), the signed result on the BYE
+    and in the callback."""
+    import io
+
+    from payivr.stack.demo import run_demo
+
+    out = io.StringIO()
+    started = time.monotonic()
+    report = run_demo(EXAMPLE_CONFIG, tmp_path, out=out, input_mode="speech")
+    print(f"payivr demo --input speech: {time.monotonic() - started:.1f} s")
+    text = out.getvalue()
+    assert report.ok and report.result == "approved", text
+    bye = dict(report.bye_headers)
+    assert bye["X-Pay-Card"] == "************1111"
+    assert "X-Pay-Input: speech" in text and "flite (rms) says" in text
+    assert "FreeSWITCH: not found" not in text
+    for needle in [PAN[:12], "four, one, one, one"]:
+        assert needle not in text
+        assert files_containing(tmp_path, needle.encode()) == [], needle

@@ -365,7 +365,6 @@ def test_while_a_digit_plays_and_when_a_packet_is_lost_the_stream_carries_0xff_f
     fills = [t for t, f in after if fill(f)]
     assert {len(f) for _, f in after if fill(f)} == {320}
     assert {len(f) for _, f in after if not fill(f)} == {audio_size}, {len(f) for _, f in after}
-    print("FILLS", flags, [round(t, 2) for t in fills])
     # The digit: a run of fill frames as long as the event (200 ms), around 1.0 s.
     digit = [t for t in fills if 0.9 < t < 1.5]
     assert 8 <= len(digit) <= 14, [round(t, 2) for t in fills]

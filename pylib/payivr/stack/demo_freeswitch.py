@@ -34,6 +34,7 @@ ANSWER_S = 1.5
 SAY_AMOUNT_S = 3.5
 INTO_PROMPT_S = 1.5
 BETWEEN_FIELDS_S = 1.0
+SPOKEN_LANGUAGE = "en"  # the demo caller's voice (flite) and pocketsphinx's model
 
 
 def prompt_seconds(prompts_dir: Path, language: str, prompt_id: str) -> float:
@@ -45,6 +46,7 @@ def caller_keying(
     prompts_dir: Path, language: str, merchant: MerchantConfig, pan: str, cvv: str, today: date
 ) -> list[Keying]:
     """When the caller keys what: card, expiry, CVV (and 1 to confirm, if asked)."""
+    from payivr.stack.demo import demo_expiry
 
     def length(prompt_id: str) -> float:
         return prompt_seconds(prompts_dir, language, prompt_id)
@@ -52,7 +54,7 @@ def caller_keying(
     start = ANSWER_S + length("greeting") + length("amount-intro") + SAY_AMOUNT_S + INTO_PROMPT_S
     keyings = [Keying(start, pan + "#")]
     t = start + len(pan + "#") * 0.3 + BETWEEN_FIELDS_S + INTO_PROMPT_S
-    keyings.append(Keying(t, f"12{(today.year + 3) % 100:02d}"))
+    keyings.append(Keying(t, demo_expiry(today)))
     t += 4 * 0.3 + BETWEEN_FIELDS_S + INTO_PROMPT_S
     keyings.append(Keying(t, cvv))
     if merchant.capture.confirm_card:
@@ -214,10 +216,19 @@ def run_freeswitch_demo(
     language: str | None,
     amount: int,
     card: str,
+    input_mode: str = "dtmf",
 ) -> DemoReport:
     """The demo through FreeSWITCH and the ESL application (see module doc)."""
     from payivr.core.config import load_config
-    from payivr.stack.demo import DemoError, DemoReport, _stepper, pick_merchant
+    from payivr.stack.caller_voice import VoiceUnavailable, said_card
+    from payivr.stack.demo import (
+        DEMO_CVV,
+        DemoError,
+        DemoReport,
+        _stepper,
+        demo_expiry,
+        pick_merchant,
+    )
     from payivr.stack.up import stack_down, stack_up
 
     report = DemoReport(workdir=str(workdir))
@@ -232,24 +243,54 @@ def run_freeswitch_demo(
         report.missing = list(state.missing)
         config = load_config(state.config)
         merchant = config.merchant(merchant.id) or merchant
-        step(
-            "contact center (SIPp UAC) calls Kamailio; the caller keys the sandbox card "
-            f"{'*' * 12}{card[-4:]} as RFC 2833 DTMF"
-        )
-        call = start_keyed_call(
-            state.ports["kamailio"],
-            config,
-            merchant,
-            sipp_dir,
-            card=card,
-            callback_url=receiver.url,
-            language=language,
-            amount=amount,
-        )
+        if input_mode == "speech":
+            lang = language or merchant.default_language
+            if lang != SPOKEN_LANGUAGE:
+                raise DemoError(
+                    f"--input speech: the demo caller speaks English (flite); {lang} "
+                    "needs an operator's Vosk model and a voice (docs/dictation.md)"
+                )
+            step(
+                "the caller's voice: flite (rms) says the sandbox card "
+                f"{'*' * 12}{card[-4:]}, the expiry, the code and a yes"
+            )
+            try:
+                said = said_card(card, demo_expiry(date.today()), DEMO_CVV)
+            except VoiceUnavailable as exc:
+                raise DemoError(f"--input speech: {exc}") from None
+            step(
+                "contact center (SIPp UAC) calls Kamailio with X-Pay-Input: speech; the "
+                "caller says the card, four digits at a time, and confirms each read-back"
+            )
+            call: KeyedCall | SpokenCall = start_spoken_call(
+                state.ports["kamailio"],
+                config,
+                merchant,
+                sipp_dir,
+                said,
+                callback_url=receiver.url,
+                language=lang,
+                amount=amount,
+            )
+        else:
+            step(
+                "contact center (SIPp UAC) calls Kamailio; the caller keys the sandbox card "
+                f"{'*' * 12}{card[-4:]} as RFC 2833 DTMF"
+            )
+            call = start_keyed_call(
+                state.ports["kamailio"],
+                config,
+                merchant,
+                sipp_dir,
+                card=card,
+                callback_url=receiver.url,
+                language=language,
+                amount=amount,
+            )
         uac, call_id = call.uac, call.call_id
         for name, value in call.headers:
             out.write(f"  {name}: {value}\n")
-        rc = uac.wait(130)
+        rc = uac.wait(250 if input_mode == "speech" else 130)
         if rc != 0:
             raise DemoError(
                 f"the call did not end with the IVR's BYE (sipp exit {rc}); "
