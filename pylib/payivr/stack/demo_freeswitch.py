@@ -6,7 +6,9 @@ to the ESL application, which plays the prompts and collects the card. The UAC k
 the sandbox card as RFC 2833 events from a generated pcap (increasing timestamps, so
 the repeated digits of 4111... survive) at times estimated from the prompts' lengths,
 then waits for the IVR's BYE with the signed result headers; the callback worker
-delivers the signed callback to a local receiver.
+delivers the signed callback to a local receiver. With `--input speech` the caller
+says the card instead (flite's voice, payivr.stack.caller_voice) in a PCMU pcap whose
+answers are timed against the prompts (payivr.stack.spoken_caller).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def start_spoken_call(
     timeout_s: int = 240,
 ) -> SpokenCall:
     """Start the UAC of a signed payment call with `X-Pay-Input: speech` whose caller
-    says `said` (payivr.stack.spoken_caller) in a PCMA pcap, each answer timed
+    says `said` (payivr.stack.spoken_caller) in a PCMU pcap, each answer timed
     against the prompts the IVR plays before it."""
     lang = language or merchant.default_language
     prompts_dir = config.services.esl.prompts_dir
