@@ -127,14 +127,12 @@ def test_a_caller_says_the_card_through_kamailio_and_freeswitch_and_is_approved(
             call.uac.stop()
             # On failure: the applications FreeSWITCH ran and the fields' verdicts say
             # how far the call got.
-            assert rc == 0, (
-                [
-                    e.get("Application")
-                    for e in watcher.watch.events
-                    if e.get("Event-Name") == "CHANNEL_EXECUTE"
-                ],
-                verdicts(state),
-            )
+            ran = [
+                str(e.get("Application"))
+                for e in watcher.watch.events
+                if e.get("Event-Name") == "CHANNEL_EXECUTE"
+            ]
+            assert rc == 0, " ".join(ran) + " | " + json.dumps(verdicts(state))
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and not any(
                 e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" for e in watcher.watch.events
