@@ -14,6 +14,8 @@ from payivr.stack.dtmf_tones import (
     alaw_encode,
     frequencies,
     tone_samples,
+    ulaw_decode,
+    ulaw_encode,
 )
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, Keying, decode_events, rtp_packets
 from tests.support.dtmf_detector import alaw_samples, detect, keys
@@ -105,3 +107,16 @@ def test_a_pcap_phone_keying_both_ways_sends_events_and_the_same_digits_as_tones
     # without in-band keying the audio is silent
     plain = rtp_packets([Keying(0.2, PAN + "#")], 6.0)
     assert detect(alaw_samples([p.payload for p in plain if p.payload_type == PCMA_PT])) == []
+
+
+def test_ulaw_codes_as_g711_does() -> None:
+    """The u-law coder of the spoken-card pcaps (checked against Python's audioop,
+    gone from 3.13, for every 16-bit value when it was written)."""
+    assert (ulaw_encode(0), ulaw_decode(0xFF)) == (0xFF, 0)
+    assert (ulaw_encode(32767), ulaw_encode(-32768)) == (0x80, 0x00)
+    assert (ulaw_decode(0x80), ulaw_decode(0x00)) == (32124, -32124)
+    assert (ulaw_encode(1000), ulaw_encode(-1000)) == (0xCE, 0x4E)
+    for value in range(-32768, 32768, 7):
+        assert abs(ulaw_decode(ulaw_encode(value)) - value) <= max(16, abs(value) // 12), value
+    # Every code but u-law's "negative zero" (0x7F) survives decoding and encoding.
+    assert [b for b in range(256) if ulaw_encode(ulaw_decode(b)) != b] == [0x7F]

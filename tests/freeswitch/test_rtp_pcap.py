@@ -149,3 +149,41 @@ def test_the_demo_keys_each_field_after_its_prompt_without_overlap(tmp_path: Pat
     assert decode_events((p.payload_type, p.timestamp, p.payload) for p in packets) == (
         PAN + "#" + "1229" + "123"
     )
+
+
+def test_a_spoken_card_is_timed_after_each_prompt_and_carried_as_pcmu(tmp_path: Path) -> None:
+    import wave
+
+    from payivr.stack.dtmf_tones import ulaw_decode
+    from payivr.stack.rtp_pcap import PCMU_PT, speech_packets
+    from payivr.stack.spoken_caller import DECODE_ALLOWANCE_S, SaidCard, schedule
+
+    lengths = {"say-card-number": 3.0, "say-next-digits": 1.0, "say-expiry": 2.0,
+               "say-cvv": 2.0, "readback-intro": 0.8, "readback-choice": 4.0}  # fmt: skip
+    (tmp_path / "en" / "digits").mkdir(parents=True)
+    for name, seconds in [*lengths.items(), *((f"digits/{d}", 0.5) for d in range(10))]:
+        with wave.open(str(tmp_path / "en" / f"{name}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\0\0" * int(8000 * seconds))
+    speech = b"\x10\x27" * 8000  # one second at 10000
+    card = SaidCard([speech] * 4, [4, 4, 4, 4], speech, speech, 3, speech[:8000])
+    sayings = schedule(tmp_path, "en", card, first_prompt_s=10.0)
+    assert len(sayings) == 12  # 4 chunks, expiry, code, each with its "yes"
+    assert sayings[0].start_s >= 10.0 + 3.0
+    # The "yes" after a chunk: the chunk heard (500 ms of silence), decoded (at most
+    # the deadline), then the read-back (intro, four digits, question) played.
+    readback = 0.8 + 4 * (0.5 + 0.1) + 4.0
+    chunk_end = sayings[0].start_s + sayings[0].seconds
+    assert sayings[1].start_s >= chunk_end + 0.5 + DECODE_ALLOWANCE_S + readback
+    # The next chunk after "say the next digits"; no two sayings overlap.
+    yes_end = sayings[1].start_s + sayings[1].seconds
+    assert sayings[2].start_s >= yes_end + 0.5 + DECODE_ALLOWANCE_S + 1.0
+    assert all(a.start_s + a.seconds < b.start_s for a, b in itertools.pairwise(sayings))
+    packets = speech_packets(sayings, sayings[-1].start_s + 2)
+    assert {p.payload_type for p in packets} == {PCMU_PT}
+    assert [p.seq for p in packets] == list(range(1, len(packets) + 1))
+    first = round(sayings[0].start_s * 50)
+    assert ulaw_decode(packets[first].payload[0]) in range(9500, 10500)
+    assert set(packets[first - 1].payload) == {0xFF}  # u-law silence before it

@@ -83,6 +83,25 @@ def test_demo_without_freeswitch_runs_a_payment_end_to_end(tmp_path: Path) -> No
         assert not listening(port)
 
 
+@pytest.mark.timeout(90)
+def test_demo_with_speech_input_without_freeswitch_keys_the_card_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """`payivr demo --input speech` where no FreeSWITCH is found: what the keyed demo
+    does (the request asks for speech, signed, through Kamailio; the capture plan's
+    listens fall back to the keypad with no call audio), and it says so."""
+    from payivr.stack.demo import NO_SPEECH_WITHOUT_FREESWITCH, run_demo
+
+    out = io.StringIO()
+    report = run_demo(EXAMPLE_CONFIG, tmp_path, out=out, freeswitch=False, input_mode="speech")
+    text = out.getvalue()
+    assert report.ok, text
+    assert report.result == "approved"
+    assert "  X-Pay-Input: speech\n" in text  # in the signed request Kamailio admitted
+    assert "FreeSWITCH: not found" in text and NO_SPEECH_WITHOUT_FREESWITCH in text
+    assert PAN not in text and files_containing(tmp_path, PAN[:12].encode()) == []
+
+
 @pytest.mark.timeout(60)
 def test_stack_up_status_down_through_the_cli(tmp_path: Path) -> None:
     def payivr(*args: str) -> subprocess.CompletedProcess[str]:

@@ -43,6 +43,12 @@ def add_commands(sub: Any) -> None:
         default="4111111111111111",
         help="a sandbox test card (SPEC 8), e.g. 4000000000000002 to see a decline",
     )
+    demo.add_argument(
+        "--input",
+        choices=("dtmf", "speech"),
+        default="dtmf",
+        help="the caller keys the card (dtmf) or says it (speech: English, flite's voice)",
+    )
     demo.add_argument("--keep", action="store_true", help="leave the stack running")
     demo.add_argument(
         "--no-freeswitch",
@@ -116,6 +122,7 @@ def _demo(args: argparse.Namespace) -> int:
             amount=args.amount,
             freeswitch=not args.no_freeswitch,
             card=args.card,
+            input_mode=args.input,
         )
     except ConfigError as exc:
         return report_problems(exc.problems, prefix="payivr demo: ")

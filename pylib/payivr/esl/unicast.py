@@ -13,7 +13,11 @@ tests/freeswitch/test_unicast_facts.py against a real FreeSWITCH:
   :meth:`UnicastStream.lost` is called;
 - a second ``unicast`` on the same channel is torn down 20 ms later: one per call;
 - ``transport: tcp`` silently uses UDP: only UDP is asked for;
-- ``+OK`` says nothing about success: :meth:`open` waits for the first frame.
+- ``+OK`` says nothing about success: :meth:`open` waits for the first frame;
+- a 20 ms tick without a caller's audio frame comes as 320 bytes of 0xFF (the CNG
+  frame): while an RFC 2833 digit plays, but also for a lost or late packet and while
+  the caller's phone sends no audio (silence suppression). :class:`KeyFill` tells a
+  key press from the others by the length of the run.
 
 Both sockets are on 127.0.0.1 (the ESL application runs next to FreeSWITCH).
 """
@@ -33,6 +37,12 @@ from payivr.speech.audio import FRAME_BYTES, FRAME_MS, RATE
 from payivr.speech.listener import KeyPressed, is_key_fill
 
 LOOPBACK = "127.0.0.1"
+# A key press is a run of fill frames as long as its RFC 2833 event: at least 60 ms
+# (phones send 40-100 ms at the very least; one or two lost or late packets are
+# shorter) and at most 2 s (a longer run is a phone sending no audio, not a key).
+KEY_FILL_MIN_FRAMES = 3
+KEY_FILL_MAX_FRAMES = 100
+SILENT_FRAME = bytes(FRAME_BYTES)
 FIRST_FRAME_TIMEOUT_S = 1.0
 FRAME_QUEUE = 500  # 10 s of audio: a reader that stops reading loses old frames
 
@@ -77,6 +87,27 @@ class _Receiver(asyncio.DatagramProtocol):
         self.first.set()
 
 
+class KeyFill:
+    """Key presses in the caller's frames, told from missing audio (module doc).
+
+    :meth:`frame` turns fill into silence and raises KeyPressed when a run of fill as
+    long as a digit ends with the caller's audio again, so a key is seen once it is
+    released. A run that is too short (lost packets) or too long (no audio sent) is
+    just silence."""
+
+    def __init__(self) -> None:
+        self.run = 0
+
+    def frame(self, frame: bytes) -> bytes:
+        if is_key_fill(frame):
+            self.run += 1
+            return SILENT_FRAME
+        run, self.run = self.run, 0
+        if KEY_FILL_MIN_FRAMES <= run <= KEY_FILL_MAX_FRAMES:
+            raise KeyPressed()
+        return frame
+
+
 class UnicastStream:
     """One call's audio, both ways, over loopback UDP."""
 
@@ -92,6 +123,7 @@ class UnicastStream:
         self._receiver = receiver
         self._fs = (LOOPBACK, fs_port)
         self._closed = False
+        self._keys = KeyFill()
 
     @classmethod
     async def open(
@@ -139,14 +171,14 @@ class UnicastStream:
             self._receiver.frames.get_nowait()
 
     def drain(self) -> None:
-        """Forget what the caller said before now (heard during a prompt)."""
+        """Forget what the caller said before now (heard during a prompt), but not a
+        key pressed meanwhile (KeyPressed)."""
         while not self._receiver.frames.empty():
-            frame = self._receiver.frames.get_nowait()
-            if is_key_fill(frame):
-                raise KeyPressed()
+            self._keys.frame(self._receiver.frames.get_nowait())
 
     async def frames(self) -> AsyncIterator[bytes]:
-        """The caller's frames as they come; CallerGone when the call ends."""
+        """The caller's frames as they come (fill as silence); KeyPressed when a key
+        was pressed, CallerGone when the call ends."""
         while True:
             if not self.usable:
                 raise CallerGone()
@@ -158,7 +190,7 @@ class UnicastStream:
                 if self.channel.hungup:
                     raise CallerGone() from None
                 continue
-            yield frame
+            yield self._keys.frame(frame)
 
     async def play(self, pcm: bytes, *, barge_in: bool = True) -> None:
         """Send ``pcm`` (L16 8 kHz) to the caller, one frame every 20 ms, on an

@@ -46,6 +46,11 @@ from payivr.stack.up import FREESWITCH_HINT, find_freeswitch, stack_down, stack_
 # The public Visa test number (SPEC 8: any Luhn-valid card not listed is approved).
 DEMO_CARD = "4111111111111111"
 DEMO_CVV = "123"
+NO_SPEECH_WITHOUT_FREESWITCH = (
+    "speech: the request asked for spoken card data (X-Pay-Input: speech), but without "
+    "FreeSWITCH there is no call audio to listen to: each listen fell back to the keypad, "
+    "as for a language without a recogniser, and the card was keyed"
+)
 
 
 class DemoError(Exception):
@@ -160,10 +165,14 @@ def request_headers(
     return [*fields.items(), ("X-Pay-Signature", signature)]
 
 
+def demo_expiry(today: date) -> str:
+    """MMYY the demo caller gives: December, three years ahead."""
+    return f"12{(today.year + 3) % 100:02d}"
+
+
 def _keys(merchant: MerchantConfig, today: date, card: str = DEMO_CARD) -> str:
     """What the caller keys, one entry per line, in the plan's order."""
-    expiry = f"12{(today.year + 3) % 100:02d}"
-    lines = [card + "#", expiry, DEMO_CVV]
+    lines = [card + "#", demo_expiry(today), DEMO_CVV]
     if merchant.capture.confirm_card:
         lines.append("1")
     return "\n".join(lines) + "\n"
@@ -222,10 +231,13 @@ def run_demo(
     amount: int = 1250,
     freeswitch: bool = True,
     card: str = DEMO_CARD,
+    input_mode: str = "dtmf",
 ) -> DemoReport:
     """The whole demo (module doc); stops the stack afterwards unless `keep`.
 
-    `card` is a sandbox test card (SPEC 8) for the other outcomes, e.g. a decline."""
+    `card` is a sandbox test card (SPEC 8) for the other outcomes, e.g. a decline.
+    `input_mode` "speech": the request asks for spoken card data (`X-Pay-Input`) and,
+    with FreeSWITCH, the caller says the card (payivr.stack.demo_freeswitch)."""
     from payivr.core.config import load_config
 
     fs_binary = find_freeswitch() if freeswitch else None
@@ -241,6 +253,7 @@ def run_demo(
             language=language,
             amount=amount,
             card=card,
+            input_mode=input_mode,
         )
     report = DemoReport(workdir=str(workdir))
     merchant = pick_merchant(load_config(config_path))
@@ -261,6 +274,8 @@ def run_demo(
             "no recording masking, and the ESL application took no call; the capture plan "
             "ran in this process as `payivr simulate` runs it. " + FREESWITCH_HINT,
         ]
+        if input_mode == "speech":
+            report.missing.insert(1, NO_SPEECH_WITHOUT_FREESWITCH)
         config = load_config(state.config)
         merchant = config.merchant(merchant.id) or merchant
         uas = holder["uas"]
@@ -271,7 +286,8 @@ def run_demo(
         )
 
         call_id = f"payivr-demo-{secrets.token_hex(8)}@127.0.0.1"
-        headers = request_headers(merchant, call_id, receiver.url, language, amount)
+        extra = {"X-Pay-Input": input_mode} if input_mode != "dtmf" else None
+        headers = request_headers(merchant, call_id, receiver.url, language, amount, extra)
         step("contact center (SIPp UAC) sends a signed payment INVITE to Kamailio")
         for name, value in headers:
             out.write(f"  {name}: {value}\n")

@@ -2,6 +2,7 @@
 
 For the caller pcaps (payivr.stack.rtp_pcap) of phones that send DTMF in the audio
 as well as RFC 2833 events, and for decoding what such a call recorded or relayed.
+The G.711 coders live here too (A-law, and u-law for the spoken-card pcaps).
 
 Levels follow ITU-T Q.23/Q.24 practice for telephone sets: the low-group tone at
 -8 dBm0 and the high-group tone 2 dB louder (-6 dBm0). 0 dBm0 is a sine 3.14 dB
@@ -72,3 +73,26 @@ def alaw_decode(byte: int) -> int:
     else:
         t = (t + 0x108) << (segment - 1)
     return t if a & 0x80 else -t
+
+
+ULAW_BIAS = 0x84
+
+
+def ulaw_encode(sample: int) -> int:
+    """One 16-bit linear sample to its G.711 u-law byte (on the 14-bit value, as the
+    G.711 reference coder does)."""
+    value = sample >> 2
+    mask = 0x7F if value < 0 else 0xFF
+    value = min(-value if value < 0 else value, 8159) + 33
+    segment = max(0, value.bit_length() - 6)
+    if segment > 7:
+        return 0x7F ^ mask
+    return ((segment << 4) | ((value >> (segment + 1)) & 0x0F)) ^ mask
+
+
+def ulaw_decode(byte: int) -> int:
+    """One G.711 u-law byte to a 16-bit linear sample."""
+    u = ~byte & 0xFF
+    t = (((u & 0x0F) << 3) + ULAW_BIAS) << ((u >> 4) & 0x07)
+    t -= ULAW_BIAS
+    return -t if u & 0x80 else t

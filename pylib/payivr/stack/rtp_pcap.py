@@ -1,4 +1,5 @@
-"""Caller audio for SIPp's play_pcap_audio: G.711 A-law silence plus RFC 2833 digits.
+"""Caller audio for SIPp's play_pcap_audio: G.711 A-law silence plus RFC 2833 digits,
+or the caller's speech as G.711 u-law (`spoken_call`).
 
 SIPp's stock dtmf_2833_N.pcap files reuse one RTP timestamp for every digit, so a
 receiver that (correctly, RFC 4733 section 2.5.1.3) treats packets with the same
@@ -15,17 +16,21 @@ pcap player reads (it rewrites addresses and ports to the negotiated media).
 
 from __future__ import annotations
 
+import array
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from payivr.stack.dtmf_tones import alaw_encode, tone_samples
+from payivr.stack.dtmf_tones import alaw_encode, tone_samples, ulaw_encode
 
 PTIME_MS = 20
 SAMPLES_PER_PACKET = 160  # 8 kHz x 20 ms
 ALAW_SILENCE = 0xD5  # A-law code of a zero sample
+ULAW_SILENCE = 0xFF  # u-law code of a zero sample
 PCMA_PT = 8
+PCMU_PT = 0
 EVENT_PT = 101
 EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 KEYS_OF_EVENTS = {v: k for k, v in EVENTS.items()}
@@ -198,6 +203,56 @@ def keyed_call(
     """A pcap lasting until `tail_s` after the last digit."""
     end = max((k.start_s + len(k.digits) * k.every_ms / 1000 for k in keyings), default=0.0)
     return write_pcap(path, rtp_packets(keyings, end + tail_s, inband=inband))
+
+
+@dataclass(frozen=True)
+class Saying:
+    """Speech the caller says from `start_s` on: L16 mono 8 kHz samples."""
+
+    start_s: float
+    pcm: bytes
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 2 / 8000
+
+
+def speech_packets(sayings: Sequence[Saying], total_s: float) -> list[RtpPacket]:
+    """The caller's RTP stream: 20 ms u-law (PCMU) packets for `total_s`, carrying
+    each saying's audio from its start slot on and silence in between. u-law: of the
+    corpus voice the tests use, pocketsphinx gets every utterance right through
+    u-law and misses two in 38 through A-law (docs/dictation.md)."""
+    payloads: dict[int, bytes] = {}
+    for saying in sayings:
+        samples = array.array("h", saying.pcm[: len(saying.pcm) // 2 * 2])
+        if sys.byteorder != "little":
+            samples.byteswap()
+        encoded = bytes(ulaw_encode(x) for x in samples)
+        first = round(saying.start_s * 1000 / PTIME_MS)
+        for k in range(0, len(encoded), SAMPLES_PER_PACKET):
+            slot = first + k // SAMPLES_PER_PACKET
+            if slot in payloads:
+                raise ValueError("sayings overlap: leave more time between them")
+            payload = encoded[k : k + SAMPLES_PER_PACKET]
+            payloads[slot] = payload + bytes([ULAW_SILENCE]) * (SAMPLES_PER_PACKET - len(payload))
+    silence = bytes([ULAW_SILENCE]) * SAMPLES_PER_PACKET
+    return [
+        RtpPacket(
+            slot * PTIME_MS / 1000,
+            PCMU_PT,
+            slot == 0,
+            (slot + 1) & 0xFFFF,
+            slot * SAMPLES_PER_PACKET,
+            payloads.get(slot, silence),
+        )
+        for slot in range(round(total_s * 1000 / PTIME_MS))
+    ]
+
+
+def spoken_call(path: Path, sayings: Sequence[Saying], tail_s: float = 3.0) -> Path:
+    """A pcap of the caller saying `sayings`, lasting until `tail_s` after the last."""
+    end = max((s.start_s + s.seconds for s in sayings), default=0.0)
+    return write_pcap(path, speech_packets(sayings, end + tail_s))
 
 
 def decode_events(rtp_payloads: Iterable[tuple[int, int, bytes]]) -> str:
