@@ -57,7 +57,14 @@ def test_silence_until_the_timeout_is_no_input() -> None:
     assert event == InputTimeout(Field.CARD_NUMBER)
 
 
-def test_a_key_fill_frame_is_a_key_press_and_the_audio_is_dropped() -> None:
+async def frames_then_a_key(audio: bytes) -> AsyncIterator[bytes]:
+    """The caller's audio, then a key press raised by the stream (as KeyFill does)."""
+    async for frame in frames(audio):
+        yield frame
+    raise KeyPressed()
+
+
+def test_a_key_press_from_the_stream_ends_the_listen_and_the_audio_is_dropped() -> None:
     recogniser = PocketsphinxRecogniser()
     utterances = []
     original = recogniser.utterance
@@ -69,7 +76,7 @@ def test_a_key_fill_frame_is_a_key_press_and_the_audio_is_dropped() -> None:
     recogniser.utterance = keep  # type: ignore[method-assign]
     speech = chunk_audio()[: FRAME * 40]
     with pytest.raises(KeyPressed):
-        run(listen(command(), "en", frames(speech, b"\xff" * FRAME), recogniser))
+        run(listen(command(), "en", frames_then_a_key(speech), recogniser))
     assert len(utterances[0]._pending) == 0
 
 

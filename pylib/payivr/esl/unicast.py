@@ -34,7 +34,7 @@ from typing import Protocol, runtime_checkable
 
 from payivr.esl.channel import CallerGone
 from payivr.speech.audio import FRAME_BYTES, FRAME_MS, RATE
-from payivr.speech.listener import KeyPressed, is_key_fill
+from payivr.speech.listener import KeyPressed
 
 LOOPBACK = "127.0.0.1"
 # A key press is a run of fill frames as long as its RFC 2833 event: at least 60 ms
@@ -85,6 +85,14 @@ class _Receiver(asyncio.DatagramProtocol):
             self.frames.get_nowait()
         self.frames.put_nowait(data)
         self.first.set()
+
+
+def is_key_fill(frame: bytes) -> bool:
+    """A frame of FreeSWITCH's 0xFF fill: sent while an RFC 2833 digit plays and for
+    every tick without the caller's audio (docs/dictation.md); with
+    ``sensitive_dtmf`` on no DTMF event reaches us, so a run of it is how a key
+    press shows (KeyFill)."""
+    return len(frame) >= 2 and frame.count(0xFF) == len(frame)
 
 
 class KeyFill:

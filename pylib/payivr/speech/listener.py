@@ -7,8 +7,9 @@ stream, or a test feeding the corpus). The listen waits up to the command's
 ``timeout_ms`` for speech to start and follows it to its end (``Endpointing``: 500
 ms of silence, or the 8 s cap). While the caller speaks, the audio is decoded in ``pool``
 every 100 ms (``Utterance.advance``); at the end only the rest of the search is
-left, awaited with a deadline. A key press seen in the stream raises
-:class:`KeyPressed`: the caller (the telephone) then carries out the command's
+left, awaited with a deadline. A key press is raised by ``frames`` itself
+(:class:`KeyPressed`: the unicast stream tells keys from audio) and ends the listen
+with the audio dropped: the caller (the telephone) then carries out the command's
 keypad entry instead.
 
 Nothing heard survives: the audio is zeroed after decoding, the result is
@@ -35,13 +36,6 @@ DEFAULT_ENDPOINTING = Endpointing()
 
 class KeyPressed(Exception):
     """The caller pressed a key while listened to (barge-in: keys always win)."""
-
-
-def is_key_fill(frame: bytes) -> bool:
-    """FreeSWITCH's unicast stream carries 0xFF fill while an RFC 2833 digit plays
-    (docs/dictation.md): with ``sensitive_dtmf`` on no DTMF event reaches us, so
-    this is how a key press shows."""
-    return len(frame) >= 2 and frame.count(0xFF) == len(frame)
 
 
 @dataclass(frozen=True)
@@ -73,8 +67,6 @@ async def listen(
     loop = asyncio.get_running_loop()
     try:
         async for frame in frames:
-            if is_key_fill(frame):
-                raise KeyPressed()
             was_started = endpointer.started
             endpointer.push(frame)
             if not endpointer.started:
