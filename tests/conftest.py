@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from payivr.stack.ports import PORT_RANGE_ENV
 from tests.support.servers import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "payivr.example.yaml"
+# The test suite's own ports: from here up to the kernel's ephemeral ports (which
+# outgoing connections take), above the fixed ports of the Ansible CI inventory
+# (15060 ... 19467, ansible/inventories/ci*).
+FIRST_TEST_PORT = 20000
+
+
+def worker_port_range(worker: int, workers: int, ephemeral_first: int) -> tuple[int, int]:
+    """The ports of xdist worker `worker` of `workers`: a slice of its own, so that two
+    workers never pick the same port between a pick and the bind (payivr.stack.ports)."""
+    span = (ephemeral_first - FIRST_TEST_PORT) // workers
+    if span < 1000:
+        raise RuntimeError(
+            f"ports {FIRST_TEST_PORT}-{ephemeral_first - 1} are too few for {workers} workers"
+            " (net.ipv4.ip_local_port_range starts too low)"
+        )
+    first = FIRST_TEST_PORT + worker * span
+    return first, first + span - 1
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Runs in each xdist worker (and in a plain run) before any test: the servers the
+    # tests start, and the payivr processes they spawn, inherit the range.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    ephemeral_first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    # A worker xdist starts to replace a crashed one is numbered on (gw2 of 2): it
+    # takes the slice of the one it replaces.
+    index = int(worker.removeprefix("gw")) % workers
+    first, last = worker_port_range(index, workers, ephemeral_first)
+    os.environ[PORT_RANGE_ENV] = f"{first}-{last}"
 
 
 @pytest.fixture(scope="session")
