@@ -2,7 +2,7 @@
 
 Two pickers running at once (two xdist workers, or a worker and the payivr processes
 it spawns) could be handed the same port by the kernel between one's pick and its
-bind; each worker now picks only from a range of its own, below the kernel's
+bind; each worker now picks only from a range of its own, above the kernel's
 ephemeral ports.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from payivr.stack.ports import PORT_RANGE_ENV, free_port, free_udp_block, port_range
-from tests.conftest import FIRST_TEST_PORT, worker_port_range
+from tests.conftest import LAST_TEST_PORT, worker_port_range
 
-EPHEMERAL_FIRST = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+EPHEMERAL_LAST = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[1])
 
 
 def _free_now(port: int) -> bool:
@@ -42,24 +42,24 @@ def _spare_ports(count: int) -> str:
     raise AssertionError(f"no {count} free ports in {ports}")
 
 
-def test_each_worker_has_its_own_range_below_the_ephemeral_ports() -> None:
+def test_each_worker_has_its_own_range_above_the_ephemeral_ports() -> None:
     for workers in (1, 2, 3, 4):
-        slices = [worker_port_range(w, workers, EPHEMERAL_FIRST) for w in range(workers)]
-        assert slices[0][0] == FIRST_TEST_PORT
-        assert slices[-1][1] < EPHEMERAL_FIRST
+        slices = [worker_port_range(w, workers, EPHEMERAL_LAST) for w in range(workers)]
+        assert slices[0][0] == EPHEMERAL_LAST + 1
+        assert slices[-1][1] <= LAST_TEST_PORT
         for (_, last), (first, _) in itertools.pairwise(slices):
             assert last < first  # no port in two workers' ranges
 
 
 def test_too_few_ports_for_the_workers_is_an_explicit_error() -> None:
     with pytest.raises(RuntimeError, match="too few"):
-        worker_port_range(0, 8, FIRST_TEST_PORT + 4000)
+        worker_port_range(0, 8, LAST_TEST_PORT - 4000)
 
 
 def test_the_suite_runs_with_this_workers_range() -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % workers
-    first, last = worker_port_range(index, workers, EPHEMERAL_FIRST)
+    first, last = worker_port_range(index, workers, EPHEMERAL_LAST)
     assert port_range() == range(first, last + 1)
     assert first <= free_port() <= last
 

@@ -4,7 +4,7 @@ A port is picked free now and bound later by another process (Kamailio, SIPp,
 rtpengine ...), so two pickers running at once can be handed the same port. With
 PAYIVR_PORT_RANGE=FIRST-LAST set, ports come from that range only, taken in turn from
 a random starting point: the test suite gives each of its parallel workers its own
-range below the kernel's ephemeral ports, so no other worker, and no outgoing
+range above the kernel's ephemeral ports, so no other worker, and no outgoing
 connection, takes a port between its pick and its bind. Unset, the kernel picks.
 """
 
