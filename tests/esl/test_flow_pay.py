@@ -127,3 +127,55 @@ def test_pay_in_a_flow_approved_with_result_callback_and_headers(
         asyncio.run(scenario())
     finally:
         zendesk.stop()
+
+
+def test_a_flow_payment_counts_in_the_payment_metrics(redis_url: str, tmp_path: Path) -> None:
+    """The ESL application's scrape shows a flow's `pay` as a transferred payment's:
+    field verdicts, the result by merchant/code/reason, the processor's latency; and
+    the flow's activity. No card data or order id in the scrape."""
+    import urllib.request
+
+    from payivr.metrics import serve
+    from payivr.stack.ports import free_port
+    from tests.integration.callbacks.cbsupport import scraped_samples
+
+    zendesk = FakeZendesk()
+    zendesk.add_user(501, "Ana", "+34 600 111 222")
+    zendesk.start()
+    flow_file = tmp_path / "pay-invoice.yaml"
+    flow_file.write_text(PAY_FLOW)
+    config = flow_config(zendesk, files=[str(flow_file)], flow="pay-invoice")
+
+    async def scenario() -> str:
+        async with FlowStack(redis_url, config, tmp_path) as stack:
+            call = await stack.call([Keys(PIN), Keys(PAN + "#"), Keys(EXPIRY), Keys(CVV)])
+            assert call.errors == []
+            assert stack.h.service is not None
+            port = free_port()
+            server = serve(stack.h.service.registry, "127.0.0.1", port)
+            assert server is not None
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return str(response.read().decode())
+            finally:
+                server.shutdown()
+                server.server_close()
+
+    try:
+        text = asyncio.run(scenario())
+    finally:
+        zendesk.stop()
+    samples = scraped_samples(text)
+    assert (
+        samples['payivr_payment_results_total{code="approved",merchant="acme",reason="none"}'] == 1
+    )
+    for field in ("card_number", "expiry", "cvv"):
+        assert samples[f'payivr_payment_fields_total{{field="{field}",outcome="valid"}}'] == 1
+    assert samples['payivr_processor_seconds_count{code="approved"}'] == 1
+    assert (
+        samples['payivr_flow_activities_total{flow="pay-invoice",kind="pay",outcome="approved"}']
+        == 1
+    )
+    for secret_text in (PAN[:12], "INV501"):
+        assert secret_text not in text

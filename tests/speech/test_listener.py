@@ -38,7 +38,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 def heard_on_a_pool(*audio: bytes, decode_timeout_s: float | None = None) -> object:
     """What a listen for 4 digits gives, decoding on a worker thread as the application does."""
-    recogniser = PocketsphinxRecogniser(max_decoders=1)
+    recogniser = PocketsphinxRecogniser()
     options = {} if decode_timeout_s is None else {"decode_timeout_s": decode_timeout_s}
     with ThreadPoolExecutor(1) as pool:
         return run(listen(command(), "en", frames(*audio), recogniser, pool=pool, **options))
@@ -52,13 +52,13 @@ def test_a_chunk_said_is_heard_as_secret_digits() -> None:
 
 
 def test_silence_until_the_timeout_is_no_input() -> None:
-    recogniser = PocketsphinxRecogniser(max_decoders=1)
+    recogniser = PocketsphinxRecogniser()
     event = run(listen(command(timeout_ms=400), "en", frames(bytes(FRAME * 100)), recogniser))
     assert event == InputTimeout(Field.CARD_NUMBER)
 
 
 def test_a_key_fill_frame_is_a_key_press_and_the_audio_is_dropped() -> None:
-    recogniser = PocketsphinxRecogniser(max_decoders=1)
+    recogniser = PocketsphinxRecogniser()
     utterances = []
     original = recogniser.utterance
 
@@ -70,7 +70,7 @@ def test_a_key_fill_frame_is_a_key_press_and_the_audio_is_dropped() -> None:
     speech = chunk_audio()[: FRAME * 40]
     with pytest.raises(KeyPressed):
         run(listen(command(), "en", frames(speech, b"\xff" * FRAME), recogniser))
-    assert len(utterances[0]._audio) == 0
+    assert len(utterances[0]._pending) == 0
 
 
 def test_a_decoding_past_its_deadline_is_unclear() -> None:

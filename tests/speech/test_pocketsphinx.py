@@ -31,7 +31,7 @@ def test_grammar_allows_exactly_the_digits_asked_for() -> None:
 
 def test_flite_voices_are_recognised_chunk_by_chunk() -> None:
     root, items = english()
-    recogniser = PocketsphinxRecogniser(max_decoders=1)
+    recogniser = PocketsphinxRecogniser()
     right: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for item in items:
@@ -50,10 +50,10 @@ def test_flite_voices_are_recognised_chunk_by_chunk() -> None:
 def test_audio_buffer_is_zeroed_after_decoding() -> None:
     root, items = english()
     item = first(items, kind="chunk", voice="flite-kal-100", noisy=False)
-    recogniser = PocketsphinxRecogniser(max_decoders=1)
+    recogniser = PocketsphinxRecogniser()
     utterance = recogniser.utterance(Grammar("en", 4))
     utterance.feed(item.audio(root))
-    buffer = utterance._audio
+    buffer = utterance._pending
     assert len(buffer) > 0
     utterance.finish()
     assert len(buffer) == 0
@@ -67,7 +67,7 @@ def test_decoder_prints_nothing_on_stderr() -> None:
         "import sys\n"
         "from payivr.core.speech_input import Grammar\n"
         "from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser\n"
-        "r = PocketsphinxRecogniser(max_decoders=1)\n"
+        "r = PocketsphinxRecogniser()\n"
         "u = r.utterance(Grammar('en', 4))\n"
         "u.feed(sys.stdin.buffer.read())\n"
         "d = u.finish()\n"

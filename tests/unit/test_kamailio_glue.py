@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
 from payivr.core.errors import bad_request, unavailable
-from payivr.kamailio.runner import env_references
+from payivr.kamailio.runner import KamailioProcess, env_references
 from payivr.kamailio.settings import (
     KamailioSettings,
     Socket,
@@ -121,3 +122,16 @@ def test_message_body_reads_the_offer_and_its_content_type() -> None:
     assert (full.content_type, full.text) == ("application/sdp", sdp)
     late = message_body(f"{head}Content-Length: 0\r\n\r\n")
     assert (late.content_type, late.text) == ("", "")
+
+
+def test_kamailio_is_started_with_the_tlsf_allocator_for_shared_and_private_memory(
+    tmp_path: Path,
+) -> None:
+    """Debian's default allocator cost 25-40% of Kamailio's CPU (docs/kamailio.md)."""
+    from payivr.core.config import load_config
+    from tests.conftest import EXAMPLE_CONFIG
+
+    command = KamailioProcess(settings(runtime_dir=tmp_path), load_config(EXAMPLE_CONFIG)).command()
+    pairs = list(itertools.pairwise(command))
+    assert ("-x", "tlsf") in pairs
+    assert ("-X", "tlsf") in pairs

@@ -6,6 +6,7 @@ them. Secrets arrive resolved, as `Secret`, whose repr never shows the value.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -271,6 +272,9 @@ class Config:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Remembered per (address, allowlist): every INVITE asks, and a trunk sends from a few
+# addresses. Bounded, so a spray of sources cannot grow it (pike limits those anyway).
+@functools.lru_cache(maxsize=4096)
 def address_in(address: str, networks: tuple[Network, ...]) -> bool:
     """Is this IP address (a request's source) in one of the networks? Not an address: no."""
     try:

@@ -85,15 +85,19 @@ def build_service(
         options.processor_threads, thread_name_prefix="payivr-processor"
     )
     registry = CollectorRegistry()
+    # One set of payment series for the process: transferred and flow payments alike.
+    payment_metrics = PaymentMetrics(registry, merchants=config.merchants.keys())
     app = EslApplication(
         store=store,
         merchants=dict(config.merchants),
         processor_for=services.processor_for,
         options=options,
         processor_pool=processor_pool,
-        flows=flow_ports(config, services, store, options, processor_pool, registry),
+        flows=flow_ports(
+            config, services, store, options, processor_pool, registry, payment_metrics
+        ),
         listening=build_listening(options),
-        metrics=PaymentMetrics(registry, merchants=config.merchants.keys()),
+        metrics=payment_metrics,
     )
     server = OutboundServer(
         app.handle,
@@ -112,6 +116,7 @@ def flow_ports(
     options: EslConfig,
     processor_pool: ThreadPoolExecutor,
     registry: CollectorRegistry,
+    payment_metrics: PaymentMetrics,
 ) -> FlowPorts | None:
     """The ports of flow calls, when the config has entry points (else None)."""
     if not config.flows.entry_points:
@@ -146,6 +151,7 @@ def flow_ports(
             processor_for=services.processor_for,
             session_ttl_s=config.services.session_ttl_s,
             pool=processor_pool,
+            metrics=payment_metrics,
         ),
         tts=TtsCache(options.prompts_dir / "tts", io_pool),
         merchants=dict(config.merchants),

@@ -21,15 +21,17 @@ from payivr.core.config import MerchantConfig
 from payivr.core.errors import Rejection
 from payivr.core.flow.commands import StartPayment
 from payivr.core.flow.events import PaymentDone
-from payivr.core.plan import CapturePlan, Command, Play, ReturnCall
-from payivr.core.processor import Processor
+from payivr.core.plan import CapturePlan, Command, FieldReport, Play, ReturnCall
+from payivr.core.processor import Processor, ProcessorAnswer
 from payivr.core.prompts import PromptId
 from payivr.core.reasons import Reason
 from payivr.core.request import parse_request
+from payivr.core.result import PaymentResult
 from payivr.core.session import Event as SessionEvent
 from payivr.core.session import Session, SessionState
 from payivr.execution.context import CallContext, DriverHooks
 from payivr.execution.executor import Executor as CommandExecutor
+from payivr.execution.metrics import PaymentMetrics
 from payivr.execution.registry import REGISTRY
 from payivr.execution.store import CallStore
 from payivr.flows.context import FlowContext
@@ -43,12 +45,25 @@ FLOW_CONTINUES = frozenset({PromptId.GOODBYE.value, PromptId.TRANSFER_BACK.value
 
 class InFlowPayment(DriverHooks):
     """The payment's driver hooks inside a flow: the call is already answered, and
-    it goes back to the flow instead of being returned."""
+    it goes back to the flow instead of being returned. It counts in the process's
+    payment metrics as a transferred payment does."""
+
+    def __init__(self, metrics: PaymentMetrics) -> None:
+        self.metrics = metrics
 
     def skips(self, command: Command) -> bool:
         return isinstance(command, ReturnCall) or (
             isinstance(command, Play) and command.prompt in FLOW_CONTINUES
         )
+
+    def reported(self, report: FieldReport) -> None:
+        self.metrics.field(report)
+
+    def settled(self, answer: ProcessorAnswer, seconds: float) -> None:
+        self.metrics.processor(answer, seconds)
+
+    async def recorded(self, ctx: CallContext, result: PaymentResult) -> None:
+        self.metrics.result(result)
 
 
 class SessionCreator(Protocol):
@@ -69,6 +84,9 @@ class CapturePayments:
     session_ttl_s: int = 3600
     pool: Executor | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # The process's payment metrics (the ESL application's): flow payments count
+    # in the same series as transferred ones.
+    metrics: PaymentMetrics = dataclasses.field(default_factory=PaymentMetrics)
 
     async def pay(self, ctx: FlowContext, command: StartPayment) -> PaymentDone:
         merchant = self.merchants.get(command.merchant)
@@ -95,7 +113,7 @@ class CapturePayments:
             store=CallStore(self.store, ctx.label),
             processor=self.processor_for(merchant.id),
             processor_timeout_s=merchant.processor.timeout_s,
-            hooks=InFlowPayment(),
+            hooks=InFlowPayment(self.metrics),
             pool=self.pool,
             clock=self.clock,
         )

@@ -140,16 +140,20 @@ class Router:
     def ksr_request_route(self, msg: Any) -> int:
         """Every SIP request Kamailio receives."""
         ksr = self.ksr
+        # The method read once: each KSR.is_<METHOD>() is a call into Kamailio, and a
+        # request asked up to six of them. Kamailio matches method names regardless
+        # of case, hence upper().
+        method = ksr.kx.get_method().upper()
         if ksr.maxfwd.process_maxfwd(10) < 0:
             ksr.sl.sl_send_reply(483, "Too Many Hops")
             return STOP
         if ksr.sanity.sanity_check_defaults() < 0:
             return STOP
-        if ksr.is_CANCEL():
+        if method == "CANCEL":
             if ksr.tm.t_check_trans() > 0:
                 self._relay()
             return STOP
-        if not ksr.is_ACK():
+        if method != "ACK":
             # Retransmissions are answered by tm from the transaction, not routed again
             # (a second admission would see its own replay key).
             if ksr.tmx.t_precheck_trans() > 0:
@@ -158,16 +162,16 @@ class Router:
             if ksr.tm.t_check_trans() == 0:
                 return STOP
         if ksr.siputils.has_totag() > 0:
-            return self._in_dialog()
-        if ksr.is_ACK():
+            return self._in_dialog(method)
+        if method == "ACK":
             ksr.tm.t_check_trans()
             return STOP
-        if ksr.is_OPTIONS():
+        if method == "OPTIONS":
             ksr.sl.sl_send_reply(200, "OK")
             return STOP
         if ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
-            return self._from_freeswitch()
-        if ksr.is_INVITE():
+            return self._from_freeswitch(method)
+        if method == "INVITE":
             return self._payment_call()
         ksr.sl.sl_send_reply(405, "Method Not Allowed")
         return STOP
@@ -327,10 +331,10 @@ class Router:
 
     # ----- calls and requests from FreeSWITCH -----
 
-    def _from_freeswitch(self) -> int:
+    def _from_freeswitch(self, method: str) -> int:
         """A new call from a FreeSWITCH node: the result going back to the contact center."""
         ksr = self.ksr
-        if not ksr.is_INVITE():
+        if method != "INVITE":
             ksr.sl.sl_send_reply(405, "Method Not Allowed")
             return STOP
         host = (ksr.pv.get("$rd") or "").lower()
@@ -386,32 +390,32 @@ class Router:
 
     # ----- inside a dialog -----
 
-    def _in_dialog(self) -> int:
+    def _in_dialog(self, method: str) -> int:
         ksr = self.ksr
         if ksr.rr.loose_route() > 0:
-            if ksr.is_REFER() and not self._refer_allowed():
+            if method == "REFER" and not self._refer_allowed():
                 return STOP
-            if ksr.is_BYE() and ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
+            if method == "BYE" and ksr.dispatcher.ds_is_from_list(DISPATCHER_SET) > 0:
                 self.byes.rewrite()
             if self.media and ksr.rr.check_route_param(MEDIA_RR_PARAM) > 0:
-                self._agent_media_in_dialog()
+                self._agent_media_in_dialog(method)
             self._relay()
             return STOP
-        if ksr.is_ACK():
+        if method == "ACK":
             if ksr.tm.t_check_trans() > 0:
                 self._relay()
             return STOP
         ksr.sl.sl_send_reply(404, "Not here")
         return STOP
 
-    def _agent_media_in_dialog(self) -> None:
+    def _agent_media_in_dialog(self, method: str) -> None:
         """A re-INVITE keeps the agent's media in rtpengine; a BYE ends it there."""
         ksr = self.ksr
-        if ksr.is_INVITE() and ksr.pv.get("$rb"):
+        if method == "INVITE" and ksr.pv.get("$rb"):
             # Either side may send it: no labels here, they name the sides already.
             ksr.rtpengine.rtpengine_offer(kamailio_flags(UPDATE_FLAGS))
             ksr.tm.t_on_reply(MEDIA_UPDATE_REPLY_ROUTE)
-        elif ksr.is_BYE():
+        elif method == "BYE":
             ksr.rtpengine.rtpengine_delete("")
 
     def _refer_allowed(self) -> bool:

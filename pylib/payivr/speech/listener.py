@@ -4,10 +4,12 @@
 
 ``frames`` yields the call's audio as 20 ms L16 8 kHz frames (the ESL unicast
 stream, or a test feeding the corpus). The listen waits up to the command's
-``timeout_ms`` for speech to start, follows it to its end (``Endpointing``: 500 ms
-of silence, or the 8 s cap), then decodes in ``pool`` with a deadline. A key press
-seen in the stream raises :class:`KeyPressed`: the caller (the telephone) then
-carries out the command's keypad entry instead.
+``timeout_ms`` for speech to start and follows it to its end (``Endpointing``: 500
+ms of silence, or the 8 s cap). While the caller speaks, the audio is decoded in ``pool``
+every 100 ms (``Utterance.advance``); at the end only the rest of the search is
+left, awaited with a deadline. A key press seen in the stream raises
+:class:`KeyPressed`: the caller (the telephone) then carries out the command's
+keypad entry instead.
 
 Nothing heard survives: the audio is zeroed after decoding, the result is
 SecretDigits, and a decoding that misses its deadline wipes its own result.
@@ -27,6 +29,7 @@ from payivr.core.speech_input import Endpointer, Endpointing, Grammar, Recognise
 from payivr.speech.audio import FRAME_MS
 
 PRE_ROLL_FRAMES = 15  # 300 ms before the detected start of speech, fed too
+ADVANCE_FRAMES = 5  # decode every 100 ms of audio while the caller speaks
 DEFAULT_ENDPOINTING = Endpointing()
 
 
@@ -65,6 +68,8 @@ async def listen(
     endpointer = Endpointer(endpointing)
     pre_roll: deque[bytes] = deque(maxlen=PRE_ROLL_FRAMES)
     waited_ms = 0
+    queued = 0  # frames fed since the last decoding step started
+    step: asyncio.Future[None] | None = None
     loop = asyncio.get_running_loop()
     try:
         async for frame in frames:
@@ -83,10 +88,19 @@ async def listen(
                     utterance.feed(early)
                 pre_roll.clear()
             utterance.feed(frame)
+            queued += 1
+            if step is not None and step.done():
+                step.result()  # a decoding error ends the listen here
+                step = None
             if endpointer.ended:
                 break
+            if step is None and queued >= ADVANCE_FRAMES:
+                step = loop.run_in_executor(pool, utterance.advance)
+                queued = 0
     except BaseException:  # a key, a hang-up, a cancel: what was fed is zeroed
         utterance.discard()
+        if step is not None:
+            step.add_done_callback(_retrieve)
         raise
     finally:
         pre_roll.clear()
@@ -94,7 +108,7 @@ async def listen(
         utterance.discard()
         return InputTimeout(command.field)
     speech_end = loop.time()
-    digits = await _decode(utterance, pool, decode_timeout_s)
+    digits = await _decode(utterance, step, pool, decode_timeout_s)
     if timings is not None:
         timings.append(Timing(speech_end, loop.time()))
     if digits is None:
@@ -103,10 +117,23 @@ async def listen(
 
 
 async def _decode(
-    utterance: Utterance, pool: concurrent.futures.Executor | None, timeout_s: float
+    utterance: Utterance,
+    step: asyncio.Future[None] | None,
+    pool: concurrent.futures.Executor | None,
+    timeout_s: float,
 ) -> SecretDigits | None:
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(pool, utterance.finish)
+
+    async def rest() -> SecretDigits | None:
+        try:
+            if step is not None:
+                await step  # the decoding step in flight, then the end of the search
+        except BaseException:
+            utterance.discard()
+            raise
+        return await loop.run_in_executor(pool, utterance.finish)
+
+    future = asyncio.ensure_future(rest())
     try:
         return await asyncio.wait_for(asyncio.shield(future), timeout_s)
     except TimeoutError:
@@ -114,6 +141,13 @@ async def _decode(
         # is wiped when it arrives.
         future.add_done_callback(_wipe_late_result)
         return None
+
+
+def _retrieve(step: asyncio.Future[None]) -> None:
+    """An abandoned decoding step's outcome, read so that asyncio does not report
+    it (the utterance was discarded: nothing comes of it)."""
+    if not step.cancelled():
+        step.exception()
 
 
 def _wipe_late_result(future: asyncio.Future[SecretDigits | None]) -> None:

@@ -35,7 +35,7 @@ def build_recogniser(config: SpeechConfig) -> ByLanguage:
     if config.pocketsphinx:
         from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser
 
-        sphinx = PocketsphinxRecogniser(max_decoders=config.decode_threads)
+        sphinx = PocketsphinxRecogniser()
         sphinx.warm()
         backends.append(sphinx)
     return ByLanguage(backends)

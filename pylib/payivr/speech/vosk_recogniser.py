@@ -17,9 +17,9 @@ from typing import Any
 
 from payivr.core.secrets import SecretDigits
 from payivr.core.speech_input import Grammar, words_to_digits
-from payivr.speech.audio import RATE, wipe
+from payivr.speech.audio import RATE
 from payivr.speech.quiet import silence_vosk
-from payivr.speech.utterance import BufferedUtterance
+from payivr.speech.utterance import StreamingUtterance
 
 
 class VoskRecogniser:
@@ -41,13 +41,21 @@ class VoskRecogniser:
         return VoskUtterance(self._vosk.KaldiRecognizer(model, RATE, vocabulary), grammar)
 
 
-class VoskUtterance(BufferedUtterance):
+class VoskUtterance(StreamingUtterance):
     def __init__(self, recognizer: Any, grammar: Grammar) -> None:
         super().__init__(grammar)
-        self._recognizer = recognizer
+        self._recognizer: Any = recognizer
 
-    def _decode(self, audio: bytearray) -> SecretDigits | None:
-        self._recognizer.AcceptWaveform(bytes(audio))
-        wipe(audio)
+    def _process(self, pcm: bytearray, *, final: bool) -> None:
+        if self._recognizer is not None:
+            self._recognizer.AcceptWaveform(bytes(pcm))
+
+    def _conclude(self) -> SecretDigits | None:
+        if self._recognizer is None:
+            return None
         words = json.loads(self._recognizer.FinalResult()).get("text", "").split()
         return words_to_digits(words, self._grammar)
+
+    def _abort(self) -> None:
+        # A recogniser per utterance: dropping it drops what it heard.
+        self._recognizer = None

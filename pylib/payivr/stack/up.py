@@ -200,12 +200,18 @@ def stack_up(
     workdir: Path,
     *,
     freeswitch: str | bool | None = True,
+    configure: Callable[[StackLayout], None] | None = None,
     before_kamailio: Callable[[StackLayout], None] | None = None,
 ) -> StackState:
     """Bring the stack up (see module doc). `freeswitch=False` leaves FreeSWITCH out;
-    a string is the binary to use; True finds one. On failure everything started is
-    stopped again and StackError raised."""
+    a string is the binary to use; True finds one. `configure` may edit the stack's
+    config (`layout.config_path`) before anything starts: what the loopback copy
+    turns off (Kamailio's TLS listener, TLS nodes), a test turns back on there.
+    On failure everything started is stopped again and StackError raised."""
     layout = prepare(config, workdir)
+    if configure is not None:
+        configure(layout)
+        layout.load()  # the edited copy must still be valid
     state = StackState(
         workdir=str(layout.workdir), config=str(layout.config_path), ports=dict(layout.ports)
     )

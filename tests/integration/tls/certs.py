@@ -66,9 +66,15 @@ class CertAuthority:
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
         client: bool = False,
+        server_and_client: bool = False,
     ) -> Issued:
+        """A leaf certificate for TLS servers (default), clients (`client`), or both
+        (`server_and_client`: a SIP element that accepts and opens TLS connections)."""
         key = ec.generate_private_key(ec.SECP256R1())
         usage = x509.oid.ExtendedKeyUsageOID
+        purposes = [usage.CLIENT_AUTH if client else usage.SERVER_AUTH]
+        if server_and_client:
+            purposes = [usage.SERVER_AUTH, usage.CLIENT_AUTH]
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(cn))
@@ -83,10 +89,7 @@ class CertAuthority:
                 ),
                 critical=False,
             )
-            .add_extension(
-                x509.ExtendedKeyUsage([usage.CLIENT_AUTH if client else usage.SERVER_AUTH]),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         stem = self.directory / cn

@@ -34,6 +34,7 @@ from tests.integration.kamailio.kamsupport import (
     write_config,
 )
 from tests.integration.tls.certs import CertAuthority, Issued
+from tests.support.capture import loopback_capture
 from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -174,44 +175,18 @@ def stunnel_client(stack: TlsStack, *, with_certificate: bool) -> Iterator[int]:
         yield p
 
 
-@contextlib.contextmanager
-def capture(port: int, out: Path) -> Iterator[Path]:
-    """tcpdump on loopback for one TCP port (bounded: 2000 packets), flushed at the end.
-
-    --immediate-mode: without it packets wait in the capture ring's blocks and the
-    ones still there when tcpdump is stopped are never written.
-    """
-    binary = shutil.which("tcpdump", path="/usr/sbin:/usr/bin")
-    if binary is None:
-        pytest.skip("tcpdump is needed for the packet capture (apt-get install tcpdump)")
-    argv = [binary, "-i", "lo", "--immediate-mode", "-U", "-w", str(out), "-c", "2000"]
-    proc = subprocess.Popen(
-        [*argv, f"tcp port {port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    # tcpdump says "listening on lo" once packets are being captured: wait for it.
-    assert proc.stderr is not None
-    banner = proc.stderr.readline().decode(errors="replace")
-    if "listening on" not in banner:
-        proc.kill()
-        pytest.skip(f"tcpdump cannot capture here: {banner.strip()}")
-    try:
-        yield out
-    finally:
-        time.sleep(0.5)
-        proc.terminate()
-        proc.wait(5)
-
-
 def test_signed_srtp_invite_over_mutual_tls_is_relayed_and_never_in_clear(
     tls_stack: TlsStack,
 ) -> None:
     prefix = new_prefix()
     with (
         stunnel_client(tls_stack, with_certificate=True) as port,
-        capture(tls_stack.tls_port, tls_stack.workdir / "trunk.pcap") as pcap,
-        capture(tls_stack.node_port, tls_stack.workdir / "node.pcap") as node_pcap,
+        loopback_capture(
+            f"tcp port {tls_stack.tls_port}", tls_stack.workdir / "trunk.pcap"
+        ) as pcap,
+        loopback_capture(
+            f"tcp port {tls_stack.node_port}", tls_stack.workdir / "node.pcap"
+        ) as node_pcap,
     ):
         result = run_uac(
             "uac-srtp-sale-expect-relayed",
@@ -226,11 +201,11 @@ def test_signed_srtp_invite_over_mutual_tls_is_relayed_and_never_in_clear(
     assert call_id(prefix) in tls_stack.uas.wait_for_calls(1, timeout=5)
     # both hops: contact center -> Kamailio, and Kamailio -> the node
     for leg in (pcap, node_pcap):
-        wire = leg.read_bytes()
-        assert len(wire) > 2000, leg  # the handshake and the call were captured
+        wire = leg.path.read_bytes()
+        assert len(wire) > 2000, leg.path  # the handshake and the call were captured
         assert b"\x17\x03\x03" in wire  # TLS application-data records
         for clear in (b"X-Pay-", b"X-Payivr-Session", b"INVITE sip:", b"a=crypto", prefix.encode()):
-            assert clear not in wire, f"{clear!r} travelled in clear on {leg.name}"
+            assert clear not in wire, f"{clear!r} travelled in clear on {leg.path.name}"
 
 
 def test_a_trunk_without_a_client_certificate_gets_no_tls_session(tls_stack: TlsStack) -> None:
