@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -32,6 +33,12 @@ VENV_BIN = Path(os.environ.get("ANSIBLE_BIN_DIR", str(Path(sys.executable).paren
 CI_ROOT = Path("/opt/payivr-ci")
 KAMAILIO_PORT = 15060
 FREESWITCH_PORT = 15080
+# The converge tests share one deployment (CI_ROOT, its fixed ports, the module-scoped
+# fixtures that build it once). `make test` hands each test file to one pytest-xdist
+# worker (--dist loadfile), so one suite converges once; this lock also keeps a second
+# suite on the same machine (another worker tree, another developer) from converging
+# the same root and ports meanwhile: it waits for the first to be done.
+CONVERGE_LOCK = Path("/run/lock/payivr-ci-converge.lock")
 
 
 def _tool(name: str) -> str | None:
@@ -222,6 +229,13 @@ def converged() -> Iterator[None]:
         pytest.skip("ansible-core is not installed (pip install ansible-core ansible-lint)")
     if os.geteuid() != 0:
         pytest.skip("the local converge installs packages and users: it needs root")
+    CONVERGE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with CONVERGE_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the module's tests are done
+        yield from _converge_and_stop()
+
+
+def _converge_and_stop() -> Iterator[None]:
     try:
         proc = subprocess.run(
             [str(ANSIBLE_DIR / "ci-converge.sh")],

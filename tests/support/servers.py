@@ -11,21 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from payivr.stack.ports import free_port as payivr_free_port
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 for both TCP and UDP (SIP listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-        with socket.socket(socket.AF_INET, other) as s2:
-            try:
-                s2.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free loopback port")
+    """A port free on 127.0.0.1 for both TCP and UDP (SIP listens on both), whichever
+    `kind` the caller binds; from this xdist worker's own range (tests/conftest.py)."""
+    del kind  # both kinds are checked: one picker for the suite and the local stack
+    return payivr_free_port()
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float = 5.0) -> None:

@@ -129,14 +129,17 @@ def test_sentinel_failover_during_calls_loses_no_result(tmp_path: Path) -> None:
             )
             config = load_config(config_path)
             sync = redis_client(config.services.redis)
-            wait_until(lambda: sync.info("replication")["connected_slaves"] == 1, 5)
+            assert wait_until(lambda: sync.info("replication")["connected_slaves"] == 1, 15)
             # Admitted calls: their sessions are in Redis before the failover.
             ids = []
             for n in range(CALLS):
                 session = make_session(receiver.url, order=f"S{n:04d}")
                 RedisSessionStore(sync).create(session)
                 ids.append(session.id)
-            sync.wait(1, 1000)  # on the replica too, as a promoted replica must have them
+            # On the replica too, as a promoted replica must have them. Both waits are
+            # checked: unchecked, a loaded machine's slow replica sync let WAIT answer 0,
+            # the primary died with the sessions and a call found none (CI under xdist).
+            assert wait_until(lambda: sync.wait(1, 500) == 1, 15), "the replica has not them"
             worker = spawn_worker(config_path, tmp_path / "worker.log", "--watchdog-interval", "0")
 
             stalls: list[float] = []

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from payivr.media.settings import RtpengineSettings, daemon_args
+from payivr.stack.ports import free_udp_block
 from tests.support.servers import free_port, stop_process
 
 
@@ -33,7 +34,8 @@ class RtpengineServer:
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="payivr-rtpengine-"))
         self.ng_port = free_port(socket.SOCK_DGRAM)
-        base = port_min or 30000 + (self.ng_port % 200) * 100
+        # Its media ports: a block no other rtpengine, worker or picker holds now.
+        base = port_min or free_udp_block(port_count)
         self.settings = RtpengineSettings(
             ng_host="127.0.0.1",
             ng_port=self.ng_port,
