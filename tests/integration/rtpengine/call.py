@@ -13,7 +13,7 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from payivr.media.ng import NgClient
 from payivr.media.sdp import ANSWER_FLAGS, OFFER_FLAGS
@@ -59,14 +59,12 @@ class Received:
     payload: bytes
 
 
-@dataclass
-class AgentSink:
-    """The agent's RTP receiver: a UDP socket, read by a thread."""
+class UdpReader:
+    """A UDP socket on loopback (its own port from the test range), every datagram
+    handed to :meth:`received` by a reading thread until :meth:`close`."""
 
-    port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
-    packets: list[Received] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
+        self.port = free_port(socket.SOCK_DGRAM)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", self.port))
         self.sock.settimeout(0.2)
@@ -74,28 +72,42 @@ class AgentSink:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def received(self, data: bytes) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(2048)
             except TimeoutError:
                 continue
-            if len(data) < 12:
-                continue
-            self.packets.append(
-                Received(
-                    time.monotonic(),
-                    data[1] & 0x7F,
-                    int.from_bytes(data[2:4], "big"),
-                    int.from_bytes(data[4:8], "big"),
-                    data[12:],
-                )
-            )
+            self.received(data)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
+
+
+class AgentSink(UdpReader):
+    """The agent's RTP receiver: each packet's header fields and payload, timed."""
+
+    def __init__(self) -> None:
+        self.packets: list[Received] = []
+        super().__init__()
+
+    def received(self, data: bytes) -> None:
+        if len(data) < 12:
+            return
+        self.packets.append(
+            Received(
+                time.monotonic(),
+                data[1] & 0x7F,
+                int.from_bytes(data[2:4], "big"),
+                int.from_bytes(data[4:8], "big"),
+                data[12:],
+            )
+        )
 
 
 class MediaCall:

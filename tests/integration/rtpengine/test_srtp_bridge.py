@@ -21,16 +21,14 @@ import asyncio
 import base64
 import os
 import re
-import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
 
 from payivr.media.ng import NgClient
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, decode_events, event_payload
+from tests.integration.rtpengine.call import UdpReader
 from tests.integration.rtpengine.server import RtpengineServer
-from tests.support.servers import free_port
 from tests.support.srtp import (
     SUITE,
     TAG_LEN,
@@ -79,27 +77,15 @@ def _port(sdp_text: str) -> int:
     return int(found.group(1))
 
 
-@dataclass
-class Endpoint:
+class Endpoint(UdpReader):
     """One side's media socket: what it sends from and receives on."""
 
-    port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
-    received: list[bytes] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+        super().__init__()
 
-    def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.received.append(self.sock.recv(2048))
-            except TimeoutError:
-                continue
+    def received(self, data: bytes) -> None:
+        self.datagrams.append(data)
 
     def send(self, packets: list[bytes], to_port: int) -> None:
         start = time.monotonic()
@@ -108,11 +94,6 @@ class Endpoint:
             if delay > 0:
                 time.sleep(delay)
             self.sock.sendto(packet, ("127.0.0.1", to_port))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def _stream(ssrc: int, frames: list[bytes]) -> list[tuple[bytes, bytes]]:
@@ -222,7 +203,7 @@ def test_rtpengine_bridges_the_contact_centers_srtp_and_the_nodes_rtp_both_ways(
 
     # Contact center -> node: rtpengine decrypted with the offer's key; the node gets
     # the clear packets (no tag), payload for payload.
-    at_node = [parse_rtp(d) for d in node.received]
+    at_node = [parse_rtp(d) for d in node.datagrams]
     assert all(p is not None for p in at_node) and len(at_node) >= len(from_cc) - 2
     clear_sent = [p for _h, p in from_cc]
     assert [p.body for p in at_node if p is not None] == clear_sent[-len(at_node) :]
@@ -231,7 +212,7 @@ def test_rtpengine_bridges_the_contact_centers_srtp_and_the_nodes_rtp_both_ways(
     # Node -> contact center: SRTP with rtpengine's key. Every packet is 10 bytes
     # longer than its payload, authenticates, and decrypts to what the node sent;
     # none of its payloads is the clear one.
-    at_cc = [parse_rtp(d) for d in contact_center.received]
+    at_cc = [parse_rtp(d) for d in contact_center.datagrams]
     assert all(p is not None for p in at_cc) and len(at_cc) >= len(from_node) - 2
     wire = [p for p in at_cc if p is not None]
     node_payloads = [p for _h, p in from_node]
