@@ -121,6 +121,52 @@ def start_freeswitch(
     return proc
 
 
+def start_agent_call(
+    tmp_path: Path,
+    *,
+    sip_port: int,
+    agent_port: int,
+    sink_port: int,
+    session_id: str,
+    pcap: Path,
+    pause_ms: int,
+    timeout_s: int,
+    record_route: bool = False,
+) -> list[subprocess.Popen[bytes]]:
+    """The SIPp agent (answering, sending its media to ``sink_port``) and the SIPp
+    caller transferred to FreeSWITCH for that agent, playing ``pcap`` and hanging up
+    after ``pause_ms``; started in that order, their scenarios written in tmp_path.
+
+    ``record_route``: the agent's phone sits behind a proxy and copies its
+    Record-Route (RFC 3261 12.1.1), so FreeSWITCH's ACK, INFOs and BYE come back
+    through Kamailio."""
+    uas = (HERE / "sipp" / "uas-agent-sink-takes-info.xml").read_text()
+    if record_route:
+        uas = uas.replace('<recv request="INVITE"/>', '<recv request="INVITE" rrs="true"/>')
+        uas = uas.replace("[last_CSeq:]\nContact", "[last_CSeq:]\n[last_Record-Route:]\nContact", 1)
+        assert "[last_Record-Route:]" in uas
+    (tmp_path / "uas.xml").write_text(uas.replace("SINK_PORT", str(sink_port)))
+    uac = (
+        (HERE / "sipp" / "uac-agent-trunk-keys-then-bye.xml").read_text()
+        .replace("SESSION_ID", session_id)
+        .replace("AGENT_URI", f"sip:1001@127.0.0.1:{agent_port}")
+        .replace("PCAP", str(pcap))
+        .replace("PAUSE_MS", str(pause_ms))
+    )  # fmt: skip
+    (tmp_path / "uac.xml").write_text(uac)
+    common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err"]
+    agent = subprocess.Popen(
+        ["sipp", "-sf", "uas.xml", "-p", str(agent_port), *common, "-error_file", "uas.err",
+         "-trace_msg", "-message_file", "agent_msgs.log"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    caller = subprocess.Popen(
+        ["sipp", f"127.0.0.1:{sip_port}", "-sf", "uac.xml", "-p", str(free_port()),
+         "-mp", str(free_port(socket.SOCK_DGRAM)), *common, "-error_file", "uac.err",
+         "-timeout", f"{timeout_s}s"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return [agent, caller]
+
+
 def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
     tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -136,63 +182,20 @@ def test_agent_hears_no_card_dtmf_and_dtmf_flows_again_after(
             mapping={"id": session_id, "merchant": "acme", "mode": "agent"},
         )
         agent_port = free_port()
-        uas = (HERE / "sipp" / "uas-agent-sink-takes-info.xml").read_text()
-        (tmp_path / "uas.xml").write_text(uas.replace("SINK_PORT", str(sink.port)))
         # The card is keyed while the payment's prompts play (from ~6 s), the "5" after
         # the agent cancelled it (~14 s); the caller hangs up at 23 s.
         pcap = keyed_call(
             tmp_path / "caller.pcap", [Keying(6.0, PAN + "#"), Keying(19.0, "5")], tail_s=2.0
         )
-        uac = (HERE / "sipp" / "uac-agent-trunk-keys-then-bye.xml").read_text()
-        uac = (
-            uac.replace("SESSION_ID", session_id)
-            .replace("AGENT_URI", f"sip:1001@127.0.0.1:{agent_port}")
-            .replace("PCAP", str(pcap))
-            .replace("PAUSE_MS", "23000")
-        )
-        (tmp_path / "uac.xml").write_text(uac)
-        common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err"]
-        procs.append(
-            subprocess.Popen(
-                [
-                    "sipp",
-                    "-sf",
-                    "uas.xml",
-                    "-p",
-                    str(agent_port),
-                    *common,
-                    "-error_file",
-                    "uas.err",
-                    "-trace_msg",
-                    "-message_file",
-                    "agent_msgs.log",
-                ],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    "sipp",
-                    f"127.0.0.1:{sip_port}",
-                    "-sf",
-                    "uac.xml",
-                    "-p",
-                    str(free_port()),
-                    "-mp",
-                    str(free_port()),
-                    *common,
-                    "-error_file",
-                    "uac.err",
-                    "-timeout",
-                    "60s",
-                ],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        procs += start_agent_call(
+            tmp_path,
+            sip_port=sip_port,
+            agent_port=agent_port,
+            sink_port=sink.port,
+            session_id=session_id,
+            pcap=pcap,
+            pause_ms=23000,
+            timeout_s=60,
         )
         call = stack.find_call(agent="1001", timeout=15)
         answered = time.monotonic()  # within a few hundred ms of the answer

@@ -23,7 +23,6 @@ see of `last_matching_digits` (one key, for about one round trip) is counted.
 from __future__ import annotations
 
 import secrets
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -35,10 +34,10 @@ from payivr.kamailio.settings import Socket
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, decode_events, write_pcap
 from tests.agent.harness import AgentStack, SseReader
 from tests.agent.test_freeswitch_agent import (
-    HERE,
     PAN,
     RtpSink,
     pytestmark,  # noqa: F401 (the same skips: FreeSWITCH, SIPp)
+    start_agent_call,
     start_freeswitch,
 )
 from tests.agent.test_freeswitch_agent_rtpengine import media_config
@@ -108,31 +107,17 @@ def test_caller_and_agent_talk_while_the_card_is_keyed(tmp_path: Path, redis_url
                 mapping={"id": session_id, "merchant": "acme", "mode": "agent"},
             )
             agent_port = free_port()
-            uas = (
-                (HERE / "sipp" / "uas-agent-sink-takes-info.xml").read_text()
-                .replace('<recv request="INVITE"/>', '<recv request="INVITE" rrs="true"/>')
-                .replace("[last_CSeq:]\nContact", "[last_CSeq:]\n[last_Record-Route:]\nContact", 1)
-                .replace("SINK_PORT", str(sink.port))
-            )  # fmt: skip
-            (tmp_path / "uas.xml").write_text(uas)
-            uac = (
-                (HERE / "sipp" / "uac-agent-trunk-keys-then-bye.xml").read_text()
-                .replace("SESSION_ID", session_id)
-                .replace("AGENT_URI", f"sip:1001@127.0.0.1:{agent_port}")
-                .replace("PCAP", str(pcap))
-                .replace("PAUSE_MS", "28500")
-            )  # fmt: skip
-            (tmp_path / "uac.xml").write_text(uac)
-            common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err"]
-            procs.append(subprocess.Popen(
-                ["sipp", "-sf", "uas.xml", "-p", str(agent_port), *common, "-error_file",
-                 "uas.err", "-trace_msg", "-message_file", "agent_msgs.log"],
-                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
-            procs.append(subprocess.Popen(
-                ["sipp", f"127.0.0.1:{sip_port}", "-sf", "uac.xml", "-p", str(free_port()),
-                 "-mp", str(free_port(socket.SOCK_DGRAM)), *common, "-error_file", "uac.err",
-                 "-timeout", "80s"],
-                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+            procs += start_agent_call(
+                tmp_path,
+                sip_port=sip_port,
+                agent_port=agent_port,
+                sink_port=sink.port,
+                session_id=session_id,
+                pcap=pcap,
+                pause_ms=28500,
+                timeout_s=80,
+                record_route=True,
+            )
             es = stack.config.services.esl.event_socket
             watcher = CallWatcher(es_port, es.password.value()).__enter__()
             call = stack.find_call(agent="1001", timeout=15)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -36,10 +35,10 @@ from payivr.kamailio.settings import Socket
 from payivr.stack.rtp_pcap import EVENT_PT, PCMA_PT, Keying, decode_events, keyed_call
 from tests.agent.harness import AgentStack, SseReader
 from tests.agent.test_freeswitch_agent import (
-    HERE,
     PAN,
     RtpSink,
     pytestmark,  # noqa: F401 (the same skips: FreeSWITCH, SIPp)
+    start_agent_call,
     start_freeswitch,
 )
 from tests.integration.rtpengine.server import RtpengineServer, rtpengine_binary
@@ -94,39 +93,22 @@ def test_two_payments_through_rtpengine_with_a_real_freeswitch(
                 mapping={"id": session_id, "merchant": "acme", "mode": "agent"},
             )
             agent_port = free_port()
-            # The agent's phone behind a proxy copies its Record-Route (RFC 3261 12.1.1),
-            # so FreeSWITCH's ACK, INFOs and BYE come back through Kamailio.
-            uas = (
-                (HERE / "sipp" / "uas-agent-sink-takes-info.xml").read_text()
-                .replace('<recv request="INVITE"/>', '<recv request="INVITE" rrs="true"/>')
-                .replace("[last_CSeq:]\nContact", "[last_CSeq:]\n[last_Record-Route:]\nContact", 1)
-                .replace("SINK_PORT", str(sink.port))
-            )  # fmt: skip
-            assert "[last_Record-Route:]" in uas
-            (tmp_path / "uas.xml").write_text(uas)
             pcap = keyed_call(
                 tmp_path / "caller.pcap",
                 [Keying(6.0, PAN + "#"), Keying(17.5, PAN + "#"), Keying(26.0, "5")],
                 tail_s=2.0,
             )
-            uac = (HERE / "sipp" / "uac-agent-trunk-keys-then-bye.xml").read_text()
-            uac = (
-                uac.replace("SESSION_ID", session_id)
-                .replace("AGENT_URI", f"sip:1001@127.0.0.1:{agent_port}")
-                .replace("PCAP", str(pcap))
-                .replace("PAUSE_MS", "28500")
+            procs += start_agent_call(
+                tmp_path,
+                sip_port=sip_port,
+                agent_port=agent_port,
+                sink_port=sink.port,
+                session_id=session_id,
+                pcap=pcap,
+                pause_ms=28500,
+                timeout_s=80,
+                record_route=True,
             )
-            (tmp_path / "uac.xml").write_text(uac)
-            common = ["-i", "127.0.0.1", "-t", "u1", "-nostdin", "-m", "1", "-trace_err"]
-            procs.append(subprocess.Popen(
-                ["sipp", "-sf", "uas.xml", "-p", str(agent_port), *common, "-error_file",
-                 "uas.err", "-trace_msg", "-message_file", "agent_msgs.log"],
-                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
-            procs.append(subprocess.Popen(
-                ["sipp", f"127.0.0.1:{sip_port}", "-sf", "uac.xml", "-p", str(free_port()),
-                 "-mp", str(free_port(socket.SOCK_DGRAM)), *common, "-error_file", "uac.err",
-                 "-timeout", "80s"],
-                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
             call = stack.find_call(agent="1001", timeout=15)
             answered = time.monotonic()
             sse = SseReader(stack, call["call"])
