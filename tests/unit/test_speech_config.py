@@ -23,16 +23,16 @@ def test_defaults_are_pocketsphinx_only() -> None:
     speech = config_from(example_data()).services.esl.speech
     assert speech.pocketsphinx is True
     assert dict(speech.vosk_models) == {}
-    assert speech.decode_threads == 2
+    assert speech.decode_processes == 2
 
 
 def test_vosk_models_per_language(tmp_path: Path) -> None:
     data = example_data()
     es = vosk_model(tmp_path / "es")
-    data["services"]["esl"]["speech"] = {"vosk_models": {"es": str(es)}, "decode_threads": 4}
+    data["services"]["esl"]["speech"] = {"vosk_models": {"es": str(es)}, "decode_processes": 4}
     speech = config_from(data).services.esl.speech
     assert dict(speech.vosk_models) == {"es": es.resolve()}
-    assert speech.decode_threads == 4
+    assert speech.decode_processes == 4
 
 
 def test_a_directory_that_is_not_a_model_and_an_unknown_language_are_refused(

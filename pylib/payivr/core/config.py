@@ -312,9 +312,9 @@ def _speech(s: Reader, base_dir: Path) -> SpeechConfig:
     speech = SpeechConfig(
         pocketsphinx=s.get("pocketsphinx", bool, True),
         vosk_models=models,
-        decode_threads=s.positive_int("decode_threads", 2, maximum=64),
+        decode_processes=s.positive_int("decode_processes", 2, maximum=16),
     )
-    s.reject_unknown({"pocketsphinx", "vosk_models", "decode_threads"})
+    s.reject_unknown({"pocketsphinx", "vosk_models", "decode_processes"})
     return speech
 
 

@@ -201,7 +201,7 @@ class SpeechConfig:
 
     pocketsphinx: bool = True
     vosk_models: Mapping[str, Path] = field(default_factory=dict)
-    decode_threads: int = 2  # decodings at once per ESL process (CPU-bound)
+    decode_processes: int = 2  # decoding worker processes per ESL process (CPU-bound)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,13 @@ class SecretDigits:
             raise ValueError("secret digits were already wiped")
         self._buf.extend(other._buf)
 
+    def copy_to(self, out: bytearray) -> None:
+        """Append the digits to ``out`` (a buffer the caller wipes): how a decoding
+        worker sends them over its pipe without making a ``str`` of them."""
+        if self._wiped:
+            raise ValueError("secret digits were already wiped")
+        out += self._buf
+
     def last4(self) -> str:
         """Last four digits: the only part that may be shown (masked card, prompts)."""
         return self._buf[-4:].decode("ascii") if len(self._buf) >= 4 else ""

@@ -144,27 +144,26 @@ class Utterance(Protocol):
     """One listen: audio in, at most one result out. Never keeps what it heard.
 
     The listen feeds frames as they arrive and has the audio decoded while the
-    caller speaks (``advance`` in a worker thread), so that at the end of speech
-    only the rest of the search is left for ``finish``."""
+    caller speaks (``advance``), so that at the end of speech only the rest of the
+    search is left for ``finish``. The decoding itself runs elsewhere (a worker
+    process): both are awaited, never blocking the caller's event loop."""
 
     def feed(self, pcm: bytes) -> None:
         """Signed 16-bit little-endian mono 8 kHz samples (one or more 20 ms frames).
         Cheap: only queues the audio (called on the event loop)."""
         ...
 
-    def advance(self) -> None:
-        """Decode the audio queued so far and zero it. Blocking (CPU): the listen
-        calls it in a worker thread, never two at once."""
+    async def advance(self) -> None:
+        """Decode the audio queued so far and zero it; never two at once."""
         ...
 
-    def finish(self) -> SecretDigits | None:
-        """The digits heard (``Grammar``) or None; frees the decoder's audio.
-        Blocking (CPU): the listen calls it in a worker thread."""
+    async def finish(self) -> SecretDigits | None:
+        """The digits heard (``Grammar``) or None; frees the decoder's audio."""
         ...
 
     def discard(self) -> None:
         """Zero the audio fed so far without decoding it (nothing was said, a key
-        was pressed, the caller hung up). Safe while an ``advance`` runs."""
+        was pressed, the caller hung up). Safe while an ``advance`` is awaited."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from payivr.esl.telephone import Listening
 from payivr.execution.metrics import PaymentMetrics
 from payivr.metrics import CallStatsCollector
 from payivr.metrics import serve as serve_metrics
-from payivr.speech.recognisers import build_recogniser
+from payivr.speech.pool import DecodingPool
 from payivr.store.async_store import AsyncRedisSessionStore, AsyncSessionStore
 from payivr.store.connect import async_redis_client
 
@@ -39,7 +40,7 @@ class EslService:
     def shutdown_pools(self) -> None:
         self.app.processor_pool.shutdown(wait=False, cancel_futures=True)
         if self.app.listening is not None:
-            self.app.listening.pool.shutdown(wait=False, cancel_futures=True)
+            self.app.listening.recogniser.close()
 
     async def close(self) -> None:
         self.shutdown_pools()
@@ -50,18 +51,19 @@ class EslService:
 
 
 def build_listening(options: EslConfig) -> Listening | None:
-    """The recognisers for spoken card data, or None (keypad only) when none can be
-    loaded here: a request for speech then gets the keypad entry (docs/dictation.md)."""
+    """The decoding workers for spoken card data, or None (keypad only) when no
+    recogniser is configured or installed here: a request for speech then gets the
+    keypad entry (docs/dictation.md)."""
     speech = options.speech
-    try:
-        recogniser = build_recogniser(speech)
-    except ImportError as exc:
-        log.warning("speech input unavailable (%s): keypad entry only", exc.name)
+    if not speech.pocketsphinx and not speech.vosk_models:
         return None
-    if not recogniser.languages():
+    if speech.pocketsphinx and importlib.util.find_spec("pocketsphinx") is None:
+        log.warning("speech input unavailable (pocketsphinx): keypad entry only")
         return None
-    pool = ThreadPoolExecutor(speech.decode_threads, thread_name_prefix="payivr-speech")
-    return Listening(recogniser, pool)
+    if speech.vosk_models and importlib.util.find_spec("vosk") is None:
+        log.warning("speech input unavailable (vosk): keypad entry only")
+        return None
+    return Listening(DecodingPool(speech))
 
 
 def build_service(

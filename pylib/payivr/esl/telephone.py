@@ -14,7 +14,6 @@ API command, which fires no channel event that could carry them.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import secrets
@@ -24,13 +23,13 @@ from pathlib import Path
 from payivr.core.currency import split_amount
 from payivr.core.plan import Collect, DigitsEntered, Event, InputTimeout, Listen
 from payivr.core.secrets import SecretDigits
-from payivr.core.speech_input import Recogniser
 from payivr.esl.channel import CallChannel, CallerGone
 from payivr.esl.codec import SECRET_VARIABLE_PREFIX
 from payivr.esl.recordings import RecordingMasker
 from payivr.esl.unicast import MessageChannel, StreamUnavailable, UnicastStream, read_l16
 from payivr.execution.processing import wait_for_hangup
 from payivr.speech.listener import KeyPressed, listen
+from payivr.speech.pool import DecodingPool
 
 log = logging.getLogger("payivr.esl")
 
@@ -63,8 +62,7 @@ class Speech:
 class Listening:
     """What a call needs to take spoken card data (docs/dictation.md)."""
 
-    recogniser: Recogniser
-    pool: concurrent.futures.Executor  # decoding threads, shared by the process's calls
+    recogniser: DecodingPool  # decoding worker processes, shared by the process's calls
 
 
 class ChannelTelephone:
@@ -139,7 +137,6 @@ class EslTelephone(ChannelTelephone):
                 self.speech.language,
                 stream.frames(),
                 self.listening.recogniser,
-                pool=self.listening.pool,
             )
         except KeyPressed:
             return await self.collect(command.keyed)

@@ -1,16 +1,18 @@
-"""One listen: frames in, one plan event out, the decoding in a worker thread.
+"""One listen: frames in, one plan event out, the decoding in a worker process.
 
-    event = await listen(command, frames, recogniser, pool=pool)
+    event = await listen(command, language, frames, recogniser)
 
 ``frames`` yields the call's audio as 20 ms L16 8 kHz frames (the ESL unicast
 stream, or a test feeding the corpus). The listen waits up to the command's
 ``timeout_ms`` for speech to start and follows it to its end (``Endpointing``: 500
-ms of silence, or the 8 s cap). While the caller speaks, the audio is decoded in ``pool``
-every 100 ms (``Utterance.advance``); at the end only the rest of the search is
-left, awaited with a deadline. A key press is raised by ``frames`` itself
-(:class:`KeyPressed`: the unicast stream tells keys from audio) and ends the listen
-with the audio dropped: the caller (the telephone) then carries out the command's
-keypad entry instead.
+ms of silence, or the 8 s cap). While the caller speaks, the audio is sent to the
+utterance's decoding worker every 100 ms (``Utterance.advance``; the ESL
+process's recogniser is a :class:`payivr.speech.pool.DecodingPool`); at the end
+only the rest of the search is left, awaited with a deadline. A key press is
+raised by ``frames`` itself (:class:`KeyPressed`: the unicast stream tells keys
+from audio) and ends the listen with the audio dropped: the caller (the telephone)
+then carries out the command's keypad entry instead. A decoding that fails (its
+worker died) makes the listen unclear: the caller is asked again.
 
 Nothing heard survives: the audio is zeroed after decoding, the result is
 SecretDigits, and a decoding that misses its deadline wipes its own result.
@@ -19,7 +21,7 @@ SecretDigits, and a decoding that misses its deadline wipes its own result.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ from payivr.core.plan import Event, InputTimeout, Listen, SpeechHeard, SpeechUnc
 from payivr.core.secrets import SecretDigits
 from payivr.core.speech_input import Endpointer, Endpointing, Grammar, Recogniser, Utterance
 from payivr.speech.audio import FRAME_MS
+from payivr.speech.pool import DecodingFailed
+
+log = logging.getLogger("payivr.speech")
 
 PRE_ROLL_FRAMES = 15  # 300 ms before the detected start of speech, fed too
 ADVANCE_FRAMES = 5  # decode every 100 ms of audio while the caller speaks
@@ -52,7 +57,6 @@ async def listen(
     frames: AsyncIterator[bytes],
     recogniser: Recogniser,
     *,
-    pool: concurrent.futures.Executor | None = None,
     endpointing: Endpointing = DEFAULT_ENDPOINTING,
     decode_timeout_s: float = 3.0,
     timings: list[Timing] | None = None,
@@ -64,7 +68,7 @@ async def listen(
     waited_ms = 0
     queued = 0  # frames fed since the last decoding step started
     step: asyncio.Future[None] | None = None
-    loop = asyncio.get_running_loop()
+    failed = False  # a decoding step failed: the rest of the speech is not decoded
     try:
         async for frame in frames:
             was_started = endpointer.started
@@ -82,12 +86,12 @@ async def listen(
             utterance.feed(frame)
             queued += 1
             if step is not None and step.done():
-                step.result()  # a decoding error ends the listen here
+                failed = failed or _failed(step)
                 step = None
             if endpointer.ended:
                 break
-            if step is None and queued >= ADVANCE_FRAMES:
-                step = loop.run_in_executor(pool, utterance.advance)
+            if step is None and not failed and queued >= ADVANCE_FRAMES:
+                step = asyncio.ensure_future(utterance.advance())
                 queued = 0
     except BaseException:  # a key, a hang-up, a cancel: what was fed is zeroed
         utterance.discard()
@@ -99,8 +103,13 @@ async def listen(
     if not endpointer.started:
         utterance.discard()
         return InputTimeout(command.field)
+    loop = asyncio.get_running_loop()
     speech_end = loop.time()
-    digits = await _decode(utterance, step, pool, decode_timeout_s)
+    digits = None
+    if not failed:
+        digits = await _decode(utterance, step, decode_timeout_s)
+    else:
+        utterance.discard()
     if timings is not None:
         timings.append(Timing(speech_end, loop.time()))
     if digits is None:
@@ -109,21 +118,20 @@ async def listen(
 
 
 async def _decode(
-    utterance: Utterance,
-    step: asyncio.Future[None] | None,
-    pool: concurrent.futures.Executor | None,
-    timeout_s: float,
+    utterance: Utterance, step: asyncio.Future[None] | None, timeout_s: float
 ) -> SecretDigits | None:
-    loop = asyncio.get_running_loop()
-
     async def rest() -> SecretDigits | None:
         try:
             if step is not None:
                 await step  # the decoding step in flight, then the end of the search
+            return await utterance.finish()
+        except DecodingFailed:
+            log.warning("a decoding failed: the caller is asked again")
+            utterance.discard()
+            return None
         except BaseException:
             utterance.discard()
             raise
-        return await loop.run_in_executor(pool, utterance.finish)
 
     future = asyncio.ensure_future(rest())
     try:
@@ -133,6 +141,17 @@ async def _decode(
         # is wiped when it arrives.
         future.add_done_callback(_wipe_late_result)
         return None
+
+
+def _failed(step: asyncio.Future[None]) -> bool:
+    """Whether a finished decoding step failed for want of its worker (anything
+    else is a bug and ends the listen with it)."""
+    try:
+        step.result()
+    except DecodingFailed:
+        log.warning("a decoding failed: the caller is asked again")
+        return True
+    return False
 
 
 def _retrieve(step: asyncio.Future[None]) -> None:

@@ -22,17 +22,20 @@ be read back from it.
 fixed-length grammars it lost digits the grammar search had right, and it is most
 of the work left at the end of speech (measured, docs/dictation.md).
 
-Decoders are not thread-safe: the recogniser keeps a free list, one decoder per
+It runs in a decoding worker process (payivr.speech.worker), which serves several
+calls' utterances interleaved: the recogniser keeps a free list, one decoder per
 utterance being decoded. A decoder knows only the digit and yes/no words (not the
 130,000 words of the bundled dictionary): it loads in a tenth of a second and a few
-MB, so one is created whenever none is free.
+MB, so one is created whenever none is free. The running mean is kept by the ESL
+process for all its workers and handed to the worker with each utterance
+(``start_from_mean``, ``running_mean``), so it does not depend on which worker
+decodes.
 """
 
 from __future__ import annotations
 
 import importlib
 import queue
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ SILENCE_PROBABILITY = 0.1
 # starts: one second of 8 kHz L16 (the listen's 300 ms pre-roll and the speech's
 # start; a shorter utterance is used whole).
 HEAD_BYTES = 16000
+CMN_SIZE = 13  # cepstral coefficients in the running mean
 
 
 def jsgf(grammar: Grammar) -> str:
@@ -83,7 +87,6 @@ class PocketsphinxRecogniser:
         words = set(DIGIT_WORDS[LANGUAGE]) | set(YES_NO_WORDS[LANGUAGE])
         self._words = pronunciations(model / "cmudict-en-us.dict", words)
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
         self._cmn = ""  # the running cepstral mean of the last utterance (13 numbers)
 
     def languages(self) -> frozenset[str]:
@@ -93,6 +96,16 @@ class PocketsphinxRecogniser:
         if grammar.language != LANGUAGE:
             raise ValueError(f"pocketsphinx has no model for {grammar.language!r}")
         return PocketsphinxUtterance(self, grammar)
+
+    def running_mean(self) -> str:
+        """The cepstral mean the last utterance ended with ("" before the first)."""
+        return self._cmn
+
+    def start_from_mean(self, mean: str) -> None:
+        """The next utterance starts from ``mean`` (13 numbers, as ``running_mean``)."""
+        if len(mean.split(",")) != CMN_SIZE:
+            raise ValueError("not a cepstral mean")
+        self._cmn = mean
 
     def warm(self) -> None:
         """Load one decoder now rather than on the first call."""
@@ -123,12 +136,10 @@ class PocketsphinxRecogniser:
 
     def _starting_cmn(self, decoder: Any) -> str:
         """The mean the last utterance ended with (the model's before the first)."""
-        with self._lock:
-            return self._cmn or decoder.get_cmn(False)
+        return self._cmn or decoder.get_cmn(False)
 
     def _ended_with_cmn(self, cmn: str) -> None:
-        with self._lock:
-            self._cmn = cmn
+        self._cmn = cmn
 
 
 class PocketsphinxUtterance(StreamingUtterance):

@@ -1,17 +1,13 @@
-"""What every recogniser's utterance does with the caller's audio: queue it in one
-bytearray (RAM only) as it arrives, hand it to the decoder while the caller speaks
-(``advance``, in a worker thread), finish the search at the end of speech, and zero
-every buffer whatever happens.
+"""What every recogniser's utterance does with the caller's audio, inside a decoding
+worker (payivr.speech.worker): queue it in one bytearray (RAM only), hand it to the
+decoder block by block (``advance``) while the caller speaks, finish the search at
+the end of speech, and zero every buffer whatever happens.
 
-Threads: ``feed`` and ``discard`` run on the event loop, ``advance`` and ``finish``
-in a worker thread, one at a time per utterance (the listen waits for one before
-starting the next). ``discard`` may come while an ``advance`` runs (a key press, a
-hang-up): then the worker aborts the decoding when it is done with its block.
+The worker has one thread and handles one message at a time, so an utterance is
+never used by two threads at once.
 """
 
 from __future__ import annotations
-
-import threading
 
 from payivr.core.secrets import SecretDigits
 from payivr.core.speech_input import Grammar
@@ -24,16 +20,14 @@ class StreamingUtterance:
     def __init__(self, grammar: Grammar) -> None:
         self._grammar = grammar
         self._pending = bytearray()
-        self._lock = threading.Lock()  # guards _pending, _closed, _busy
         self._closed = False  # discarded or finished: no more audio, decoder let go
-        self._busy = False  # a worker is decoding a block
 
-    def feed(self, pcm: bytes) -> None:
-        with self._lock:
-            if not self._closed:
-                self._pending += pcm
+    def feed(self, pcm: bytes | bytearray) -> None:
+        if not self._closed:
+            self._pending += pcm
 
     def advance(self) -> None:
+        """Decode the audio queued so far and zero it."""
         block = self._take(closing=False)
         if block is None:
             return
@@ -41,10 +35,9 @@ class StreamingUtterance:
             self._process(block, final=False)
         finally:
             wipe(block)
-            self._done_with_block()
 
     def finish(self) -> SecretDigits | None:
-        """Decode what is left and conclude (blocking: call it from a worker thread)."""
+        """Decode what is left and conclude: the digits heard, or None."""
         block = self._take(closing=True)
         if block is None:
             return None
@@ -55,37 +48,22 @@ class StreamingUtterance:
         finally:
             wipe(block)
             self._abort()
-            with self._lock:
-                self._busy = False
 
     def discard(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            wipe(self._pending)
-            busy = self._busy
-        if not busy:
-            self._abort()
+        """Zero what was fed and let the decoder go, unread."""
+        if self._closed:
+            return
+        self._closed = True
+        wipe(self._pending)
+        self._abort()
 
     def _take(self, *, closing: bool) -> bytearray | None:
         """The queued audio (the queue starts afresh), or None once closed."""
-        with self._lock:
-            if self._closed:
-                return None
-            if self._busy:
-                raise RuntimeError("one decoding step at a time per utterance")
-            self._busy = True
-            self._closed = closing
-            block, self._pending = self._pending, bytearray()
+        if self._closed:
+            return None
+        self._closed = closing
+        block, self._pending = self._pending, bytearray()
         return block
-
-    def _done_with_block(self) -> None:
-        with self._lock:
-            self._busy = False
-            aborted = self._closed
-        if aborted:  # discarded while this block was decoded
-            self._abort()
 
     def _process(self, pcm: bytearray, *, final: bool) -> None:
         """Give ``pcm`` to the decoder (it is zeroed afterwards); ``final``: the

@@ -1,7 +1,8 @@
 """The Vosk recogniser: an operator's model per language (es, pt, nl; en too if
 given), its vocabulary restricted to the listen's digit (or yes/no) words.
 
-Vosk is optional (``pip install payivr[vosk]``) and no model ships with payivr:
+It runs in the decoding worker processes (payivr.speech.worker), as pocketsphinx
+does. Vosk is optional (``pip install payivr[vosk]``) and no model ships with payivr:
 operators download one (alphacephei.com/vosk/models, the "small" models suit a
 phone line) and name its directory in ``services.esl.speech.vosk_models``. Vosk
 takes 8 kHz audio as it comes from the call.
@@ -31,6 +32,13 @@ class VoskRecogniser:
 
     def languages(self) -> frozenset[str]:
         return frozenset(self._models)
+
+    def running_mean(self) -> str:
+        """Nothing is carried from one utterance to the next."""
+        return ""
+
+    def start_from_mean(self, mean: str) -> None:
+        """Kaldi's features need no starting mean: nothing to do."""
 
     def utterance(self, grammar: Grammar) -> VoskUtterance:
         model = self._models.get(grammar.language)
