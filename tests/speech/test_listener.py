@@ -1,19 +1,19 @@
-"""The listen loop with pocketsphinx: speech, silence, a key press, a missed deadline."""
+"""The listen loop with pocketsphinx in a decoding worker: speech, silence, a key
+press, a missed deadline."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from payivr.core.plan import Collect, Field, InputTimeout, Listen, SpeechHeard, SpeechUnclear
+from payivr.core.secrets import SecretDigits
 from payivr.speech.listener import KeyPressed, listen
-from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser
 from tests.speech.corpus import english, first
+from tests.speech.pool import FRAME, decoding_pool, keep_utterances
 
-FRAME = 320
 KEYED = Collect(Field.CARD_NUMBER, "enter-card-number", 1, 19, 15000, 5000)
 
 
@@ -32,29 +32,27 @@ def chunk_audio() -> bytes:
     return first(items, voice="flite-rms-95", kind="chunk", card=0, chunk=0).audio(root)
 
 
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
-
-
-def heard_on_a_pool(*audio: bytes, decode_timeout_s: float | None = None) -> object:
-    """What a listen for 4 digits gives, decoding on a worker thread as the application does."""
-    recogniser = PocketsphinxRecogniser()
-    options = {} if decode_timeout_s is None else {"decode_timeout_s": decode_timeout_s}
-    with ThreadPoolExecutor(1) as pool:
-        return run(listen(command(), "en", frames(*audio), recogniser, pool=pool, **options))
-
-
 def test_a_chunk_said_is_heard_as_secret_digits() -> None:
-    event = heard_on_a_pool(bytes(FRAME * 10), chunk_audio(), bytes(FRAME * 40))
+    async def run() -> object:
+        with decoding_pool() as pool:
+            audio = frames(bytes(FRAME * 10), chunk_audio(), bytes(FRAME * 40))
+            return await listen(command(), "en", audio, pool)
+
+    event = asyncio.run(run())
     assert isinstance(event, SpeechHeard)
     assert event.digits.reveal() == "4111"
     assert "4111" not in repr(event)
 
 
 def test_silence_until_the_timeout_is_no_input() -> None:
-    recogniser = PocketsphinxRecogniser()
-    event = run(listen(command(timeout_ms=400), "en", frames(bytes(FRAME * 100)), recogniser))
-    assert event == InputTimeout(Field.CARD_NUMBER)
+    async def run() -> object:
+        with decoding_pool() as pool:
+            kept = keep_utterances(pool)
+            event = await listen(command(timeout_ms=400), "en", frames(bytes(FRAME * 100)), pool)
+            assert len(kept[0]._pending) == 0
+            return event
+
+    assert asyncio.run(run()) == InputTimeout(Field.CARD_NUMBER)
 
 
 async def frames_then_a_key(audio: bytes) -> AsyncIterator[bytes]:
@@ -65,21 +63,47 @@ async def frames_then_a_key(audio: bytes) -> AsyncIterator[bytes]:
 
 
 def test_a_key_press_from_the_stream_ends_the_listen_and_the_audio_is_dropped() -> None:
-    recogniser = PocketsphinxRecogniser()
-    utterances = []
-    original = recogniser.utterance
+    async def run() -> None:
+        with decoding_pool() as pool:
+            kept = keep_utterances(pool)
+            speech = chunk_audio()[: FRAME * 40]
+            with pytest.raises(KeyPressed):
+                await listen(command(), "en", frames_then_a_key(speech), pool)
+            assert len(kept[0]._pending) == 0
+            assert kept[0].id not in kept[0]._worker.utterances
 
-    def keep(grammar):  # type: ignore[no-untyped-def]
-        utterances.append(original(grammar))
-        return utterances[-1]
-
-    recogniser.utterance = keep  # type: ignore[method-assign]
-    speech = chunk_audio()[: FRAME * 40]
-    with pytest.raises(KeyPressed):
-        run(listen(command(), "en", frames_then_a_key(speech), recogniser))
-    assert len(utterances[0]._pending) == 0
+    asyncio.run(run())
 
 
-def test_a_decoding_past_its_deadline_is_unclear() -> None:
-    event = heard_on_a_pool(chunk_audio(), bytes(FRAME * 40), decode_timeout_s=0.001)
-    assert event == SpeechUnclear(Field.CARD_NUMBER)
+def test_a_decoding_past_its_deadline_is_unclear_and_its_late_result_wiped() -> None:
+    results: list[SecretDigits | None] = []
+
+    async def run() -> object:
+        with decoding_pool() as pool:
+            opened = pool.utterance
+
+            def recorded(grammar):  # type: ignore[no-untyped-def]
+                utterance = opened(grammar)
+                finish = utterance.finish
+
+                async def finished() -> SecretDigits | None:
+                    results.append(await finish())
+                    return results[-1]
+
+                utterance.finish = finished  # type: ignore[method-assign]
+                return utterance
+
+            pool.utterance = recorded  # type: ignore[method-assign]
+            audio = frames(chunk_audio(), bytes(FRAME * 40))
+            event = await listen(command(), "en", audio, pool, decode_timeout_s=0.001)
+            # The worker still answers; the answer reaches nobody but the wipe.
+            for _ in range(500):
+                if results:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+            return event
+
+    assert asyncio.run(run()) == SpeechUnclear(Field.CARD_NUMBER)
+    (late,) = results
+    assert late is not None and late.wiped

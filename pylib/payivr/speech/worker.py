@@ -27,7 +27,7 @@ from payivr.core.speech_input import Grammar
 from payivr.speech.audio import wipe
 from payivr.speech.recognisers import Backend, build_backends
 from payivr.speech.utterance import StreamingUtterance
-from payivr.speech.wire import Kind, message, receive
+from payivr.speech.wire import Kind, WireError, message, receive
 
 PR_SET_DUMPABLE = 4  # linux/prctl.h
 
@@ -132,8 +132,11 @@ def main(argv: list[str]) -> int:
     except ImportError as exc:
         sock.sendall(message(Kind.UNAVAILABLE, 0, payload=str(exc.name).encode("ascii")))
         return 1
-    sock.sendall(message(Kind.READY, 0, payload=",".join(sorted(backends)).encode("ascii")))
-    serve(sock, backends)
+    try:
+        sock.sendall(message(Kind.READY, 0, payload=",".join(sorted(backends)).encode("ascii")))
+        serve(sock, backends)
+    except (ConnectionError, WireError):  # the ESL process closed its end mid-message
+        pass
     return 0
 
 
