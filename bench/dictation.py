@@ -1,11 +1,12 @@
 """Speech input over the synthetic corpus, per language and recogniser available.
 
-    .venv/bin/python bench/dictation.py [--languages en] [--calls 6] [--vosk es=/models/es,...]
+    .venv/bin/python bench/dictation.py [--languages en] [--calls 6] [--workers 2]
+        [--vosk es=/models/es,...]
 
 The corpus (tests/fixtures/speech/make_corpus.py, generated and cached on first use)
 is said by ``--calls`` callers at once, each frame at its real 20 ms pace, through
-the listen loop and the decoding thread pool the ESL application uses (2 threads,
-its default ``decode_threads``). Each caller says one card after another (chunks,
+the listen loop and the decoding worker processes the ESL application uses
+(``--workers``, default 2 as ``decode_processes``). Each caller says one card after another (chunks,
 expiry, security code); a chunk heard wrong is said once more (the repeat is the
 same voice with fresh line noise: a synthetic voice says it identically). Per voice:
 
@@ -17,12 +18,13 @@ same voice with fresh line noise: a synthetic voice says it identically). Per vo
   is the wait a caller has: the endpointer's 500 ms of silence plus the next figure;
 - after endpoint p50 / p99: from the endpointer's decision to the result (the
   decoding left, and waiting for a thread and a core on a loaded machine);
-- decode CPU p50 / p99: the decoding's thread CPU time per utterance, and the part
-  of it spent after the endpoint (what an idle core adds to the endpointer's wait);
+- decode CPU p50 / p99: the decoding's CPU time per utterance in its worker (as the
+  worker reports it), and the part of it spent after the endpoint (what an idle core
+  adds to the endpointer's wait);
 - CPU s per card and calls per core (audio seconds per decoding CPU second);
-- event loop stalls p99 / max: how late a 10 ms timer on the event loop fires.
-  pocketsphinx's decoder holds the GIL while it works, so a decoding step in the
-  worker thread stops the loop (every call's ESL traffic) for its duration.
+- event loop stalls p99 / max: how late a 10 ms timer on the event loop fires
+  (pocketsphinx holds the GIL while it decodes: in a thread of this process it
+  would stop the loop, every call's ESL traffic; the workers are processes).
 
 Synthetic voices are not callers: these figures show that the pipeline works and
 what it costs, not the accuracy a caller population will see.
@@ -37,27 +39,24 @@ import os
 import random
 import statistics
 import sys
-import threading
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "pylib")]
 
+from payivr.core.config_types import SpeechConfig  # noqa: E402
 from payivr.core.plan import Collect, Field, Listen, SpeechHeard  # noqa: E402
-from payivr.core.speech_input import Endpointing, Grammar, Recogniser  # noqa: E402
+from payivr.core.speech_input import Endpointing, Grammar  # noqa: E402
 from payivr.speech.listener import Timing, listen  # noqa: E402
+from payivr.speech.pool import DecodingPool, PooledUtterance  # noqa: E402
 from tests.fixtures.speech.make_corpus import Item, corpus  # noqa: E402
 
 FRAME = 320
 LEAD = bytes(FRAME * 10)  # 200 ms before the caller speaks
 TAIL = bytes(FRAME * 40)  # 800 ms after: lets the endpointer see the end
-DECODE_THREADS = 2
 # The endpointer's silence after the last voiced frame.
 SILENCE_S = Endpointing().end_silence_ms / 1000
 
@@ -82,45 +81,19 @@ async def frames_of(pcm: bytes) -> AsyncIterator[bytes]:
         yield audio[i : i + FRAME]
 
 
-class CpuClock:
-    """Thread CPU time of each utterance's decoding steps, summed per utterance."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.after_endpoint = 0.0
-        self._lock = threading.Lock()
-
-    def timed(self, method: Any, *, at_end: bool) -> Any:
-        def run(*args: Any) -> Any:
-            cpu0 = time.thread_time()
-            try:
-                return method(*args)
-            finally:
-                spent = time.thread_time() - cpu0
-                with self._lock:
-                    self.total += spent
-                    if at_end:
-                        self.after_endpoint += spent
-
-        return run
-
-
 class TimedRecogniser:
-    """The recogniser under test, its utterances' decoding steps timed in CPU."""
+    """The pool under test; keeps the utterance of one listen to read its CPU."""
 
-    def __init__(self, inner: Recogniser) -> None:
-        self.inner = inner
-        self.clock = CpuClock()
+    def __init__(self, pool: DecodingPool) -> None:
+        self.pool = pool
+        self.opened: list[PooledUtterance] = []
 
     def languages(self) -> frozenset[str]:
-        return self.inner.languages()
+        return self.pool.languages()
 
-    def utterance(self, grammar: Grammar) -> Any:
-        utterance = self.inner.utterance(grammar)
-        if hasattr(utterance, "advance"):
-            utterance.advance = self.clock.timed(utterance.advance, at_end=False)
-        utterance.finish = self.clock.timed(utterance.finish, at_end=True)
-        return utterance
+    def utterance(self, grammar: Grammar) -> PooledUtterance:
+        self.opened.append(self.pool.utterance(grammar))
+        return self.opened[-1]
 
 
 @dataclass
@@ -135,16 +108,17 @@ class Result:
 
 
 async def recognise(
-    recogniser: Recogniser, pool: ThreadPoolExecutor, audio: bytes, language: str, length: int
+    pool: DecodingPool, audio: bytes, language: str, length: int
 ) -> tuple[str | None, Timing | None, float, float]:
     """(digits or None, the listen's timing, decode CPU s, of which after the endpoint)."""
     keyed = Collect(Field.CARD_NUMBER, "x", 1, 19, 15000, 5000)
     command = Listen(Field.CARD_NUMBER, "x", length, 15000, keyed)
     timings: list[Timing] = []
-    timed = TimedRecogniser(recogniser)
-    event = await listen(command, language, frames_of(audio), timed, pool=pool, timings=timings)
+    timed = TimedRecogniser(pool)
+    event = await listen(command, language, frames_of(audio), timed, timings=timings)
     timing = timings[0] if timings else None
-    cpu, at_end = timed.clock.total, timed.clock.after_endpoint
+    cpu = sum(u.cpu_s for u in timed.opened)
+    at_end = sum(u.cpu_at_end_s for u in timed.opened)
     if isinstance(event, SpeechHeard):
         text = event.digits.reveal()
         event.digits.wipe()
@@ -171,9 +145,9 @@ def note(r: Result, timing: Timing | None, cpu: float, at_end: float) -> None:
 
 
 async def bench_language(
-    language: str, recogniser: Recogniser, root: Path, items: list[Item], calls: int
+    language: str, config: SpeechConfig, root: Path, items: list[Item], calls: int
 ) -> list[str]:
-    pool = ThreadPoolExecutor(DECODE_THREADS)
+    pool = DecodingPool(config)
     chunks: dict[str, Result] = defaultdict(Result)
     yesno: dict[str, Result] = defaultdict(Result)
     cards: dict[str, Result] = defaultdict(Result)
@@ -198,9 +172,7 @@ async def bench_language(
             for item in parts:
                 audio = item.audio(root)
                 length = len(item.digits)
-                got, timing, cpu, at_end = await recognise(
-                    recogniser, pool, audio, language, length
-                )
+                got, timing, cpu, at_end = await recognise(pool, audio, language, length)
                 r = chunks[voice]
                 r.total += 1
                 r.right += got == item.digits
@@ -209,9 +181,7 @@ async def bench_language(
                 card_cpu += cpu
                 if got != item.digits:  # read back wrong: "no", said once more
                     again = with_noise(audio, f"repeat-{item.path}", 150)
-                    got, timing, cpu, at_end = await recognise(
-                        recogniser, pool, again, language, length
-                    )
+                    got, timing, cpu, at_end = await recognise(pool, again, language, length)
                     note(r, timing, cpu, at_end)
                     r.audio_s += len(again) / 16000
                     card_cpu += cpu
@@ -222,9 +192,7 @@ async def bench_language(
             c.right += card_right
 
     for item in answers:
-        got, _timing, _cpu, _at_end = await recognise(
-            recogniser, pool, item.audio(root), language, 0
-        )
+        got, _timing, _cpu, _at_end = await recognise(pool, item.audio(root), language, 0)
         y = yesno[item.voice]
         y.total += 1
         y.right += got == item.digits
@@ -234,10 +202,10 @@ async def bench_language(
     await asyncio.gather(*(caller() for _ in range(calls)))
     ticker.cancel()
     load1 = os.getloadavg()[0]
-    pool.shutdown()
+    pool.close()
     lines = [
-        f"## {language}: {calls} callers at once, "
-        f"{DECODE_THREADS} decoding threads, load average {load0:.1f} -> {load1:.1f}",
+        f"## {language}: {calls} callers at once, {config.decode_processes} decoding worker "
+        f"processes, load average {load0:.1f} -> {load1:.1f}",
         "",
         f"event loop stalls p99 / max: {_p99(stalls) * 1000:.0f} / {max(stalls) * 1000:.0f} ms"
         if stalls
@@ -293,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--languages", default="en")
     parser.add_argument("--calls", type=int, default=6, help="callers speaking at once")
+    parser.add_argument("--workers", type=int, default=2, help="decoding worker processes")
     parser.add_argument("--vosk", default="", help="lang=/model/dir,... (operator models)")
     args = parser.parse_args(argv)
     languages = args.languages.split(",")
@@ -301,21 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     out: list[str] = []
     for language in languages:
         mine = [i for i in items if i.language == language]
-        backends: list[tuple[str, Recogniser]] = []
+        backends: list[tuple[str, SpeechConfig]] = []
         if language == "en":
-            from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser
-
-            backends.append(("pocketsphinx", PocketsphinxRecogniser()))
+            backends.append(("pocketsphinx", SpeechConfig(decode_processes=args.workers)))
         if language in vosk_models:
-            from payivr.speech.vosk_recogniser import VoskRecogniser
-
             model = {language: Path(vosk_models[language])}
-            backends.append(("vosk", VoskRecogniser(model)))
+            config = SpeechConfig(False, model, decode_processes=args.workers)
+            backends.append(("vosk", config))
         if not backends:
             out += [f"## {language}", "", "skipped: no Vosk model given (--vosk)", ""]
             continue
-        for name, recogniser in backends:
-            lines = asyncio.run(bench_language(language, recogniser, root, mine, args.calls))
+        for name, config in backends:
+            lines = asyncio.run(bench_language(language, config, root, mine, args.calls))
             out += [lines[0] + f" ({name})", *lines[1:], ""]
     print("\n".join(out))
     return 0

@@ -147,7 +147,7 @@ asyncio.run(main())
 def test_nothing_the_workers_hear_reaches_stderr() -> None:
     """The workers share the ESL process's stderr: decodings, a decoder failure and
     a killed worker print no digit and no digit word there."""
-    root, items = english()
+    _root, items = english()
     said = [i for i in items if i.voice.startswith("flite-kal") and not i.noisy][:6]
     done = subprocess.run(
         [sys.executable, "-c", STDERR_SCRIPT, str(REPO)],
