@@ -13,8 +13,8 @@ FRAME = 320
 
 
 @contextmanager
-def decoding_pool(processes: int = 1) -> Iterator[DecodingPool]:
-    pool = DecodingPool(SpeechConfig(decode_processes=processes))
+def decoding_pool(processes: int = 1, **options: float) -> Iterator[DecodingPool]:
+    pool = DecodingPool(SpeechConfig(decode_processes=processes), **options)
     try:
         yield pool
     finally:

@@ -67,6 +67,26 @@ def test_a_worker_killed_mid_listen_makes_it_unclear_and_is_replaced() -> None:
     asyncio.run(run())
 
 
+def test_a_worker_stuck_in_a_decoding_misses_the_deadline_then_is_replaced() -> None:
+    async def run() -> None:
+        with decoding_pool(1, stuck_s=1.0) as pool:
+            await wait_ready(pool)
+            (stuck,) = pool.pids
+            os.kill(stuck, signal.SIGSTOP)  # as a decoder that never returns
+            audio = paced(bytes(FRAME * 10), chunk_audio(), bytes(FRAME * 30))
+            event = await listen(COMMAND, "en", audio, pool, decode_timeout_s=0.5)
+            assert event == SpeechUnclear(Field.CARD_NUMBER)
+            await asyncio.sleep(1.0)
+            # The next listen finds the worker stuck: killed, and a fresh one decodes.
+            again = paced(bytes(FRAME * 10), chunk_audio(), bytes(FRAME * 30))
+            event = await asyncio.wait_for(listen(COMMAND, "en", again, pool), 30)
+            assert pool.pids != [stuck]
+            assert isinstance(event, SpeechHeard) and event.digits.reveal() == "4111"
+            event.digits.wipe()
+
+    asyncio.run(run())
+
+
 def test_workers_are_not_dumpable_and_have_no_core_limit() -> None:
     with decoding_pool(2) as pool:
         pids = pool.pids

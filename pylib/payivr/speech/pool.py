@@ -18,7 +18,9 @@ bytes: sends and reads are asyncio socket operations.
 
 A worker that dies (a crash in a decoder, killed) is replaced at once; each
 utterance it served fails with :class:`DecodingFailed` (the listen ends as
-"unclear", the caller is asked again), never hangs. A worker that dies before it
+"unclear", the caller is asked again), never hangs. A listen waits for its result
+at most its deadline (payivr.speech.listener); a worker stuck in a decoder for
+``STUCK_S`` is killed and replaced when the next listen starts. A worker that dies before it
 is ready is not replaced (a missing library or model would only die again): its
 languages are taken off, and those listens are keyed.
 """
@@ -29,10 +31,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import payivr
@@ -46,6 +50,10 @@ from payivr.speech.wire import HEADER, Kind, WireError, message, parse_header
 log = logging.getLogger("payivr.speech")
 
 STOP_WAIT_S = 2.0  # how long a closing pool waits for a worker to exit before killing it
+# A decoding step is at most about a second of CPU (8 s of audio at most per listen);
+# a worker that has not answered one for this long is stuck in its decoder: it is
+# killed and replaced, so a call's listens are bounded in time whatever the decoder does.
+STUCK_S = 30.0
 
 
 class DecodingFailed(Exception):
@@ -66,12 +74,17 @@ class _Worker:
         self.ready = False
         self.alive = True
 
+    def stuck(self, now: float, limit_s: float) -> bool:
+        """An answer awaited for longer than ``limit_s``."""
+        return any(now - u.waiting_since > limit_s for u in self.utterances.values())
+
 
 class DecodingPool:
     """``processes`` decoding workers for ``config``'s recognisers; the ``Recogniser``
     port of the ESL process (``languages``, ``utterance``)."""
 
-    def __init__(self, config: SpeechConfig) -> None:
+    def __init__(self, config: SpeechConfig, *, stuck_s: float = STUCK_S) -> None:
+        self._stuck_s = stuck_s
         self._config = json.dumps(
             {
                 "pocketsphinx": config.pocketsphinx,
@@ -101,6 +114,7 @@ class DecodingPool:
         if grammar.language not in self._languages:
             raise ValueError(f"no recogniser for {grammar.language!r}")
         self._attach()
+        self._replace_stuck()
         worker = min(
             (w for w in self._workers if w.alive), key=lambda w: (not w.ready, len(w.utterances))
         )
@@ -110,9 +124,12 @@ class DecodingPool:
         return utterance
 
     def close(self) -> None:
-        """Stop the workers (closing its socket ends a worker's loop)."""
+        """Stop the workers (closing its socket ends a worker's loop; one still
+        loading its models has heard nothing and is killed)."""
         self._closed = True
         for worker in self._workers:
+            if not worker.ready and worker.process.poll() is None:
+                worker.process.kill()
             self._stop(worker)
         for worker in self._workers:
             try:
@@ -214,6 +231,13 @@ class DecodingPool:
         finally:
             wipe(payload)
 
+    def _replace_stuck(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if worker.alive and worker.stuck(now, self._stuck_s):
+                log.error("speech worker %d stuck in a decoding: killed", worker.number)
+                self._lost(worker)
+
     def _lost(self, worker: _Worker) -> None:
         """The worker's socket closed: it died (or the pool is closing)."""
         if not worker.alive:
@@ -273,6 +297,7 @@ class PooledUtterance:
         self._closed = False
         self._failed = False
         self._waiting: asyncio.Future[SecretDigits | None] | None = None
+        self.waiting_since = math.inf  # monotonic time the awaited request was sent
         self.cpu_s = 0.0  # decoding CPU the worker reported for this utterance
         self.cpu_at_end_s = 0.0  # of which for ``finish`` (after the end of speech)
 
@@ -327,6 +352,7 @@ class PooledUtterance:
                 opening = f"{language}\n{self._pool.starting_mean(language)}".encode("ascii")
                 self._send(message(Kind.OPEN, self.id, self.grammar.length, opening))
             self._waiting = asyncio.get_running_loop().create_future()
+            self.waiting_since = time.monotonic()
             self._send(message(kind, self.id, 0, block))
         finally:
             wipe(block)
@@ -334,6 +360,7 @@ class PooledUtterance:
             return await self._waiting
         finally:
             self._waiting = None
+            self.waiting_since = math.inf
 
     def _send(self, outgoing: bytearray) -> None:
         if self._worker.outbox is None:
