@@ -158,7 +158,8 @@ class Utterance(Protocol):
         ...
 
     async def finish(self) -> SecretDigits | None:
-        """The digits heard (``Grammar``) or None; frees the decoder's audio."""
+        """The digits heard (``Grammar``) or None; frees the decoder's audio. May be
+        called while an ``advance`` is awaited: the decoding keeps their order."""
         ...
 
     def discard(self) -> None:

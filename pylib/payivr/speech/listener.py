@@ -121,9 +121,11 @@ async def _decode(
     utterance: Utterance, step: asyncio.Future[None] | None, timeout_s: float
 ) -> SecretDigits | None:
     async def rest() -> SecretDigits | None:
+        if step is not None:
+            # The end of the search goes out now; the worker decodes the step in
+            # flight first, and a step's failure fails the finish too.
+            step.add_done_callback(_retrieve)
         try:
-            if step is not None:
-                await step  # the decoding step in flight, then the end of the search
             return await utterance.finish()
         except DecodingFailed:
             log.warning("a decoding failed: the caller is asked again")

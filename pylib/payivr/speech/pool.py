@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import payivr
@@ -285,7 +286,11 @@ class DecodingPool:
 
 
 class PooledUtterance:
-    """One listen's decoding on its worker (the core ``Utterance`` port)."""
+    """One listen's decoding on its worker (the core ``Utterance`` port).
+
+    ``finish`` may be called while an ``advance`` is still awaited: the worker takes
+    the messages in order, so the end of the search follows the step without
+    waiting for a round trip through the event loop."""
 
     def __init__(self, pool: DecodingPool, worker: _Worker, uid: int, grammar: Grammar) -> None:
         self.id = uid
@@ -296,16 +301,24 @@ class PooledUtterance:
         self._opened = False
         self._closed = False
         self._failed = False
-        self._waiting: asyncio.Future[SecretDigits | None] | None = None
-        self.waiting_since = math.inf  # monotonic time the awaited request was sent
+        # Requests sent and not answered yet, oldest first, with when they were sent
+        # (the worker answers each in order).
+        self._awaited: deque[tuple[asyncio.Future[SecretDigits | None], float]] = deque()
         self.cpu_s = 0.0  # decoding CPU the worker reported for this utterance
         self.cpu_at_end_s = 0.0  # of which for ``finish`` (after the end of speech)
+
+    @property
+    def waiting_since(self) -> float:
+        """Monotonic time the oldest unanswered request was sent (inf: none)."""
+        return self._awaited[0][1] if self._awaited else math.inf
 
     def feed(self, pcm: bytes) -> None:
         if not self._closed:
             self._pending += pcm
 
     async def advance(self) -> None:
+        if self._awaited:
+            raise RuntimeError("one decoding step at a time per utterance")
         block = self._take(closing=False)
         if block is not None:
             await self._request(Kind.AUDIO, block)
@@ -320,7 +333,7 @@ class PooledUtterance:
             self._worker.utterances.pop(self.id, None)
 
     def discard(self) -> None:
-        if self._closed and self._waiting is None:
+        if self._closed and not self._awaited:
             return
         self._closed = True
         wipe(self._pending)
@@ -328,15 +341,14 @@ class PooledUtterance:
             with contextlib.suppress(DecodingFailed):
                 self._send(message(Kind.DISCARD, self.id))
         self._worker.utterances.pop(self.id, None)
-        self._settle(None)
+        while self._awaited:
+            self._settle(None)
 
     def _take(self, *, closing: bool) -> bytearray | None:
         if self._failed:
             raise DecodingFailed("the decoding worker was lost")
         if self._closed:
             return None
-        if self._waiting is not None:
-            raise RuntimeError("one decoding step at a time per utterance")
         self._closed = closing
         block, self._pending = self._pending, bytearray()
         return block
@@ -351,16 +363,12 @@ class PooledUtterance:
                 language = self.grammar.language
                 opening = f"{language}\n{self._pool.starting_mean(language)}".encode("ascii")
                 self._send(message(Kind.OPEN, self.id, self.grammar.length, opening))
-            self._waiting = asyncio.get_running_loop().create_future()
-            self.waiting_since = time.monotonic()
+            answer: asyncio.Future[SecretDigits | None] = asyncio.get_running_loop().create_future()
+            self._awaited.append((answer, time.monotonic()))
             self._send(message(kind, self.id, 0, block))
         finally:
             wipe(block)
-        try:
-            return await self._waiting
-        finally:
-            self._waiting = None
-            self.waiting_since = math.inf
+        return await answer
 
     def _send(self, outgoing: bytearray) -> None:
         if self._worker.outbox is None:
@@ -376,26 +384,30 @@ class PooledUtterance:
             self.cpu_s += argument / 1e6
             self.cpu_at_end_s = argument / 1e6
             self._settle(SecretDigits(payload) if payload else None)
-        elif kind is Kind.FAILED:
+        elif kind is Kind.FAILED:  # the worker dropped the utterance: nothing else comes
             self._worker.utterances.pop(self.id, None)
-            self._failed = True
-            self._settle(DecodingFailed("the decoder failed"))
+            self._fail(DecodingFailed("the decoder failed"))
 
     def lost(self) -> None:
         """The worker died: what is awaited fails, and so does what comes next."""
+        self._fail(DecodingFailed("the decoding worker was lost"))
+
+    def _fail(self, error: DecodingFailed) -> None:
         self._failed = True
-        self._settle(DecodingFailed("the decoding worker was lost"))
+        while self._awaited:
+            self._settle(error)
 
     def _settle(self, outcome: SecretDigits | DecodingFailed | None) -> None:
-        waiting = self._waiting
-        if waiting is None or waiting.done():
+        """The oldest request's answer."""
+        answer = self._awaited.popleft()[0] if self._awaited else None
+        if answer is None or answer.done():
             if isinstance(outcome, SecretDigits):
                 outcome.wipe()  # nobody waits for it any more
             return
         if isinstance(outcome, DecodingFailed):
-            waiting.set_exception(outcome)
+            answer.set_exception(outcome)
         else:
-            waiting.set_result(outcome)
+            answer.set_result(outcome)
 
 
 async def _fill(loop: asyncio.AbstractEventLoop, sock: socket.socket, buffer: bytearray) -> bool:
