@@ -10,10 +10,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from payivr.core.config_types import SpeechConfig
 from payivr.core.plan import Collect, Field, Listen, SpeechHeard, SpeechUnclear
 from payivr.core.speech_input import Grammar
 from payivr.speech.listener import listen
-from payivr.speech.pool import DecodingPool
+from payivr.speech.pool import DecodingFailed, DecodingPool
 from tests.speech.corpus import english, first
 from tests.speech.pool import FRAME, decoding_pool, keep_utterances, paced
 
@@ -120,11 +123,12 @@ def test_forbid_core_dumps_makes_the_process_non_dumpable() -> None:
 STDERR_SCRIPT = """
 import asyncio, os, signal, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/pylib"]
+from payivr.core.config_types import SpeechConfig
 from payivr.core.plan import Collect, Field, Listen, SpeechHeard
 from payivr.core.config_types import SpeechConfig
 from payivr.core.speech_input import Grammar
 from payivr.speech.listener import listen
-from payivr.speech.pool import DecodingPool
+from payivr.speech.pool import DecodingFailed, DecodingPool
 from tests.speech.corpus import english
 from tests.speech.pool import paced
 
@@ -189,3 +193,26 @@ def test_nothing_the_workers_hear_reaches_stderr() -> None:
         assert item.digits not in err.replace(str(os.getpid()), ""), item.kind
     lowered = err.lower()
     assert [w for w in words if w in lowered] == [], err
+
+
+def test_a_worker_that_cannot_load_its_recogniser_switches_speech_off(tmp_path: Path) -> None:
+    """A Vosk model that does not load (here: no model in the directory) kills the
+    worker before it is ready: not restarted in a loop, the language is taken off
+    (calls are keyed) and the listen that met it is unclear."""
+
+    async def run() -> None:
+        config = SpeechConfig(pocketsphinx=False, vosk_models={"es": tmp_path}, decode_processes=1)
+        pool = DecodingPool(config)
+        try:
+            assert pool.languages() == {"es"}
+            (pid,) = pool.pids
+            utterance = pool.utterance(Grammar("es", 4))
+            utterance.feed(bytes(3200))
+            with pytest.raises(DecodingFailed):
+                await asyncio.wait_for(utterance.finish(), 60)
+            assert pool.languages() == frozenset() and pool.pids == []
+            assert not Path(f"/proc/{pid}").exists()
+        finally:
+            pool.close()
+
+    asyncio.run(run())

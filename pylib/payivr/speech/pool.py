@@ -215,12 +215,6 @@ class DecodingPool:
         try:
             if kind is Kind.READY:
                 worker.ready = True
-            elif kind is Kind.UNAVAILABLE:
-                log.warning(
-                    "speech worker %d: %s is not installed",
-                    worker.number,
-                    payload.decode("ascii", "replace"),
-                )
             elif kind is Kind.MEAN:
                 utterance = worker.utterances.get(uid)
                 if utterance is not None:

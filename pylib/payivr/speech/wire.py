@@ -21,7 +21,6 @@ MAX_PAYLOAD = 1 << 20
 class Kind(enum.IntEnum):
     # worker -> ESL process
     READY = 1  # the decoders are loaded
-    UNAVAILABLE = 2  # payload: the missing module's name; the worker exits
     DECODED = 3  # an AUDIO block is decoded; argument: CPU microseconds spent
     MEAN = 4  # payload: the running cepstral mean after the utterance (13 numbers)
     RESULT = 5  # argument: CPU microseconds; payload: the digits (empty: nothing heard)

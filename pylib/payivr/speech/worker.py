@@ -124,14 +124,12 @@ def main(argv: list[str]) -> int:
     forbid_core_dumps()
     fd, config = int(argv[0]), json.loads(argv[1])
     sock = socket.socket(fileno=fd)
-    try:
-        backends = build_backends(
-            pocketsphinx=bool(config["pocketsphinx"]),
-            vosk_models={lang: Path(path) for lang, path in config["vosk_models"].items()},
-        )
-    except ImportError as exc:
-        sock.sendall(message(Kind.UNAVAILABLE, 0, payload=str(exc.name).encode("ascii")))
-        return 1
+    # A recogniser that cannot load ends the process before READY: the pool then
+    # switches speech input off (the ESL process checked the libraries already).
+    backends = build_backends(
+        pocketsphinx=bool(config["pocketsphinx"]),
+        vosk_models={lang: Path(path) for lang, path in config["vosk_models"].items()},
+    )
     try:
         sock.sendall(message(Kind.READY, 0, payload=",".join(sorted(backends)).encode("ascii")))
         serve(sock, backends)
