@@ -25,8 +25,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from payivr.core.plan import Event, InputTimeout, Listen, SpeechHeard, SpeechUnclear
-from payivr.core.secrets import SecretDigits
-from payivr.core.speech_input import Endpointer, Endpointing, Grammar, Recogniser, Utterance
+from payivr.core.speech_input import (
+    Endpointer,
+    Endpointing,
+    Grammar,
+    Heard,
+    Recogniser,
+    Utterance,
+)
 from payivr.speech.audio import FRAME_MS
 
 PRE_ROLL_FRAMES = 15  # 300 ms before the detected start of speech, fed too
@@ -100,12 +106,12 @@ async def listen(
         utterance.discard()
         return InputTimeout(command.field)
     speech_end = loop.time()
-    digits = await _decode(utterance, step, pool, decode_timeout_s)
+    heard = await _decode(utterance, step, pool, decode_timeout_s)
     if timings is not None:
         timings.append(Timing(speech_end, loop.time()))
-    if digits is None:
+    if heard is None:
         return SpeechUnclear(command.field)
-    return SpeechHeard(command.field, digits)
+    return SpeechHeard(command.field, heard.best, heard.alternatives)
 
 
 async def _decode(
@@ -113,10 +119,10 @@ async def _decode(
     step: asyncio.Future[None] | None,
     pool: concurrent.futures.Executor | None,
     timeout_s: float,
-) -> SecretDigits | None:
+) -> Heard | None:
     loop = asyncio.get_running_loop()
 
-    async def rest() -> SecretDigits | None:
+    async def rest() -> Heard | None:
         try:
             if step is not None:
                 await step  # the decoding step in flight, then the end of the search
@@ -142,7 +148,7 @@ def _retrieve(step: asyncio.Future[None]) -> None:
         step.exception()
 
 
-def _wipe_late_result(future: asyncio.Future[SecretDigits | None]) -> None:
+def _wipe_late_result(future: asyncio.Future[Heard | None]) -> None:
     if future.cancelled() or future.exception() is not None:
         return
     late = future.result()

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from payivr.core.secrets import SecretDigits
-from payivr.core.speech_input import Grammar
+from payivr.core.speech_input import Grammar, Heard
 from payivr.speech.audio import wipe
 
 
@@ -43,7 +42,7 @@ class StreamingUtterance:
             wipe(block)
             self._done_with_block()
 
-    def finish(self) -> SecretDigits | None:
+    def finish(self) -> Heard | None:
         """Decode what is left and conclude (blocking: call it from a worker thread)."""
         block = self._take(closing=True)
         if block is None:
@@ -92,7 +91,7 @@ class StreamingUtterance:
         last block of the utterance."""
         raise NotImplementedError
 
-    def _conclude(self) -> SecretDigits | None:
+    def _conclude(self) -> Heard | None:
         """End the utterance: the digits (or yes/no) heard, or None."""
         raise NotImplementedError
 

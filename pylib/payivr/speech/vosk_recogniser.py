@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from payivr.core.secrets import SecretDigits
-from payivr.core.speech_input import Grammar, words_to_digits
+from payivr.core.speech_input import Grammar, Heard, words_to_digits
 from payivr.speech.audio import RATE
 from payivr.speech.quiet import silence_vosk
 from payivr.speech.utterance import StreamingUtterance
@@ -50,11 +49,12 @@ class VoskUtterance(StreamingUtterance):
         if self._recognizer is not None:
             self._recognizer.AcceptWaveform(bytes(pcm))
 
-    def _conclude(self) -> SecretDigits | None:
+    def _conclude(self) -> Heard | None:
         if self._recognizer is None:
             return None
         words = json.loads(self._recognizer.FinalResult()).get("text", "").split()
-        return words_to_digits(words, self._grammar)
+        digits = words_to_digits(words, self._grammar)
+        return Heard(digits) if digits is not None else None
 
     def _abort(self) -> None:
         # A recogniser per utterance: dropping it drops what it heard.
