@@ -7,9 +7,7 @@ is said by ``--calls`` callers at once, each frame at its real 20 ms pace, throu
 the listen loop and the decoding thread pool the ESL application uses (2 threads,
 its default ``decode_threads``). Each caller says one card after another (chunks,
 expiry, security code); a chunk heard wrong is said once more (the repeat is the
-same voice with fresh line noise: a synthetic voice says it identically), and what is
-read back then is chosen as the capture plan does (``preferred``: the best hypothesis
-not rejected, docs/dictation.md "N-best"). Per voice:
+same voice with fresh line noise: a synthetic voice says it identically). Per voice:
 
 - chunks exact: utterances (chunks, expiries, codes) recognised exactly, first time;
 - yes/no right: the read-back answers;
@@ -52,8 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "pylib")]
 
 from payivr.core.plan import Collect, Field, Listen, SpeechHeard  # noqa: E402
-from payivr.core.secrets import SecretDigits  # noqa: E402
-from payivr.core.speech_input import Endpointing, Grammar, Recogniser, preferred  # noqa: E402
+from payivr.core.speech_input import Endpointing, Grammar, Recogniser  # noqa: E402
 from payivr.speech.listener import Timing, listen  # noqa: E402
 from tests.fixtures.speech.make_corpus import Item, corpus  # noqa: E402
 
@@ -137,21 +134,10 @@ class Result:
     audio_s: float = 0.0
 
 
-@dataclass
-class Repeats:
-    """Chunks said again after a wrong read-back."""
-
-    total: int = 0
-    right: int = 0
-    alternative_read: int = 0  # an N-best alternative read back, not the best
-    alternative_right: int = 0
-
-
 async def recognise(
     recogniser: Recogniser, pool: ThreadPoolExecutor, audio: bytes, language: str, length: int
-) -> tuple[list[str], Timing | None, float, float]:
-    """(the hypotheses heard, best first, or none; the listen's timing, decode CPU s,
-    of which after the endpoint)."""
+) -> tuple[str | None, Timing | None, float, float]:
+    """(digits or None, the listen's timing, decode CPU s, of which after the endpoint)."""
     keyed = Collect(Field.CARD_NUMBER, "x", 1, 19, 15000, 5000)
     command = Listen(Field.CARD_NUMBER, "x", length, 15000, keyed)
     timings: list[Timing] = []
@@ -160,22 +146,10 @@ async def recognise(
     timing = timings[0] if timings else None
     cpu, at_end = timed.clock.total, timed.clock.after_endpoint
     if isinstance(event, SpeechHeard):
-        texts = []
-        for digits in (event.digits, *event.alternatives):
-            texts.append(digits.reveal())
-            digits.wipe()
-        return texts, timing, cpu, at_end
-    return [], timing, cpu, at_end
-
-
-def read_back_on_repeat(first: list[str], again: list[str]) -> str | None:
-    """What the plan reads back for the repeat of a chunk whose ``first`` best was
-    rejected."""
-    if not again:
-        return None
-    rejected = [SecretDigits(first[0])] if first else []
-    earlier = [SecretDigits(t) for t in first[1:]]
-    return again[preferred([SecretDigits(t) for t in again], rejected, earlier)]
+        text = event.digits.reveal()
+        event.digits.wipe()
+        return text, timing, cpu, at_end
+    return None, timing, cpu, at_end
 
 
 async def watch_loop(stalls: list[float]) -> None:
@@ -204,7 +178,6 @@ async def bench_language(
     yesno: dict[str, Result] = defaultdict(Result)
     cards: dict[str, Result] = defaultdict(Result)
     field_cpu: list[float] = []
-    repeats = Repeats()
     by_card: dict[tuple[str, int], list[Item]] = defaultdict(list)
     answers: list[Item] = []
     for item in items:
@@ -225,10 +198,9 @@ async def bench_language(
             for item in parts:
                 audio = item.audio(root)
                 length = len(item.digits)
-                first, timing, cpu, at_end = await recognise(
+                got, timing, cpu, at_end = await recognise(
                     recogniser, pool, audio, language, length
                 )
-                got = first[0] if first else None
                 r = chunks[voice]
                 r.total += 1
                 r.right += got == item.digits
@@ -237,15 +209,9 @@ async def bench_language(
                 card_cpu += cpu
                 if got != item.digits:  # read back wrong: "no", said once more
                     again = with_noise(audio, f"repeat-{item.path}", 150)
-                    heard, timing, cpu, at_end = await recognise(
+                    got, timing, cpu, at_end = await recognise(
                         recogniser, pool, again, language, length
                     )
-                    got = read_back_on_repeat(first, heard)
-                    if got is not None and got != heard[0]:
-                        repeats.alternative_read += 1
-                        repeats.alternative_right += got == item.digits
-                    repeats.right += got == item.digits
-                    repeats.total += 1
                     note(r, timing, cpu, at_end)
                     r.audio_s += len(again) / 16000
                     card_cpu += cpu
@@ -276,9 +242,6 @@ async def bench_language(
         f"event loop stalls p99 / max: {_p99(stalls) * 1000:.0f} / {max(stalls) * 1000:.0f} ms"
         if stalls
         else "",
-        "",
-        f"repeats right: {repeats.right}/{repeats.total}; an alternative read back "
-        f"{repeats.alternative_read} times, right {repeats.alternative_right}",
         "",
         "| voice | chunks exact | yes/no right | cards right (<= 1 repeat per chunk) "
         "| after silence p50 / p99 ms | after endpoint p50 / p99 ms "

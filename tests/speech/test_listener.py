@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from payivr.core.plan import Collect, Field, InputTimeout, Listen, SpeechHeard, SpeechUnclear
-from payivr.core.secrets import SecretDigits
-from payivr.core.speech_input import Heard
 from payivr.speech.listener import KeyPressed, listen
 from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser
 from tests.speech.corpus import english, first
@@ -86,38 +83,3 @@ def test_a_key_press_from_the_stream_ends_the_listen_and_the_audio_is_dropped() 
 def test_a_decoding_past_its_deadline_is_unclear() -> None:
     event = heard_on_a_pool(chunk_audio(), bytes(FRAME * 40), decode_timeout_s=0.001)
     assert event == SpeechUnclear(Field.CARD_NUMBER)
-
-
-def test_a_late_result_is_wiped_with_its_alternatives_when_it_arrives() -> None:
-    recogniser = PocketsphinxRecogniser()
-    late: list[Heard] = []
-    original = recogniser.utterance
-
-    def slow(grammar):  # type: ignore[no-untyped-def]
-        utterance = original(grammar)
-        finish = utterance.finish
-
-        def finish_late() -> Heard | None:
-            heard = finish()
-            assert heard is not None
-            late.append(Heard(heard.best, (SecretDigits("4117"),)))
-            time.sleep(0.3)
-            return late[-1]
-
-        utterance.finish = finish_late  # type: ignore[method-assign]
-        return utterance
-
-    recogniser.utterance = slow  # type: ignore[method-assign]
-
-    async def scenario() -> object:
-        with ThreadPoolExecutor(1) as pool:
-            audio = frames(chunk_audio(), bytes(FRAME * 40))
-            event = await listen(
-                command(), "en", audio, recogniser, pool=pool, decode_timeout_s=0.1
-            )
-            await asyncio.sleep(0.6)  # the late result arrives meanwhile
-        return event
-
-    assert run(scenario()) == SpeechUnclear(Field.CARD_NUMBER)
-    (heard,) = late
-    assert heard.best.wiped and all(a.wiped for a in heard.alternatives)

@@ -7,18 +7,18 @@ import sys
 from collections import Counter
 
 from payivr.core.speech_input import Grammar
-from payivr.speech.pocketsphinx_recogniser import ALTERNATIVES, PocketsphinxRecogniser, jsgf
+from payivr.speech.pocketsphinx_recogniser import PocketsphinxRecogniser, jsgf
 from tests.speech.corpus import english, first
 
 
 def recognise(recogniser: PocketsphinxRecogniser, pcm: bytes, length: int) -> str | None:
     utterance = recogniser.utterance(Grammar("en", length))
     utterance.feed(pcm)
-    heard = utterance.finish()
-    if heard is None:
+    digits = utterance.finish()
+    if digits is None:
         return None
-    text = heard.best.reveal()
-    heard.wipe()
+    text = digits.reveal()
+    digits.wipe()
     return text
 
 
@@ -45,36 +45,6 @@ def test_flite_voices_are_recognised_chunk_by_chunk() -> None:
         # Measured 100% on kal and rms, ~90% on slt (bench/dictation.py); the bound
         # leaves room for other builds of the model, not for a broken pipeline.
         assert right[voice] / count >= 0.8, (voice, right[voice], count)
-
-
-def test_alternatives_are_other_digit_strings_of_the_grammar_s_length() -> None:
-    """The N-best (docs/dictation.md): distinct SecretDigits of exactly the length
-    asked for, none the best; none for a yes/no."""
-    root, items = english()
-    recogniser = PocketsphinxRecogniser()
-    with_alternatives = 0
-    for item in items:
-        if item.kind != "chunk" or not item.voice.startswith("espeak-ng"):
-            continue
-        utterance = recogniser.utterance(Grammar("en", len(item.digits)))
-        utterance.feed(item.audio(root))
-        heard = utterance.finish()
-        if heard is None:
-            continue
-        texts = [heard.best.reveal(), *(a.reveal() for a in heard.alternatives)]
-        assert len(set(texts)) == len(texts)
-        assert all(len(t) == len(item.digits) and t.isdigit() for t in texts)
-        assert len(heard.alternatives) <= ALTERNATIVES
-        with_alternatives += bool(heard.alternatives)
-        heard.wipe()
-        assert all(a.wiped for a in heard.alternatives)
-    assert with_alternatives > 0
-    answer = first(items, kind="yesno", voice="flite-kal-100")
-    utterance = recogniser.utterance(Grammar("en", 0))
-    utterance.feed(answer.audio(root))
-    heard = utterance.finish()
-    assert heard is not None and heard.alternatives == ()
-    heard.wipe()
 
 
 def test_audio_buffer_is_zeroed_after_decoding() -> None:

@@ -117,9 +117,9 @@ def test_a_discard_while_a_block_is_decoded_lets_the_decoder_go_after_it() -> No
     assert recogniser._free.qsize() == 1
     again = recogniser.utterance(Grammar("en", 4))
     again.feed(chunk_audio())
-    heard = again.finish()
-    assert heard is not None and heard.best.reveal() == "4111"
-    heard.wipe()
+    digits = again.finish()
+    assert digits is not None and digits.reveal() == "4111"
+    digits.wipe()
 
 
 def test_what_an_utterance_leaves_behind_is_a_cepstral_mean_of_13_numbers() -> None:
@@ -130,9 +130,9 @@ def test_what_an_utterance_leaves_behind_is_a_cepstral_mean_of_13_numbers() -> N
     before = dict(vars(recogniser))
     utterance = recogniser.utterance(Grammar("en", 4))
     utterance.feed(chunk_audio())
-    heard = utterance.finish()
-    assert heard is not None
-    heard.wipe()
+    digits = utterance.finish()
+    assert digits is not None
+    digits.wipe()
     after = dict(vars(recogniser))
     assert before.pop("_cmn") == "" and len(after.pop("_cmn").split(",")) == 13
     assert after == before

@@ -151,15 +151,14 @@ def test_a_chunk_rejected_is_wiped_and_said_again() -> None:
     heard = SecretDigits("1112")
     plan.handle(SpeechHeard(Field.CARD_NUMBER, heard))
     commands = no(plan)
+    assert heard.wiped
     assert commands[0] == Play("say-again")
     (listen,) = listens(commands)
     assert listen.prompt == "say-next-digits" and listen.length == 4
     assert plan.state is State.CARD_NUMBER
-    # The repeat is taken, and the first chunk was kept; the rejected one is wiped
-    # with the chunk (it was kept only so as not to read it back again).
+    # The repeat is taken, and the first chunk was kept.
     say(plan, "1111")
     yes(plan)
-    assert heard.wiped
     for chunk in ("1111", "1111"):
         say(plan, chunk)
         commands = yes(plan)
@@ -447,11 +446,11 @@ def test_the_remaining_digits_rejected_are_asked_for_again() -> None:
     wrong = SecretDigits("999")
     plan.handle(SpeechHeard(Field.CARD_NUMBER, wrong))
     commands = no(plan)
+    assert wrong.wiped
     (listen,) = listens(commands)
     assert listen.prompt == "say-remaining-digits" and listen.length == 3
     say(plan, VISA_19[16:])
     assert listens(yes(plan))[0].field is Field.EXPIRY
-    assert wrong.wiped
 
 
 def test_a_key_press_for_the_remaining_digits_keys_the_whole_number() -> None:
@@ -476,97 +475,3 @@ def test_diners_failing_luhn_at_14_goes_on_to_16() -> None:
     say(plan, "05")  # 14 digits failing Luhn
     (listen,) = listens(yes(plan))
     assert (listen.prompt, listen.length) == ("say-remaining-digits", 2)
-
-
-# -- N-best on a repeated chunk (docs/dictation.md, "N-best") ----------------------
-
-
-def heard(plan: CapturePlan, best: str, *alternatives: str) -> list[SecretDigits]:
-    """A chunk heard with alternatives; returns every SecretDigits handed over."""
-    given = [SecretDigits(best), *(SecretDigits(a) for a in alternatives)]
-    plan.handle(SpeechHeard(Field.CARD_NUMBER, given[0], tuple(given[1:])))
-    return given
-
-
-def read_back(commands: list[Command]) -> str:
-    (readback,) = [c for c in commands if isinstance(c, ReadBackDigits)]
-    return readback.digits.reveal()
-
-
-def test_the_first_time_the_best_hypothesis_is_read_back() -> None:
-    plan = speech_plan()
-    plan.start()
-    given = [SecretDigits("4111"), SecretDigits("4117")]
-    commands = plan.handle(SpeechHeard(Field.CARD_NUMBER, given[0], (given[1],)))
-    assert read_back(commands) == "4111"
-
-
-def test_a_repeat_heard_as_the_rejected_digits_reads_back_the_next_hypothesis() -> None:
-    plan = speech_plan()
-    plan.start()
-    first = heard(plan, "4117", "4171")
-    no(plan)
-    given = [SecretDigits("4117"), SecretDigits("4111")]
-    commands = plan.handle(SpeechHeard(Field.CARD_NUMBER, given[0], (given[1],)))
-    assert read_back(commands) == "4111"
-    yes(plan)
-    # Every hypothesis of the chunk is wiped once it is confirmed, but the chunk.
-    assert all(d.wiped for d in first)
-    assert given[0].wiped and not given[1].wiped
-    assert plan._rejected == [] and plan._earlier == []
-
-
-def test_two_utterances_agreeing_on_an_alternative_win_over_a_new_best() -> None:
-    plan = speech_plan()
-    plan.start()
-    heard(plan, "4117", "4111")
-    no(plan)
-    commands = plan.handle(
-        SpeechHeard(Field.CARD_NUMBER, SecretDigits("4171"), (SecretDigits("4111"),))
-    )
-    assert read_back(commands) == "4111"
-
-
-def test_every_hypothesis_rejected_reads_back_the_best_again() -> None:
-    plan = speech_plan()
-    plan.start()
-    heard(plan, "4117")
-    no(plan)
-    commands = plan.handle(SpeechHeard(Field.CARD_NUMBER, SecretDigits("4117")))
-    assert read_back(commands) == "4117"
-
-
-def test_hypotheses_are_wiped_when_the_chunk_is_dropped_or_the_caller_hangs_up() -> None:
-    plan = speech_plan(InputMode.ANY)
-    plan.start()
-    first = heard(plan, "4117", "4171", "4111")
-    no(plan)
-    plan.handle(DigitsEntered(Field.CARD_NUMBER, SecretDigits(VISA), "#"))
-    assert all(d.wiped for d in first)
-    plan = speech_plan()
-    plan.start()
-    first = heard(plan, "4117", "4171")
-    no(plan)
-    second = heard(plan, "4117", "4111")
-    plan.handle(CallerHungUp())
-    assert all(d.wiped for d in first + second)
-
-
-def test_too_many_repeats_wipe_every_rejected_hypothesis() -> None:
-    plan = speech_plan()
-    plan.start()
-    given: list[SecretDigits] = []
-    for _ in range(MAX_CHUNK_REPEATS + 1):
-        given += heard(plan, "9999", "9998")
-        no(plan)
-    assert all(d.wiped for d in given)
-    assert plan._rejected == [] and plan._earlier == []
-
-
-def test_alternatives_of_a_yes_or_no_are_wiped() -> None:
-    plan = speech_plan()
-    plan.start()
-    say(plan, "4111")
-    stray = SecretDigits("2")
-    plan.handle(SpeechHeard(Field.READBACK, SecretDigits("1"), (stray,)))
-    assert stray.wiped

@@ -140,35 +140,6 @@ def words_to_digits(words: Iterable[str], grammar: Grammar) -> SecretDigits | No
         out[:] = b"\0" * len(out)
 
 
-@dataclass(frozen=True)
-class Heard:
-    """What one utterance was heard as: the best hypothesis and, best first, the other
-    distinct ones that fit the grammar (the recogniser's N-best; none where it gives
-    none). All in SecretDigits; whoever holds a ``Heard`` wipes it."""
-
-    best: SecretDigits
-    alternatives: tuple[SecretDigits, ...] = ()
-
-    def wipe(self) -> None:
-        self.best.wipe()
-        for alternative in self.alternatives:
-            alternative.wipe()
-
-
-def preferred(
-    heard: list[SecretDigits], rejected: list[SecretDigits], earlier: list[SecretDigits]
-) -> int:
-    """Which of ``heard`` (an utterance's hypotheses, best first) to read back when
-    the caller repeats a chunk: the first one not ``rejected`` for this chunk, and of
-    those the first the ``earlier`` utterance of the chunk also had among its
-    hypotheses (two utterances agreeing). The best (0) when all were rejected."""
-    fresh = [n for n, h in enumerate(heard) if h not in rejected]
-    agreed = [n for n in fresh if heard[n] in earlier]
-    if agreed:
-        return agreed[0]
-    return fresh[0] if fresh else 0
-
-
 class Utterance(Protocol):
     """One listen: audio in, at most one result out. Never keeps what it heard.
 
@@ -186,9 +157,8 @@ class Utterance(Protocol):
         calls it in a worker thread, never two at once."""
         ...
 
-    def finish(self) -> Heard | None:
-        """What was heard (digits fitting the ``Grammar``) or None; frees the
-        decoder's audio.
+    def finish(self) -> SecretDigits | None:
+        """The digits heard (``Grammar``) or None; frees the decoder's audio.
         Blocking (CPU): the listen calls it in a worker thread."""
         ...
 

@@ -25,14 +25,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from payivr.core.plan import Event, InputTimeout, Listen, SpeechHeard, SpeechUnclear
-from payivr.core.speech_input import (
-    Endpointer,
-    Endpointing,
-    Grammar,
-    Heard,
-    Recogniser,
-    Utterance,
-)
+from payivr.core.secrets import SecretDigits
+from payivr.core.speech_input import Endpointer, Endpointing, Grammar, Recogniser, Utterance
 from payivr.speech.audio import FRAME_MS
 
 PRE_ROLL_FRAMES = 15  # 300 ms before the detected start of speech, fed too
@@ -106,12 +100,12 @@ async def listen(
         utterance.discard()
         return InputTimeout(command.field)
     speech_end = loop.time()
-    heard = await _decode(utterance, step, pool, decode_timeout_s)
+    digits = await _decode(utterance, step, pool, decode_timeout_s)
     if timings is not None:
         timings.append(Timing(speech_end, loop.time()))
-    if heard is None:
+    if digits is None:
         return SpeechUnclear(command.field)
-    return SpeechHeard(command.field, heard.best, heard.alternatives)
+    return SpeechHeard(command.field, digits)
 
 
 async def _decode(
@@ -119,10 +113,10 @@ async def _decode(
     step: asyncio.Future[None] | None,
     pool: concurrent.futures.Executor | None,
     timeout_s: float,
-) -> Heard | None:
+) -> SecretDigits | None:
     loop = asyncio.get_running_loop()
 
-    async def rest() -> Heard | None:
+    async def rest() -> SecretDigits | None:
         try:
             if step is not None:
                 await step  # the decoding step in flight, then the end of the search
@@ -148,7 +142,7 @@ def _retrieve(step: asyncio.Future[None]) -> None:
         step.exception()
 
 
-def _wipe_late_result(future: asyncio.Future[Heard | None]) -> None:
+def _wipe_late_result(future: asyncio.Future[SecretDigits | None]) -> None:
     if future.cancelled() or future.exception() is not None:
         return
     late = future.result()

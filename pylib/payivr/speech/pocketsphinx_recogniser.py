@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from payivr.core.secrets import SecretDigits
-from payivr.core.speech_input import DIGIT_WORDS, YES_NO_WORDS, Grammar, Heard, words_to_digits
+from payivr.core.speech_input import DIGIT_WORDS, YES_NO_WORDS, Grammar, words_to_digits
 from payivr.speech.audio import upsample_16k, wipe, wipe_samples
 from payivr.speech.quiet import silence_pocketsphinx
 from payivr.speech.utterance import StreamingUtterance
@@ -50,11 +50,6 @@ SILENCE_PROBABILITY = 0.1
 # starts: one second of 8 kHz L16 (the listen's 300 ms pre-roll and the speech's
 # start; a shorter utterance is used whole).
 HEAD_BYTES = 16000
-# N-best (docs/dictation.md): the lattice paths read after the best hypothesis, and
-# how many distinct other digit strings are kept from them. Many paths differ only
-# in timing or in "oh" for "zero", hence more paths than alternatives.
-NBEST_PATHS = 10
-ALTERNATIVES = 3
 
 
 def jsgf(grammar: Grammar) -> str:
@@ -188,7 +183,7 @@ class PocketsphinxUtterance(StreamingUtterance):
         finally:
             wipe_samples(audio)
 
-    def _conclude(self) -> Heard | None:
+    def _conclude(self) -> SecretDigits | None:
         decoder = self._decoder
         if decoder is None:
             return None
@@ -200,25 +195,7 @@ class PocketsphinxUtterance(StreamingUtterance):
             return None
         # The words exist as a str for this statement only (pocketsphinx hands
         # them over that way); nothing keeps or prints them.
-        best = words_to_digits(hypothesis.hypstr.split(), self._grammar)
-        if best is None or self._grammar.yes_no:
-            return Heard(best) if best is not None else None
-        return Heard(best, self._alternatives(decoder, best))
-
-    def _alternatives(self, decoder: Any, best: SecretDigits) -> tuple[SecretDigits, ...]:
-        """The other digit strings of the lattice's best paths, best first."""
-        found: list[SecretDigits] = []
-        for n, path in enumerate(decoder.nbest()):
-            if n >= NBEST_PATHS or len(found) >= ALTERNATIVES:
-                break
-            digits = words_to_digits(path.hypstr.split(), self._grammar)
-            if digits is None:
-                continue
-            if digits == best or digits in found:
-                digits.wipe()
-                continue
-            found.append(digits)
-        return tuple(found)
+        return words_to_digits(hypothesis.hypstr.split(), self._grammar)
 
     def _abort(self) -> None:
         wipe(self._head)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 
-from payivr.core.speech_input import Grammar, Heard
+from payivr.core.secrets import SecretDigits
+from payivr.core.speech_input import Grammar
 from payivr.speech.audio import wipe
 
 
@@ -42,7 +43,7 @@ class StreamingUtterance:
             wipe(block)
             self._done_with_block()
 
-    def finish(self) -> Heard | None:
+    def finish(self) -> SecretDigits | None:
         """Decode what is left and conclude (blocking: call it from a worker thread)."""
         block = self._take(closing=True)
         if block is None:
@@ -91,7 +92,7 @@ class StreamingUtterance:
         last block of the utterance."""
         raise NotImplementedError
 
-    def _conclude(self) -> Heard | None:
+    def _conclude(self) -> SecretDigits | None:
         """End the utterance: the digits (or yes/no) heard, or None."""
         raise NotImplementedError
 

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from payivr.core.speech_input import Grammar, Heard, words_to_digits
+from payivr.core.secrets import SecretDigits
+from payivr.core.speech_input import Grammar, words_to_digits
 from payivr.speech.audio import RATE
 from payivr.speech.quiet import silence_vosk
 from payivr.speech.utterance import StreamingUtterance
@@ -49,12 +50,11 @@ class VoskUtterance(StreamingUtterance):
         if self._recognizer is not None:
             self._recognizer.AcceptWaveform(bytes(pcm))
 
-    def _conclude(self) -> Heard | None:
+    def _conclude(self) -> SecretDigits | None:
         if self._recognizer is None:
             return None
         words = json.loads(self._recognizer.FinalResult()).get("text", "").split()
-        digits = words_to_digits(words, self._grammar)
-        return Heard(digits) if digits is not None else None
+        return words_to_digits(words, self._grammar)
 
     def _abort(self) -> None:
         # A recogniser per utterance: dropping it drops what it heard.

@@ -75,10 +75,6 @@ class SpeechHeard:
 
     field: Field
     digits: SecretDigits
-    # The recogniser's other hypotheses, best first (docs/dictation.md, "N-best"):
-    # the plan may read one back instead when the caller repeats a chunk it said
-    # "no" to. They belong to the plan like ``digits``.
-    alternatives: tuple[SecretDigits, ...] = ()
 
 
 @dataclass(frozen=True)

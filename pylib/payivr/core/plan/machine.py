@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable
 
 from payivr.core.card import (
     brand_candidates,
@@ -67,7 +66,7 @@ from payivr.core.reasons import Reason
 from payivr.core.request import PaymentRequest
 from payivr.core.result import Outcome
 from payivr.core.secrets import CardDetails, SecretDigits
-from payivr.core.speech_input import NO, YES, preferred
+from payivr.core.speech_input import NO, YES
 
 # "*" restarts a field without using an attempt, but only this many times per field:
 # after that a "*" counts as a failed attempt, so no caller can keep a line forever.
@@ -162,10 +161,6 @@ class CapturePlan:
         self._chunks: list[SecretDigits] = []
         self._heard: SecretDigits | None = None
         self._chunk_repeats = 0
-        # N-best (docs/dictation.md): what the caller said "no" to for the current
-        # chunk, and the other hypotheses of its last utterance; wiped with the chunk.
-        self._rejected: list[SecretDigits] = []
-        self._earlier: list[SecretDigits] = []
         self._readback_misses = 0
 
     # -- public API ------------------------------------------------------------------
@@ -276,18 +271,12 @@ class CapturePlan:
     # -- speech input (docs/dictation.md) ------------------------------------------
 
     def _on_heard(self, event: SpeechHeard) -> list[Command]:
-        """A chunk was heard: read it back and ask whether it is right. Said again
-        after a "no", the hypothesis read back is the recogniser's best one not
-        rejected for this chunk (``preferred``)."""
-        hypotheses = [event.digits, *event.alternatives]
-        chosen = hypotheses.pop(preferred(hypotheses, self._rejected, self._earlier))
-        _wipe_all(self._earlier)
-        self._earlier = hypotheses
-        self._heard = chosen
+        """A chunk was heard: read it back and ask whether it is right."""
+        self._heard = event.digits
         self._spoken = event.field
         self._readback_misses = 0
         self.state = State.READBACK
-        return [play(PromptId.READBACK_INTRO), ReadBackDigits(chosen), self._question()]
+        return [play(PromptId.READBACK_INTRO), ReadBackDigits(event.digits), self._question()]
 
     def _on_unclear(self, event: SpeechUnclear) -> list[Command]:
         return self._chunk_miss(event.field, SPEECH_UNCLEAR)
@@ -295,12 +284,10 @@ class CapturePlan:
     def _on_readback(self, event: SpeechHeard | DigitsEntered) -> list[Command]:
         answer = event.digits.reveal() if event.digits.is_digits() else ""
         event.digits.wipe()
-        if isinstance(event, SpeechHeard):
-            _wipe_all(event.alternatives)
         if answer == YES:
             return self._chunk_confirmed()
         if answer == NO:
-            return self._chunk_rejected(said_no=True)
+            return self._chunk_rejected()
         return self._readback_miss(PromptId.CONFIRM_INVALID)
 
     def _on_readback_unclear(self, event: InputTimeout | SpeechUnclear) -> list[Command]:
@@ -310,7 +297,7 @@ class CapturePlan:
     def _readback_miss(self, prompt: PromptId) -> list[Command]:
         self._readback_misses += 1
         if self._readback_misses > MAX_READBACK_MISSES:
-            return self._chunk_rejected(said_no=False)
+            return self._chunk_rejected()
         return [play(prompt), self._question()]
 
     def _question(self) -> Listen:
@@ -330,7 +317,6 @@ class CapturePlan:
         self._heard = None
         self._chunks.append(heard)
         self._chunk_repeats = 0
-        self._forget_hypotheses()
         self.state = STATE_OF_FIELD[field]
         said = sum(len(c) for c in self._chunks)
         first_chunk_unknown = said == CHUNK_DIGITS and not brand_candidates(self._chunks[0])
@@ -349,13 +335,11 @@ class CapturePlan:
         self._drop_chunks()
         return self._entry(field, whole)
 
-    def _chunk_rejected(self, *, said_no: bool) -> list[Command]:
+    def _chunk_rejected(self) -> list[Command]:
         field = self._spoken_field()
-        if self._heard is not None and said_no:
-            self._rejected.append(self._heard)  # not to be read back again
-        elif self._heard is not None:
-            self._heard.wipe()  # unanswered: not known to be wrong
-        self._heard = None
+        if self._heard is not None:
+            self._heard.wipe()
+            self._heard = None
         self.state = STATE_OF_FIELD[field]
         return self._chunk_miss(field, NOT_CONFIRMED)
 
@@ -434,13 +418,6 @@ class CapturePlan:
             self._heard.wipe()
             self._heard = None
         self._chunk_repeats = 0
-        self._forget_hypotheses()
-
-    def _forget_hypotheses(self) -> None:
-        _wipe_all(self._rejected)
-        _wipe_all(self._earlier)
-        self._rejected = []
-        self._earlier = []
 
     def _on_hangup(self, event: CallerHungUp) -> list[Command]:
         # The call is gone: record the end, play nothing, return nothing.
@@ -657,8 +634,3 @@ class CapturePlan:
         self._pan = self._expiry = self._cvv = None
         self._card = None
         self._drop_chunks()
-
-
-def _wipe_all(secrets: Iterable[SecretDigits]) -> None:
-    for secret in secrets:
-        secret.wipe()
