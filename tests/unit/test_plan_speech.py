@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from payivr.core.card import BRANDS, PAN_LENGTHS
 from payivr.core.errors import IllegalTransition
 from payivr.core.plan import (
     CallerHungUp,
@@ -26,7 +27,7 @@ from payivr.core.plan import (
     State,
     UnmaskRecording,
 )
-from payivr.core.plan.machine import MAX_CHUNK_REPEATS, MAX_READBACK_MISSES
+from payivr.core.plan.machine import MAX_CHUNK_REPEATS, MAX_READBACK_MISSES, SPOKEN_PAN_LENGTHS
 from payivr.core.reasons import Reason
 from payivr.core.secrets import SecretDigits
 from payivr.core.speech_input import InputMode
@@ -183,9 +184,10 @@ def test_too_many_repeats_of_a_chunk_count_as_a_failed_attempt_and_start_the_fie
 
 
 def test_a_said_number_failing_luhn_gets_the_keyed_reprompt() -> None:
+    # Mastercard numbers have 16 digits only: nothing more is asked for.
     plan = speech_plan()
     plan.start()
-    commands = say_card(plan, "4111111111111112")
+    commands = say_card(plan, "5555555555554445")
     assert Play("card-invalid-number") in commands
     assert plan.last_field is not None and plan.last_field.reason == "invalid-number"
     (listen,) = listens(commands)
@@ -330,3 +332,146 @@ def test_the_recording_stays_masked_from_the_first_chunk_to_the_confirmation() -
     finished = plan.handle(answer())
     assert plan.state is State.DONE
     assert any(isinstance(c, Finish) for c in finished)
+
+
+# -- card lengths (docs/dictation.md, "Card lengths") ------------------------------
+
+VISA_19 = "4571234567890123450"  # Luhn-valid at 19, not at its first 16
+UNIONPAY_19 = "6222021234567890128"
+MAESTRO_19 = "6759123456789012342"
+DINERS_14 = "30569309025904"
+
+
+def chunk_lengths(plan: CapturePlan, pan: str) -> tuple[list[int], list[Command]]:
+    """Say ``pan`` chunk by chunk as the plan asks (each confirmed): the lengths it
+    asked for and the commands after the last "yes"."""
+    plan.start()
+    asked, said = [4], 0
+    commands: list[Command] = []
+    while said < len(pan):
+        length = asked[-1]
+        say(plan, pan[said : said + length])
+        said += length
+        commands = yes(plan)
+        following = listens(commands)
+        if said < len(pan):
+            (listen,) = following
+            assert listen.field is Field.CARD_NUMBER
+            asked.append(listen.length)
+    return asked, commands
+
+
+def test_spoken_lengths_are_lengths_the_brands_allow() -> None:
+    assert set(SPOKEN_PAN_LENGTHS) == set(BRANDS)
+    for brand, lengths in SPOKEN_PAN_LENGTHS.items():
+        assert set(lengths) <= PAN_LENGTHS[brand]
+        assert list(lengths) == sorted(lengths)
+
+
+@pytest.mark.parametrize(
+    ("pan", "lengths"),
+    [
+        (VISA, [4, 4, 4, 4]),
+        (AMEX, [4, 4, 4, 3]),
+        ("5555555555554444", [4, 4, 4, 4]),
+        (VISA_19, [4, 4, 4, 4, 3]),
+        (UNIONPAY_19, [4, 4, 4, 4, 3]),
+        (MAESTRO_19, [4, 4, 4, 4, 3]),
+        (DINERS_14, [4, 4, 4, 2]),
+    ],
+)
+def test_a_card_is_said_in_the_chunks_its_brand_and_luhn_call_for(
+    pan: str, lengths: list[int]
+) -> None:
+    plan = speech_plan()
+    asked, commands = chunk_lengths(plan, pan)
+    assert asked == lengths
+    assert listens(commands)[0].field is Field.EXPIRY
+    assert plan.last_field is not None and plan.last_field.valid
+    assert plan.last_field.digit_count == len(pan)
+
+
+def test_sixteen_digits_failing_luhn_ask_for_the_remaining_three_of_a_19_digit_card() -> None:
+    plan = speech_plan()
+    plan.start()
+    for i in range(0, 16, 4):
+        say(plan, VISA_19[i : i + 4])
+        commands = yes(plan)
+    (listen,) = listens(commands)
+    assert listen.prompt == "say-remaining-digits" and listen.length == 3
+    assert plan.last_field is None  # nothing judged yet
+    heard = SecretDigits(VISA_19[16:])
+    plan.handle(SpeechHeard(Field.CARD_NUMBER, heard))
+    commands = yes(plan)
+    assert listens(commands)[0].field is Field.EXPIRY
+    say(plan, "1228")
+    yes(plan)
+    say(plan, "123")
+    payment = yes(plan)[-1]
+    assert isinstance(payment, ProcessPayment) and payment.card is not None
+    assert payment.card.pan == SecretDigits(VISA_19)
+
+
+def test_a_19_digit_card_whose_first_16_pass_luhn_is_taken_at_16() -> None:
+    # The documented limit: the processor declines it; the keypad is the way out.
+    plan = speech_plan()
+    plan.start()
+    commands = say_card(plan, "4111111111111111003"[:16])
+    assert listens(commands)[0].field is Field.EXPIRY
+    assert plan.last_field is not None and plan.last_field.digit_count == 16
+
+
+def test_silence_where_more_digits_were_asked_for_ends_the_number_as_invalid() -> None:
+    plan = speech_plan()
+    plan.start()
+    chunks = [SecretDigits(VISA_19[i : i + 4]) for i in range(0, 16, 4)]
+    for chunk in chunks:
+        plan.handle(SpeechHeard(Field.CARD_NUMBER, chunk))
+        yes(plan)
+    commands = plan.handle(InputTimeout(Field.CARD_NUMBER))
+    assert all(c.wiped for c in chunks)
+    assert Play("card-invalid-number") in commands
+    assert plan.last_field is not None
+    assert (plan.last_field.reason, plan.last_field.digit_count) == ("invalid-number", 16)
+    (listen,) = listens(commands)
+    assert listen.prompt == "say-card-number" and listen.length == 4
+
+
+def test_the_remaining_digits_rejected_are_asked_for_again() -> None:
+    plan = speech_plan()
+    plan.start()
+    for i in range(0, 16, 4):
+        say(plan, VISA_19[i : i + 4])
+        yes(plan)
+    wrong = SecretDigits("999")
+    plan.handle(SpeechHeard(Field.CARD_NUMBER, wrong))
+    commands = no(plan)
+    assert wrong.wiped
+    (listen,) = listens(commands)
+    assert listen.prompt == "say-remaining-digits" and listen.length == 3
+    say(plan, VISA_19[16:])
+    assert listens(yes(plan))[0].field is Field.EXPIRY
+
+
+def test_a_key_press_for_the_remaining_digits_keys_the_whole_number() -> None:
+    plan = speech_plan(InputMode.ANY)
+    plan.start()
+    chunks = [SecretDigits(VISA_19[i : i + 4]) for i in range(0, 16, 4)]
+    for chunk in chunks:
+        plan.handle(SpeechHeard(Field.CARD_NUMBER, chunk))
+        yes(plan)
+    commands = plan.handle(DigitsEntered(Field.CARD_NUMBER, SecretDigits(VISA_19), "#"))
+    assert all(c.wiped for c in chunks)
+    assert listens(commands)[0].field is Field.EXPIRY
+    assert plan.last_field is not None and plan.last_field.digit_count == 19
+
+
+def test_diners_failing_luhn_at_14_goes_on_to_16() -> None:
+    plan = speech_plan()
+    plan.start()
+    for chunk in ("3056", "9309", "0259"):
+        say(plan, chunk)
+        yes(plan)
+    say(plan, "05")  # 14 digits failing Luhn
+    (listen,) = listens(yes(plan))
+    assert (listen.prompt, listen.length) == ("say-remaining-digits", 2)

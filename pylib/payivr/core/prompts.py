@@ -53,6 +53,7 @@ class PromptId(enum.StrEnum):
     SAY_CARD_NUMBER = "say-card-number"
     SAY_OR_KEY_CARD_NUMBER = "say-or-key-card-number"
     SAY_NEXT_DIGITS = "say-next-digits"
+    SAY_REMAINING_DIGITS = "say-remaining-digits"
     SAY_EXPIRY = "say-expiry"
     SAY_CVV = "say-cvv"
     READBACK_INTRO = "readback-intro"

@@ -16,9 +16,9 @@ import dataclasses
 import datetime
 
 from payivr.core.card import (
-    PAN_LENGTHS,
     brand_candidates,
     cvv_length,
+    luhn_valid,
     validate_cvv,
     validate_expiry,
     validate_pan,
@@ -75,9 +75,27 @@ MAX_FREE_RESTARTS = 5
 CONFIRM_YES = "1"
 CONFIRM_START_AGAIN = "2"
 
-# Speech input: the card number is said in chunks of this many digits (four is what a
-# digit grammar of fixed length recognises reliably, and how cards are printed).
+# Speech input: the card number is said in chunks of at most this many digits (four
+# is what a digit grammar of fixed length recognises reliably, and how most cards are
+# printed).
 CHUNK_DIGITS = 4
+# The lengths a card number of each brand can be said in, shortest first
+# (docs/dictation.md, "Card lengths"). Where a brand allows more than one, the number
+# ends at the first whose digits pass Luhn; where they do not, the caller is asked for
+# the digits up to the next one. Lengths left out are keyed: a stop at 12, 13 or 15 for
+# Maestro or at 13 for Visa would cut one in ten of the far commoner 16-digit numbers
+# short (their first digits pass Luhn by chance), and 17 and 18 digits are not issued
+# in practice.
+SPOKEN_PAN_LENGTHS: dict[str, tuple[int, ...]] = {
+    "visa": (16, 19),
+    "mastercard": (16,),
+    "amex": (15,),
+    "discover": (16, 19),
+    "diners": (14, 16, 19),
+    "jcb": (16, 19),
+    "maestro": (16, 19),
+    "unionpay": (16, 19),
+}
 # A chunk may be said again this often (a "no" to its read-back, noise, silence)
 # before it counts as a failed attempt at the whole field.
 MAX_CHUNK_REPEATS = 2
@@ -239,6 +257,13 @@ class CapturePlan:
         return self._after_cvv()
 
     def _on_timeout(self, event: InputTimeout) -> list[Command]:
+        if self._listens(event.field) and self._at_spoken_stop(event.field):
+            # Silence where the number may end (the caller was asked for more digits
+            # "if there are any"): the number is what was said, and the keyed rules
+            # say why it is refused (invalid-number).
+            whole = SecretDigits.joined(self._chunks)
+            self._drop_chunks()
+            return self._entry(event.field, whole)
         if self._listens(event.field):
             return self._chunk_miss(event.field, NO_INPUT)
         return self._failed(event.field, NO_INPUT, 0)
@@ -298,9 +323,15 @@ class CapturePlan:
         if field is Field.CARD_NUMBER and first_chunk_unknown:
             self._drop_chunks()
             return self._failed(field, "unknown-brand", said)
-        if said < self._spoken_length(field):
+        stops = self._spoken_stops(field)
+        if said not in stops and said < stops[-1]:
             return [self._listen_chunk(field)]
         whole = SecretDigits.joined(self._chunks)
+        if said < stops[-1] and not luhn_valid(whole):
+            # A length the brand allows, but not a valid number at it: the card may
+            # be longer (16 of 16 or 19), so ask for the digits up to the next length.
+            whole.wipe()
+            return [self._listen_chunk(field)]
         self._drop_chunks()
         return self._entry(field, whole)
 
@@ -331,25 +362,39 @@ class CapturePlan:
         """Is ``field`` asked for by speech (the request's X-Pay-Input)?"""
         return field.is_card_data and self.request.input_mode.listens
 
-    def _spoken_length(self, field: Field) -> int:
-        """How many digits the caller says for ``field``. For the card number the
-        brand of the first chunk decides: 15 for Amex, 14 where a brand has no other
-        length, else 16 (docs/dictation.md: the 13- and 19-digit cards are keyed)."""
+    def _spoken_stops(self, field: Field) -> tuple[int, ...]:
+        """The lengths at which what is said for ``field`` may end, shortest first.
+        For the card number the brand of the first chunk decides (SPOKEN_PAN_LENGTHS;
+        a four-digit prefix fixes the brand's lengths: the longer IIN ranges, such as
+        Discover's 622126-622925, lie inside a shorter one with the same lengths)."""
         if field is Field.EXPIRY:
-            return 4
+            return (4,)
         if field is Field.CVV:
-            return cvv_length(self._brand) or 3
+            return (cvv_length(self._brand) or 3,)
         if not self._chunks:
-            return CHUNK_DIGITS
+            return (CHUNK_DIGITS,)
         candidates = brand_candidates(self._chunks[0])
-        lengths = PAN_LENGTHS[candidates[0]] if candidates else frozenset({16})
-        return 16 if 16 in lengths else min(lengths)
+        return SPOKEN_PAN_LENGTHS[candidates[0]] if candidates else (16,)
+
+    def _next_stop(self, field: Field) -> int:
+        """The next length, beyond what was said, at which ``field`` may end."""
+        said = sum(len(c) for c in self._chunks)
+        stops = self._spoken_stops(field)
+        return next((n for n in stops if n > said), stops[-1])
+
+    def _at_spoken_stop(self, field: Field) -> bool:
+        """Has the caller said a whole number of a length the brand allows, and been
+        asked for more digits because it failed Luhn there?"""
+        said = sum(len(c) for c in self._chunks)
+        return field is Field.CARD_NUMBER and said in self._spoken_stops(field)[:-1]
 
     def _listen_chunk(self, field: Field) -> Listen:
         said = sum(len(c) for c in self._chunks)
-        length = min(CHUNK_DIGITS, self._spoken_length(field) - said)
+        length = min(CHUNK_DIGITS, self._next_stop(field) - said)
         if field is Field.CARD_NUMBER:
-            if said:
+            if self._at_spoken_stop(field):
+                prompt = PromptId.SAY_REMAINING_DIGITS
+            elif said:
                 prompt = PromptId.SAY_NEXT_DIGITS
             elif self.request.input_mode.value == "any":
                 prompt = PromptId.SAY_OR_KEY_CARD_NUMBER
